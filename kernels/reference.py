@@ -1,0 +1,190 @@
+"""Plain NumPy reference versions of every kernel (``tinygrad_rad.kernels.reference``).
+
+They are written for clarity, not speed: each optimised kernel (Numba CPU, Numba CUDA, CUDA C) is
+tested against the function of the same name here. All image tensors are NCHW; conv weights are
+(C_out, C_in / groups, kH, kW), as in PyTorch.
+
+Shape rule used throughout (PyTorch's):
+    H_out = floor((H + 2 p - d (k - 1) - 1) / s) + 1
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def out_size(n: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def erf(x):
+    """Error function, elementwise (``math.erf`` per element)."""
+    return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+def matmul(a, b):
+    return np.matmul(a, b)
+
+
+# ---------------------------------------------------------------------------------- convolution
+def _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo):
+    """View of padded input (N, C, Hp, Wp) as (N, C, kh, kw, Ho, Wo) without copying (im2col view)."""
+    n, c = xp.shape[:2]
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(xp, (n, c, kh, kw, ho, wo), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y[n, o, i, j] = sum_{c, u, v} w[o, c, u, v] * xpad[n, g*Cg + c, i*s + u*d, j*s + v*d]."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
+    og = o // groups
+    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    for g in range(groups):
+        cg_cols = cols[:, g * cg : (g + 1) * cg]
+        wg = w[g * og : (g + 1) * og]
+        y[:, g * og : (g + 1) * og] = np.einsum("ncuvij,ocuv->noij", cg_cols, wg, optimize=True)
+    return y
+
+
+def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
+    """dL/dx: scatter each output gradient back through the weights it was computed with (col2im)."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x_shape
+    o, cg, kh, kw = w.shape
+    ho, wo = gy.shape[2:]
+    og = o // groups
+    gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    for g in range(groups):
+        gcols = np.einsum("noij,ocuv->ncuvij", gy[:, g * og : (g + 1) * og], w[g * og : (g + 1) * og], optimize=True)
+        for u in range(kh):
+            for v in range(kw):
+                gxp[:, g * cg : (g + 1) * cg, u * dh : u * dh + sh * (ho - 1) + 1 : sh,
+                    v * dw : v * dw + sw * (wo - 1) + 1 : sw] += gcols[:, :, u, v]
+    return gxp[:, :, ph : ph + h, pw : pw + wd]
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
+    """dL/dw[o, c, u, v] = sum_{n, i, j} gy[n, o, i, j] * xpad[n, c, i*s + u*d, j*s + v*d]."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    o, cg, kh, kw = w_shape
+    ho, wo = gy.shape[2:]
+    og = o // groups
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)
+    gw = np.empty(w_shape, dtype=gy.dtype)
+    for g in range(groups):
+        gw[g * og : (g + 1) * og] = np.einsum(
+            "noij,ncuvij->ocuv", gy[:, g * og : (g + 1) * og], cols[:, g * cg : (g + 1) * cg], optimize=True
+        )
+    return gw
+
+
+# -------------------------------------------------------------------------------------- pooling
+def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
+    """Max over each window; also returns the argmax (0..kh*kw-1 within the window) for backward."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, wd = x.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    win = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
+    flat = win.reshape(n, c, kh * kw, ho, wo)
+    idx = flat.argmax(axis=2)
+    y = np.take_along_axis(flat, idx[:, :, None], axis=2)[:, :, 0]
+    return y, idx.astype(np.int32)
+
+
+def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 1)):
+    """Route each output gradient to the input element that was the window's max."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, wd = x_shape
+    ho, wo = gy.shape[2:]
+    gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            gxp[:, :, u * dh : u * dh + sh * (ho - 1) + 1 : sh, v * dw : v * dw + sw * (wo - 1) + 1 : sw] += gy * (
+                idx == u * kw + v
+            )
+    return gxp[:, :, ph : ph + h, pw : pw + wd]
+
+
+def _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, dtype):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    h, wd = x_shape[2:]
+    ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
+    if count_include_pad:
+        # PyTorch counts padded zeros, but not window parts that hang past the padding
+        hs = np.arange(ho) * sh - ph
+        ws = np.arange(wo) * sw - pw
+        hcount = np.minimum(hs + kh, h + ph) - hs
+        wcount = np.minimum(ws + kw, wd + pw) - ws
+    else:
+        hs = np.arange(ho) * sh - ph
+        ws = np.arange(wo) * sw - pw
+        hcount = np.minimum(hs + kh, h) - np.maximum(hs, 0)
+        wcount = np.minimum(ws + kw, wd) - np.maximum(ws, 0)
+    return (hcount[:, None] * wcount[None, :]).astype(dtype)
+
+
+def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, wd = x.shape
+    ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = _windows(xp, kh, kw, sh, sw, 1, 1, ho, wo)
+    div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, x.dtype)
+    return (win.sum(axis=(2, 3)) / div).astype(x.dtype)
+
+
+def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=True):
+    """Each input in a window gets gy / window_size."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, wd = x_shape
+    ho, wo = gy.shape[2:]
+    g = gy / _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, gy.dtype)
+    gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            gxp[:, :, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw] += g
+    return gxp[:, :, ph : ph + h, pw : pw + wd]
+
+
+# ----------------------------------------------------------------------------------- batch norm
+def _bn_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _bn_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_forward_train(x, weight, bias, eps):
+    """Normalise with the batch's per-channel mean and biased variance; returns (y, mean, invstd)."""
+    axes, shp = _bn_axes(x), _bn_shape(x)
+    mean = x.mean(axis=axes)
+    var = x.var(axis=axes)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean.reshape(shp)) * invstd.reshape(shp)
+    y = xhat * weight.reshape(shp) + bias.reshape(shp) if weight is not None else xhat
+    return y.astype(x.dtype), mean.astype(x.dtype), invstd.astype(x.dtype)
+
+
+def batch_norm_backward(gy, x, weight, mean, invstd):
+    """dx = invstd/M (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gy w; dw = sum gy xhat; db = sum gy."""
+    axes, shp = _bn_axes(x), _bn_shape(x)
+    m = x.size // x.shape[1]
+    xhat = (x - mean.reshape(shp)) * invstd.reshape(shp)
+    gb = gy.sum(axis=axes)
+    gw = (gy * xhat).sum(axis=axes)
+    w = weight.reshape(shp) if weight is not None else 1.0
+    dxhat_sum = (gb * (weight if weight is not None else 1.0)).reshape(shp)
+    dxhat_xhat_sum = (gw * (weight if weight is not None else 1.0)).reshape(shp)
+    gx = invstd.reshape(shp) / m * (m * gy * w - dxhat_sum - xhat * dxhat_xhat_sum)
+    return gx.astype(x.dtype), gw.astype(x.dtype), gb.astype(x.dtype)

@@ -1,0 +1,506 @@
+"""Stateless neural-network functions with PyTorch's names and argument names.
+
+    >>> import tinygrad_rad.nn.functional as F
+    >>> y = F.conv2d(x, w, bias=None, stride=1, padding=1)
+    >>> loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops as _ops
+from ..device import xp_for
+from ..dtypes import is_floating
+from ..random import get_generator
+from ..tensor import Tensor, where
+from . import ops as nnops
+
+__all__ = [
+    "linear", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+    "adaptive_max_pool2d", "interpolate", "batch_norm", "dropout", "cross_entropy", "nll_loss",
+    "binary_cross_entropy_with_logits", "binary_cross_entropy", "mse_loss", "l1_loss", "smooth_l1_loss",
+    "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "log_softmax", "pad",
+    "one_hot",
+]
+
+
+def _pair(v, name: str) -> tuple:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _check_float(fn: str, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{fn}: {name} must be a Tensor, got {type(t).__name__}")
+        if t is not None and not is_floating(t.dtype):
+            raise TypeError(f"{fn}: {name} must be a floating-point tensor, got dtype {t.dtype}")
+
+
+# ------------------------------------------------------------------------------- activations
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.relu()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    return input.leaky_relu(negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return input.elu(alpha)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    return input.tanh()
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    return input.gelu(approximate)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return input.softplus(beta, threshold)
+
+
+def softmax(input: Tensor, dim: int) -> Tensor:
+    return input.softmax(dim)
+
+
+def log_softmax(input: Tensor, dim: int) -> Tensor:
+    return input.log_softmax(dim)
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+    return _ops.pad(input, pad, mode=mode, value=value)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    idx = tensor.numpy().astype(np.int64)
+    n = int(idx.max()) + 1 if num_classes < 0 else num_classes
+    return Tensor(np.eye(n, dtype=np.int64)[idx], device=tensor.device)
+
+
+# -------------------------------------------------------------------------------------- layers
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b, with W of shape (out_features, in_features)."""
+    if input.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"linear: input has {input.shape[-1]} features (shape {input.shape}) but weight expects "
+            f"{weight.shape[-1]} (shape {weight.shape})"
+        )
+    out = input @ weight.T
+    return out + bias if bias is not None else out
+
+
+def _conv_padding(padding, kernel, dilation, stride, fn):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{fn}: padding='same' needs stride 1, got {stride}")
+            tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            if any(t % 2 for t in tot):
+                raise ValueError(f"{fn}: padding='same' with an even effective kernel is not supported")
+            return tot[0] // 2, tot[1] // 2
+        raise ValueError(f"{fn}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    return _pair(padding, "padding")
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation over an (N, C_in, H, W) input with weight (C_out, C_in/groups, kH, kW)."""
+    _check_float("conv2d", input=input, weight=weight, bias=bias)
+    if input.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {input.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    padding = _conv_padding(padding, weight.shape[2:], dilation, stride, "conv2d")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
+        raise ValueError(f"conv2d: invalid stride {stride}, padding {padding}, dilation {dilation} or groups {groups}")
+    cin = input.shape[1]
+    if cin % groups or weight.shape[0] % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide in_channels={cin} and out_channels={weight.shape[0]}")
+    if weight.shape[1] * groups != cin:
+        raise ValueError(
+            f"conv2d: weight of shape {weight.shape} with groups={groups} expects input to have "
+            f"{weight.shape[1] * groups} channels, but got {cin} channels (input shape {input.shape})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"conv2d: bias shape {bias.shape} does not match out_channels={weight.shape[0]}")
+    for i in (0, 1):
+        eff = dilation[i] * (weight.shape[2 + i] - 1) + 1
+        if input.shape[2 + i] + 2 * padding[i] < eff:
+            raise ValueError(
+                f"conv2d: input spatial size {input.shape[2:]} (padded by {padding}) is smaller than the "
+                f"kernel {weight.shape[2:]} (dilation {dilation})"
+            )
+    if input.dtype != weight.dtype:
+        raise TypeError(f"conv2d: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if bias is None:
+        return nnops.Conv2d.apply(input, weight, **args)
+    return nnops.Conv2d.apply(input, weight, bias, **args)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed convolution; weight has shape (C_in, C_out/groups, kH, kW) as in PyTorch."""
+    _check_float("conv_transpose2d", input=input, weight=weight, bias=bias)
+    if input.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"conv_transpose2d: expected 4-D input and weight, got {input.shape} and {weight.shape}")
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    if input.shape[1] != weight.shape[0]:
+        raise ValueError(
+            f"conv_transpose2d: weight of shape {weight.shape} expects {weight.shape[0]} input channels, "
+            f"but got {input.shape[1]} channels (input shape {input.shape})"
+        )
+    if input.shape[1] % groups:
+        raise ValueError(f"conv_transpose2d: groups={groups} must divide in_channels={input.shape[1]}")
+    for i in (0, 1):
+        if output_padding[i] >= max(stride[i], dilation[i]):
+            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be smaller than stride or dilation")
+    args = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    if bias is None:
+        return nnops.ConvTranspose2d.apply(input, weight, **args)
+    return nnops.ConvTranspose2d.apply(input, weight, bias, **args)
+
+
+def _pool_args(fn, input, kernel_size, stride, padding, dilation=1):
+    if input.ndim != 4:
+        raise ValueError(f"{fn}: expected a 4-D input (N, C, H, W), got shape {input.shape}")
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
+        raise ValueError(f"{fn}: padding {p} should be at most half of kernel_size {k}")
+    for i in (0, 1):
+        if input.shape[2 + i] + 2 * p[i] < d[i] * (k[i] - 1) + 1:
+            raise ValueError(f"{fn}: input of shape {input.shape} is smaller than the kernel {k}")
+    return k, s, p, d
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False) -> Tensor:
+    if ceil_mode or return_indices:
+        raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
+    _check_float("max_pool2d", input=input)
+    k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation)
+    return nnops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    if ceil_mode:
+        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
+    _check_float("avg_pool2d", input=input)
+    k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
+    return nnops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p, count_include_pad=count_include_pad)
+
+
+def _adaptive_matrix(n_in: int, n_out: int, dtype) -> np.ndarray:
+    """Averaging matrix (n_out, n_in) with PyTorch's bins [floor(i n/o), ceil((i+1) n/o))."""
+    m = np.zeros((n_out, n_in), dtype=dtype)
+    for i in range(n_out):
+        a, b = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average over PyTorch's adaptive bins; separable, so it is ``P_h @ x @ P_w^T``."""
+    if input.ndim != 4:
+        raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input, got shape {input.shape}")
+    h, w = input.shape[2:]
+    oh, ow = _pair(output_size if not isinstance(output_size, (tuple, list)) else
+                   tuple(h if o is None else o for o in output_size), "output_size")
+    if (oh, ow) == (1, 1):
+        return input.mean(dim=(2, 3), keepdim=True)
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(input, (h // oh, w // ow))
+    xp = xp_for(input.device)
+    ph = Tensor._wrap(xp.asarray(_adaptive_matrix(h, oh, input.dtype)), device=input.device)
+    pw = Tensor._wrap(xp.asarray(_adaptive_matrix(w, ow, input.dtype).T.copy()), device=input.device)
+    return ph @ input @ pw
+
+
+def adaptive_max_pool2d(input: Tensor, output_size) -> Tensor:
+    h, w = input.shape[2:]
+    oh, ow = _pair(output_size, "output_size")
+    if h % oh or w % ow:
+        raise NotImplementedError("adaptive_max_pool2d: the input size must be a multiple of output_size")
+    return max_pool2d(input, (h // oh, w // ow))
+
+
+def _interp_matrix(n_in: int, n_out: int, mode: str, align_corners: bool | None, scale, dtype) -> np.ndarray:
+    """Row i holds the weights that output pixel i takes from the input pixels (one axis)."""
+    m = np.zeros((n_out, n_in), dtype=np.float64)
+    # PyTorch uses 1/scale_factor when it is given, else in/out
+    ratio = (1.0 / scale) if scale is not None else n_in / n_out
+    if mode == "nearest":
+        src = np.minimum(np.floor(np.arange(n_out) * ratio).astype(np.int64), n_in - 1)
+        m[np.arange(n_out), src] = 1.0
+        return m.astype(dtype)
+    if align_corners:
+        src = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = np.maximum((np.arange(n_out) + 0.5) * ratio - 0.5, 0.0)
+    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    np.add.at(m, (np.arange(n_out), lo), 1 - frac)
+    np.add.at(m, (np.arange(n_out), hi), frac)
+    return m.astype(dtype)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners: bool | None = None) -> Tensor:
+    """Resize (N, C, H, W) with ``mode`` 'nearest' or 'bilinear'; both are separable, so the resize is
+    ``A_h @ x @ A_w^T`` with small interpolation matrices, and backward comes from matmul's."""
+    if input.ndim != 4:
+        raise ValueError(f"interpolate: expected a 4-D input (N, C, H, W), got shape {input.shape}")
+    if mode not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported (use 'nearest' or 'bilinear')")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError("interpolate: align_corners only applies to mode='bilinear'")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    h, w = input.shape[2:]
+    if size is not None:
+        oh, ow = _pair(size, "size")
+        sh = sw = None
+    else:
+        sh, sw = (scale_factor, scale_factor) if not isinstance(scale_factor, (tuple, list)) else scale_factor
+        oh, ow = int(np.floor(h * sh)), int(np.floor(w * sw))
+    xp = xp_for(input.device)
+    out = input
+    if oh != h or sh not in (None, 1):
+        ah = _interp_matrix(h, oh, mode, align_corners, sh, input.dtype)
+        out = Tensor._wrap(xp.asarray(ah), device=input.device) @ out
+    if ow != w or sw not in (None, 1):
+        aw = _interp_matrix(w, ow, mode, align_corners, sw, input.dtype)
+        out = out @ Tensor._wrap(xp.asarray(aw.T.copy()), device=input.device)
+    return out
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel of (N, C, ...) input.
+
+    training=True: use the batch mean and biased variance, and update running stats in place:
+    ``running = (1 - momentum) running + momentum batch`` (unbiased variance, as in PyTorch).
+    training=False: use running_mean and running_var.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input {input.shape}")
+    if (weight is None) != (bias is None):
+        raise ValueError("batch_norm: give both weight and bias, or neither")
+    if training:
+        m = input.numel() // c
+        if m <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {input.shape}")
+        out = (nnops.BatchNormTrain.apply(input, weight, bias, eps=eps) if weight is not None
+               else nnops.BatchNormTrain.apply(input, eps=eps))
+        if running_mean is not None:
+            ctx = out._ctx
+            # recompute the stats if the graph was not recorded (no_grad), otherwise reuse the op's
+            axes = (0,) + tuple(range(2, input.ndim))
+            if ctx is not None:
+                mean, invstd = ctx.mean, ctx.invstd
+                var = 1.0 / (invstd.astype(np.float64) ** 2) - eps
+            else:
+                mean, var = input.data.mean(axis=axes), input.data.var(axis=axes)
+            running_mean.data = ((1 - momentum) * running_mean.data + momentum * mean).astype(running_mean.dtype)
+            unbiased = var * (m / (m - 1))
+            running_var.data = ((1 - momentum) * running_var.data + momentum * unbiased).astype(running_var.dtype)
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+    # eval: y = (x - mean) / sqrt(var + eps) * w + b, with mean and var constants
+    shp = (1, c) + (1,) * (input.ndim - 2)
+    inv = Tensor._wrap((1.0 / xp_for(input.device).sqrt(running_var.data + eps)).astype(input.dtype), input.device)
+    mean = running_mean.detach()
+    if weight is None:
+        return (input - mean.reshape(shp)) * inv.reshape(shp)
+    scale = (weight * inv).reshape(shp)
+    return input * scale + (bias - mean * weight * inv).reshape(shp)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (identity when not training)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    xp = xp_for(input.device)
+    if p == 1.0:
+        mask = xp.zeros(input.shape, dtype=input.dtype)
+    else:
+        keep = get_generator().random(input.shape) >= p
+        mask = xp.asarray((keep / (1.0 - p)).astype(input.dtype))
+    return nnops.Dropout.apply(input, p=p, mask=mask)
+
+
+# --------------------------------------------------------------------------------------- losses
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _class_last(input: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N * d1 * ..., C)."""
+    if input.ndim == 2:
+        return input
+    c = input.shape[1]
+    perm = (0,) + tuple(range(2, input.ndim)) + (1,)
+    return input.permute(*perm).reshape(-1, c)
+
+
+def _targets(fn, input: Tensor, target: Tensor):
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target))
+    if is_floating(target.dtype):
+        raise TypeError(f"{fn}: target must hold class indices (an integer tensor), got dtype {target.dtype}")
+    expect = (input.shape[0],) + input.shape[2:]
+    if target.shape != expect:
+        raise ValueError(f"{fn}: input of shape {input.shape} needs a target of shape {expect}, got {target.shape}")
+    return target.numpy().reshape(-1).astype(np.int64)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy on logits (N, C) or (N, C, d1, ...) with integer class targets.
+
+    With ``label_smoothing`` e the target distribution is (1 - e) one_hot + e / C. Class ``weight``
+    and ``ignore_index`` follow PyTorch (the mean divides by the summed weight of the targets).
+    """
+    _check_float("cross_entropy", input=input, weight=weight)
+    if input.ndim < 2:
+        raise ValueError(f"cross_entropy: expected logits of shape (N, C, ...), got {input.shape}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    c = input.shape[1]
+    t = _targets("cross_entropy", input, target)
+    valid = t != ignore_index
+    if ((t[valid] < 0) | (t[valid] >= c)).any():
+        bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
+        raise ValueError(f"cross_entropy: target {bad} is out of range for {c} classes")
+    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    m = t.shape[0]
+    rows = np.arange(m)[valid]
+    dense = np.zeros((m, c), dtype=np.float64)
+    dense[rows, t[valid]] = (1.0 - label_smoothing) * w[t[valid]]
+    if label_smoothing:
+        dense[valid] += label_smoothing / c * w[None, :]
+    logits = _class_last(input)
+    xp = xp_for(input.device)
+    if reduction == "none":
+        logp = logits.log_softmax(1)
+        tgt = Tensor._wrap(xp.asarray(dense.astype(input.dtype)), device=input.device)
+        loss = -(logp * tgt).sum(dim=1)
+        return loss.reshape((input.shape[0],) + input.shape[2:])
+    denom = w[t[valid]].sum() if reduction == "mean" else 1.0
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    scale = 1.0 / denom if denom > 0 else float("nan")
+    tgt = xp.asarray(dense.astype(input.dtype))
+    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood on log-probabilities (N, C) or (N, C, d1, ...)."""
+    _check_float("nll_loss", input=input, weight=weight)
+    c = input.shape[1]
+    t = _targets("nll_loss", input, target)
+    valid = t != ignore_index
+    if ((t[valid] < 0) | (t[valid] >= c)).any():
+        raise ValueError(f"nll_loss: a target is out of range for {c} classes")
+    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    m = t.shape[0]
+    dense = np.zeros((m, c), dtype=input.dtype)
+    dense[np.arange(m)[valid], t[valid]] = w[t[valid]]
+    xp = xp_for(input.device)
+    per = -(_class_last(input) * Tensor._wrap(xp.asarray(dense), device=input.device)).sum(dim=1)
+    if reduction == "none":
+        return per.reshape((input.shape[0],) + input.shape[2:])
+    if reduction == "sum":
+        return per.sum()
+    if reduction == "mean":
+        return per.sum() * (1.0 / w[t[valid]].sum())
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _same_shape(fn: str, input: Tensor, target: Tensor) -> Tensor:
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target, dtype=input.dtype), device=input.device)
+    if input.shape != target.shape:
+        raise ValueError(f"{fn}: input shape {input.shape} and target shape {target.shape} differ")
+    if target.dtype != input.dtype:
+        target = target.to(dtype=input.dtype)
+    return target
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Stable BCE on logits: l = (1 - y) x + (1 + (pw - 1) y) softplus(-x)."""
+    _check_float("binary_cross_entropy_with_logits", input=input)
+    target = _same_shape("binary_cross_entropy_with_logits", input, target)
+    sp = (-input).softplus()
+    if pos_weight is not None:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
+    else:
+        loss = (1 - target) * input + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         reduction: str = "mean") -> Tensor:
+    """BCE on probabilities (log clamped at -100 as in PyTorch)."""
+    target = _same_shape("binary_cross_entropy", input, target)
+    loss = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    d = input - _same_shape("mse_loss", input, target)
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce((input - _same_shape("l1_loss", input, target)).abs(), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
+    d = (input - _same_shape("smooth_l1_loss", input, target)).abs()
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+    return _reduce(loss, reduction)
+

@@ -1,0 +1,869 @@
+"""``Tensor``: an array plus what autodiff needs (``requires_grad``, ``grad``, the op that made it).
+
+    >>> import tinygrad_rad as tr
+    >>> x = tr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+
+The ops themselves live in :mod:`tinygrad_rad.ops` (one ``Function`` class each); this module holds
+the Tensor class, its PyTorch-named methods, and the creation functions.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .autograd import is_grad_enabled, run_backward
+from .device import canonical_device, to_device, xp_for
+from .dtypes import DEFAULT_FLOAT, check_dtype, is_floating, to_dtype
+from .random import get_generator
+
+Shape = tuple
+
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+def _shape_arg(shape) -> tuple:
+    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f([2, 3])``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _dims(dim, ndim: int) -> tuple | None:
+    """Normalise ``dim`` (None, int or tuple of ints, negatives allowed) to a sorted tuple."""
+    if dim is None:
+        return None
+    if isinstance(dim, (list, tuple)):
+        dims = dim
+    else:
+        dims = (dim,)
+    out = []
+    for d in dims:
+        d = int(d)
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions")
+        out.append(d % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"dim {dim} repeats a dimension")
+    return tuple(sorted(out))
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it and run backward through them.
+
+    ``Tensor(data, requires_grad=False, dtype=None, device="cpu")``. ``data`` may be a nested list,
+    a scalar, a NumPy (or CuPy) array, or another Tensor. Python floats become float32 (the default
+    dtype), Python ints int64; NumPy arrays keep their dtype (as ``torch.from_numpy`` does).
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype=None, device=None):
+        if isinstance(data, Tensor):
+            arr = data.data
+            device = data.device if device is None else device
+        elif hasattr(data, "__cuda_array_interface__") and type(data).__module__.startswith("cupy"):
+            arr = data
+            device = "cuda" if device is None else device
+        else:
+            arr = _as_array(data, dtype)
+        dev = canonical_device(device)
+        if dtype is not None:
+            dt = to_dtype(dtype)
+            if arr.dtype != dt:
+                arr = arr.astype(dt)
+        else:
+            check_dtype(arr.dtype)
+        arr = to_device(arr, dev)
+        self.data = arr
+        self._device = dev
+        self.grad: Tensor | None = None
+        self._ctx = None
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, arr, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+        """Wrap an array produced by an op (no copy, no checks)."""
+        t = cls.__new__(cls)
+        t.data = arr
+        t._device = device
+        t.grad = None
+        t._ctx = None
+        t._retains_grad = False
+        t.requires_grad = requires_grad
+        return t
+
+    # --------------------------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return self.shape
+        return self.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not is_floating(self.dtype):
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (used by Grad-CAM)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        self._retains_grad = True
+
+    # ---------------------------------------------------------------------------- conversion
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied to the host for ``cuda`` tensors)."""
+        return to_device(self.data, "cpu")
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def detach(self) -> Tensor:
+        """Same data, cut from the graph."""
+        return Tensor._wrap(self.data, device=self.device)
+
+    def clone(self) -> Tensor:
+        return ops.Copy.apply(self)
+
+    def to(self, device=None, dtype=None) -> Tensor:
+        """``t.to("cuda")``, ``t.to(float64)`` or both. Differentiable across devices and dtypes."""
+        if dtype is None and device is not None and not isinstance(device, str) and not hasattr(device, "type"):
+            device, dtype = None, device  # t.to(tinygrad_rad.float64)
+        out = self
+        if device is not None:
+            dev = canonical_device(device)
+            if dev != out.device:
+                out = ops.ToDevice.apply(out, device=dev)
+        if dtype is not None:
+            dt = to_dtype(dtype)
+            if dt != out.dtype:
+                out = ops.Cast.apply(out, dtype=dt)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    def float(self) -> Tensor:
+        return self.to(dtype=np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtype=np.float64)
+
+    def long(self) -> Tensor:
+        return Tensor._wrap(self.data.astype(np.int64), device=self.device)
+
+    def int(self) -> Tensor:
+        return Tensor._wrap(self.data.astype(np.int32), device=self.device)
+
+    def bool(self) -> Tensor:
+        return Tensor._wrap(self.data.astype(np.bool_), device=self.device)
+
+    def type(self, dtype) -> Tensor:
+        dt = to_dtype(dtype)
+        if is_floating(dt):
+            return self.to(dtype=dt)
+        return Tensor._wrap(self.data.astype(dt), device=self.device)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
+        extra = []
+        if self.dtype != DEFAULT_FLOAT and not (self.dtype == np.int64 and "." not in body):
+            extra.append(f"dtype={self.dtype}")
+        if self.device != "cpu":
+            extra.append(f"device='{self.device}'")
+        if self._ctx is not None:
+            extra.append(f"grad_fn=<{self._ctx.name}>")
+        elif self.requires_grad:
+            extra.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extra) + ")"
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with shape {self.shape} is ambiguous")
+        return builtins.bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if is_floating(self.dtype):
+            raise TypeError("only integer tensors can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ----------------------------------------------------------------------------- autodiff
+    def backward(self, gradient: Tensor | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``+=``; reset with ``zero_grad``)."""
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad and has no grad_fn: no input of "
+                "the computation had requires_grad=True (or it ran under no_grad())"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; this tensor has shape "
+                    f"{self.shape}. Pass gradient= with that shape, or reduce it first (e.g. .sum())"
+                )
+            g = xp_for(self.device).ones(self.data.shape, dtype=self.dtype)
+        else:
+            gt = gradient if isinstance(gradient, Tensor) else Tensor(gradient, dtype=self.dtype)
+            if gt.shape != self.shape:
+                raise ValueError(f"backward: gradient has shape {gt.shape}, expected {self.shape}")
+            g = to_device(gt.data.astype(self.dtype, copy=False), self.device)
+        run_backward(self, g)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # --------------------------------------------------------------------- binary arithmetic
+    def _other(self, x) -> Tensor:
+        if isinstance(x, Tensor):
+            return x
+        arr = np.asarray(x)
+        if arr.dtype.kind in "fc" or (arr.dtype.kind in "iub" and is_floating(self.dtype)):
+            dt = self.dtype if is_floating(self.dtype) else DEFAULT_FLOAT
+            if arr.ndim == 0:
+                return Tensor._wrap(xp_for(self.device).asarray(arr, dtype=dt), device=self.device)
+            return Tensor(arr.astype(dt), device=self.device)
+        return Tensor(arr, device=self.device)
+
+    def add(self, other) -> Tensor:
+        return ops.Add.apply(self, self._other(other))
+
+    def sub(self, other) -> Tensor:
+        return ops.Sub.apply(self, self._other(other))
+
+    def mul(self, other) -> Tensor:
+        return ops.Mul.apply(self, self._other(other))
+
+    def div(self, other) -> Tensor:
+        return ops.Div.apply(self, self._other(other))
+
+    def pow(self, exponent) -> Tensor:
+        if isinstance(exponent, Tensor):
+            return ops.Pow.apply(self, exponent)
+        return ops.PowScalar.apply(self, exponent=float(exponent))
+
+    __add__ = add
+    __sub__ = sub
+    __mul__ = mul
+    __truediv__ = div
+    __pow__ = pow
+
+    def __radd__(self, other) -> Tensor:
+        return ops.Add.apply(self._other(other), self)
+
+    def __rsub__(self, other) -> Tensor:
+        return ops.Sub.apply(self._other(other), self)
+
+    def __rmul__(self, other) -> Tensor:
+        return ops.Mul.apply(self._other(other), self)
+
+    def __rtruediv__(self, other) -> Tensor:
+        return ops.Div.apply(self._other(other), self)
+
+    def __rpow__(self, other) -> Tensor:
+        return ops.Pow.apply(self._other(other), self)
+
+    def __neg__(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def neg(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def matmul(self, other) -> Tensor:
+        return ops.matmul(self, self._other(other))
+
+    __matmul__ = matmul
+
+    def __rmatmul__(self, other) -> Tensor:
+        return ops.matmul(self._other(other), self)
+
+    def maximum(self, other) -> Tensor:
+        return ops.Maximum.apply(self, self._other(other))
+
+    def minimum(self, other) -> Tensor:
+        return ops.Minimum.apply(self, self._other(other))
+
+    # comparisons: no gradient, boolean result
+    def _cmp(self, other, fn) -> Tensor:
+        o = other.data if isinstance(other, Tensor) else other
+        try:
+            res = fn(self.data, o)
+        except ValueError as e:
+            oshape = other.shape if isinstance(other, Tensor) else np.shape(other)
+            raise ValueError(f"comparison: shapes {self.shape} and {tuple(oshape)} do not broadcast") from e
+        return Tensor._wrap(res, device=self.device)
+
+    def __eq__(self, other) -> Tensor:  # type: ignore[override]
+        return self._cmp(other, lambda a, b: a == b)
+
+    def __ne__(self, other) -> Tensor:  # type: ignore[override]
+        return self._cmp(other, lambda a, b: a != b)
+
+    def __lt__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a < b)
+
+    def __le__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a <= b)
+
+    def __gt__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a > b)
+
+    def __ge__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a >= b)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def __invert__(self) -> Tensor:
+        return Tensor._wrap(~self.data, device=self.device)
+
+    def __and__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a & b)
+
+    def __or__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a | b)
+
+    def logical_not(self) -> Tensor:
+        return Tensor._wrap(~self.data.astype(np.bool_), device=self.device)
+
+    # ----------------------------------------------------------------------- unary functions
+    def exp(self) -> Tensor:
+        return ops.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return ops.Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.Sqrt.apply(self)
+
+    def rsqrt(self) -> Tensor:
+        return ops.PowScalar.apply(self, exponent=-0.5)
+
+    def abs(self) -> Tensor:
+        return ops.Abs.apply(self)
+
+    def sin(self) -> Tensor:
+        return ops.Sin.apply(self)
+
+    def cos(self) -> Tensor:
+        return ops.Cos.apply(self)
+
+    def square(self) -> Tensor:
+        return ops.PowScalar.apply(self, exponent=2.0)
+
+    def reciprocal(self) -> Tensor:
+        return ops.PowScalar.apply(self, exponent=-1.0)
+
+    def sign(self) -> Tensor:
+        return Tensor._wrap(_xp(self).sign(self.data), device=self.device)
+
+    def clamp(self, min=None, max=None) -> Tensor:
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return ops.Clamp.apply(self, min=min, max=max)
+
+    clip = clamp
+
+    def relu(self) -> Tensor:
+        return ops.Relu.apply(self)
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+        return ops.LeakyRelu.apply(self, negative_slope=float(negative_slope))
+
+    def elu(self, alpha: float = 1.0) -> Tensor:
+        return ops.Elu.apply(self, alpha=float(alpha))
+
+    def sigmoid(self) -> Tensor:
+        return ops.Sigmoid.apply(self)
+
+    def tanh(self) -> Tensor:
+        return ops.Tanh.apply(self)
+
+    def gelu(self, approximate: str = "none") -> Tensor:
+        return ops.Gelu.apply(self, approximate=approximate)
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+        return ops.Softplus.apply(self, beta=float(beta), threshold=float(threshold))
+
+    # ----------------------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+        out = ops.Sum.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
+        return out.to(dtype=dtype) if dtype is not None else out
+
+    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+        if not is_floating(self.dtype):
+            raise TypeError(f"mean() needs a floating-point tensor, got dtype {self.dtype}")
+        dims = _dims(dim, self.ndim)
+        n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        return ops.Sum.apply(self, dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n, 1))
+
+    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+        """Variance; ``correction=1`` (or ``unbiased=True``, the default) divides by N-1."""
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        dims = _dims(dim, self.ndim)
+        n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
+        mu = self.mean(dim=dims, keepdim=True)
+        d = self - mu
+        return (d * d).sum(dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n - correction, 1e-300))
+
+    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+        return self.var(dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction).sqrt()
+
+    def _maxmin(self, fn, dim, keepdim):
+        if dim is None:
+            return fn.apply(self, dim=None, keepdim=False)
+        dims = _dims(dim, self.ndim)
+        values = fn.apply(self, dim=dims, keepdim=keepdim)
+        arg = self.argmax if fn is ops.Max else self.argmin
+        return MaxMin(values, arg(dim=dims[0], keepdim=keepdim))
+
+    def max(self, dim: int | None = None, keepdim: bool = False):
+        """``t.max()`` -> a scalar tensor; ``t.max(dim)`` -> ``(values, indices)`` like PyTorch.
+
+        (To take the elementwise maximum of two tensors use ``maximum``.)"""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        return self._maxmin(ops.Max, dim, keepdim)
+
+    def min(self, dim: int | None = None, keepdim: bool = False):
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        return self._maxmin(ops.Min, dim, keepdim)
+
+    def amax(self, dim=None, keepdim: bool = False) -> Tensor:
+        return ops.Max.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False) -> Tensor:
+        return ops.Min.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return self._arg(_xp(self).argmax, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return self._arg(_xp(self).argmin, dim, keepdim)
+
+    def _arg(self, fn, dim, keepdim) -> Tensor:
+        if dim is None:
+            res = fn(self.data.reshape(-1))
+            if keepdim:
+                res = res.reshape((1,) * self.ndim)
+        else:
+            d = _dims(dim, self.ndim)[0]
+            res = fn(self.data, axis=d)
+            if keepdim:
+                res = _xp(self).expand_dims(res, d)
+        return Tensor._wrap(_xp(self).asarray(res, dtype=np.int64), device=self.device)
+
+    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
+        return ops.LogSumExp.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
+
+    def softmax(self, dim: int) -> Tensor:
+        return ops.Softmax.apply(self, dim=_dims(dim, self.ndim)[0])
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return ops.LogSoftmax.apply(self, dim=_dims(dim, self.ndim)[0])
+
+    def all(self) -> Tensor:
+        return Tensor._wrap(_xp(self).asarray(self.data.all()), device=self.device)
+
+    def any(self) -> Tensor:
+        return Tensor._wrap(_xp(self).asarray(self.data.any()), device=self.device)
+
+    # ------------------------------------------------------------------------------- movement
+    def reshape(self, *shape) -> Tensor:
+        shape = _shape_arg(shape)
+        try:
+            new = _infer_shape(self.shape, shape)
+        except ValueError as e:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {self.shape} into {shape}") from e
+        if new == self.shape:
+            return self
+        return ops.Reshape.apply(self, shape=new)
+
+    view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = start_dim % self.ndim, end_dim % self.ndim
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        shape = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
+        return self.reshape(shape)
+
+    def unflatten(self, dim: int, sizes) -> Tensor:
+        d = dim % self.ndim
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1 :])
+
+    def permute(self, *dims) -> Tensor:
+        dims = _shape_arg(dims)
+        if sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        dims = tuple(d % self.ndim for d in dims)
+        if dims == tuple(range(self.ndim)):
+            return self
+        return ops.Permute.apply(self, order=dims)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        order = list(range(self.ndim))
+        a, b = _dims(dim0, self.ndim)[0], _dims(dim1, self.ndim)[0]
+        order[a], order[b] = order[b], order[a]
+        return self.permute(*order)
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with <= 2 dims, got shape {self.shape}")
+        return self.T
+
+    def expand(self, *shape) -> Tensor:
+        shape = _shape_arg(shape)
+        if len(shape) < self.ndim:
+            raise ValueError(f"expand: target {shape} has fewer dims than shape {self.shape}")
+        lead = len(shape) - self.ndim
+        full = tuple(
+            (self.shape[i - lead] if (s == -1 and i >= lead) else s) for i, s in enumerate(shape)
+        )
+        try:
+            np.broadcast_shapes(self.shape, full)
+            if np.broadcast_shapes(self.shape, full) != full:
+                raise ValueError
+        except ValueError as e:
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from e
+        if full == self.shape:
+            return self
+        return ops.Expand.apply(self, shape=full)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(other.shape)
+
+    def squeeze(self, dim=None) -> Tensor:
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dims = _dims(dim, self.ndim)
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = dim if dim >= 0 else dim + self.ndim + 1
+        if not 0 <= d <= self.ndim:
+            raise IndexError(f"unsqueeze: dim {dim} out of range for a tensor with {self.ndim} dims")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def __getitem__(self, index) -> Tensor:
+        return ops.getitem(self, index)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+        return split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        return chunk(self, chunks, dim)
+
+    def pad(self, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
+        return ops.pad(self, pad, mode=mode, value=value)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def masked_fill(self, mask, value: float) -> Tensor:
+        m = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
+        return where(m, Tensor._wrap(_xp(self).asarray(value, dtype=self.dtype), device=self.device), self)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _xp(t: Tensor):
+    return xp_for(t.device)
+
+
+def _infer_shape(old: tuple, new: tuple) -> tuple:
+    size = int(np.prod(old)) if old else 1
+    if new.count(-1) > 1:
+        raise ValueError("only one dimension can be -1")
+    if -1 in new:
+        known = int(np.prod([s for s in new if s != -1])) if len(new) > 1 else 1
+        if known == 0 or size % known != 0:
+            raise ValueError("size mismatch")
+        new = tuple(size // known if s == -1 else s for s in new)
+    if int(np.prod(new)) != size or any(s < 0 for s in new):
+        raise ValueError("size mismatch")
+    return tuple(new)
+
+
+def _as_array(data, dtype) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return data
+    if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in data):
+        data = [x.numpy() if isinstance(x, Tensor) else x for x in data]
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"cannot make a tensor from {type(data).__name__}: {e}") from e
+    if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
+        arr = arr.astype(DEFAULT_FLOAT)  # Python floats -> float32, as in PyTorch
+    return arr
+
+
+def _creation_dtype(dtype) -> np.dtype:
+    return DEFAULT_FLOAT if dtype is None else to_dtype(dtype)
+
+
+def _new(arr, device, requires_grad) -> Tensor:
+    dev = canonical_device(device)
+    t = Tensor._wrap(to_device(arr, dev), device=dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+# ------------------------------------------------------------------------------ creation ops
+def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``tensor([[1., 2.], [3., 4.]], requires_grad=True)``; always copies ``data``."""
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    arr = np.array(_as_array(data, dtype), copy=True)
+    return Tensor(arr, requires_grad=requires_grad, dtype=dtype, device=device)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """Wrap a NumPy array (no copy), keeping its dtype."""
+    check_dtype(arr.dtype)
+    return Tensor._wrap(arr, device="cpu")
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.zeros(_shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.ones(_shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
+
+
+def full(size: Sequence[int], fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if dtype is None and isinstance(fill_value, builtins.bool):
+        dtype = np.bool_
+    elif dtype is None and isinstance(fill_value, builtins.int):
+        dtype = np.int64
+    return _new(np.full(tuple(size), fill_value, dtype=_creation_dtype(dtype)), device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """``arange(5)`` -> int64 0..4; float arguments give float32."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        ints = builtins.all(isinstance(v, (builtins.int, np.integer)) for v in (start, end, step))
+        dtype = np.int64 if ints else DEFAULT_FLOAT
+    return _new(np.arange(start, end, step, dtype=to_dtype(dtype)), device, requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.linspace(start, end, steps, dtype=_creation_dtype(dtype)), device, requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _new(np.eye(n, m, dtype=_creation_dtype(dtype)), device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) from the global generator (``manual_seed``)."""
+    arr = get_generator().random(_shape_arg(shape)).astype(_creation_dtype(dtype))
+    return _new(arr, device, requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal from the global generator (``manual_seed``)."""
+    arr = get_generator().standard_normal(_shape_arg(shape)).astype(_creation_dtype(dtype))
+    return _new(arr, device, requires_grad)
+
+
+def randint(low: int, high: int | None = None, size=(), dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    arr = get_generator().integers(low, high, size=tuple(size)).astype(to_dtype(dtype or np.int64))
+    return _new(arr, device, False)
+
+
+def randperm(n: int, dtype=None, device=None) -> Tensor:
+    return _new(get_generator().permutation(n).astype(to_dtype(dtype or np.int64)), device, False)
+
+
+def _like(fn, t: Tensor, dtype, device, requires_grad, *args):
+    return fn(*args, t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(zeros, t, dtype, device, requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(ones, t, dtype, device, requires_grad)
+
+
+def full_like(t: Tensor, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(rand, t, dtype, device, requires_grad)
+
+
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(randn, t, dtype, device, requires_grad)
+
+
+# ----------------------------------------------------------------------- multi-tensor functions
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along an existing dim (shapes must match elsewhere)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    nd = tensors[0].ndim
+    d = _dims(dim, nd)[0]
+    for t in tensors[1:]:
+        if t.ndim != nd or t.shape[:d] + t.shape[d + 1 :] != tensors[0].shape[:d] + tensors[0].shape[d + 1 :]:
+            raise ValueError(
+                f"cat: shapes {[tt.shape for tt in tensors]} must match except in dim {dim}"
+            )
+    return ops.Cat.apply(*tensors, dim=d)
+
+
+concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Stack same-shape tensors along a new dim."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {[t.shape for t in tensors]}")
+    d = dim if dim >= 0 else dim + tensors[0].ndim + 1
+    return cat([t.unsqueeze(d) for t in tensors], dim=d)
+
+
+def split(t: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """``split(t, 2)`` -> pieces of size 2 (last may be smaller); ``split(t, [1, 3])`` -> given sizes."""
+    d = _dims(dim, t.ndim)[0]
+    n = t.shape[d]
+    if isinstance(split_size_or_sections, builtins.int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise ValueError("split: split_size must be positive")
+        sizes = [builtins.min(step, n - i) for i in range(0, n, step)]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} do not add up to dim {dim} of size {n}")
+    out, start = [], 0
+    for s in sizes:
+        idx = (slice(None),) * d + (slice(start, start + s),)
+        out.append(t[idx])
+        start += s
+    return tuple(out)
+
+
+def chunk(t: Tensor, chunks: int, dim: int = 0) -> tuple:
+    n = t.shape[_dims(dim, t.ndim)[0]]
+    size = -(-n // chunks)
+    return split(t, size, dim)
+
+
+def where(condition, input, other) -> Tensor:
+    """Elementwise ``input if condition else other`` (broadcasting); differentiable in input and other."""
+    cond = condition if isinstance(condition, Tensor) else Tensor(np.asarray(condition))
+    ref = input if isinstance(input, Tensor) else other
+    if not isinstance(ref, Tensor):
+        raise TypeError("where: input or other must be a Tensor")
+    a = ref._other(input) if not isinstance(input, Tensor) else input
+    b = ref._other(other) if not isinstance(other, Tensor) else other
+    return ops.Where.apply(a, b, cond=cond.data.astype(np.bool_))
