@@ -450,11 +450,11 @@ class Sum(Function):
 class _MaxMin(Function):
     reduce = "max"
 
-    def forward(self, a, dim=None, keepdim=False):
+    def forward(self, a, dim=None, keepdim=False, first=False):
         xp = xp_of(a)
         if a.size == 0:
             raise ValueError(f"{self.reduce}() of an empty tensor")
-        self.a, self.dim, self.keepdim = a, dim, keepdim
+        self.a, self.dim, self.keepdim, self.first = a, dim, keepdim, first
         fn = xp.max if self.reduce == "max" else xp.min
         self.out = xp.asarray(fn(a, axis=dim, keepdims=True))
         if keepdim:
@@ -462,7 +462,15 @@ class _MaxMin(Function):
         return self.out.reshape(()) if dim is None else self.out.squeeze(axis=dim)
 
     def backward(self, g):
-        # the gradient flows to the extreme element(s); ties share it equally
+        xp = xp_of(g)
+        if self.first:
+            # max(dim) / min(dim): the whole gradient goes to the returned index (the first extreme)
+            (d,) = self.dim
+            arg = xp.argmax if self.reduce == "max" else xp.argmin
+            idx = xp.expand_dims(arg(self.a, axis=d), d)
+            mask = (xp.arange(self.a.shape[d]).reshape((-1,) + (1,) * (self.a.ndim - d - 1)) == idx)
+            return (mask.astype(g.dtype) * _expand_back(g, self.a.shape, self.dim, self.keepdim),)
+        # amax / full max: the gradient flows to the extreme element(s); ties share it equally
         mask = (self.a == self.out).astype(g.dtype)
         count = mask.sum(axis=self.dim, keepdims=True)
         return (mask / count * _expand_back(g, self.a.shape, self.dim, self.keepdim),)

@@ -487,8 +487,10 @@ class Tensor:
     def _maxmin(self, fn, dim, keepdim):
         if dim is None:
             return fn.apply(self, dim=None, keepdim=False)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"max/min(dim) takes one int dim, got {dim!r}; use amax/amin for several dims")
         dims = _dims(dim, self.ndim)
-        values = fn.apply(self, dim=dims, keepdim=keepdim)
+        values = fn.apply(self, dim=dims, keepdim=keepdim, first=True)
         arg = self.argmax if fn is ops.Max else self.argmin
         return MaxMin(values, arg(dim=dims[0], keepdim=keepdim))
 
