@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import cuda, ops
+from . import cuda, ops, viz
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, trace
 from .dtypes import bool_, float16, float32, float64, int32, int64, uint8
 from .gradcheck import GradcheckError, gradcheck
