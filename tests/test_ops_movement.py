@@ -1,0 +1,156 @@
+"""Movement ops: reshape/permute/expand/squeeze, indexing, cat/stack/split/chunk, pad (vs PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracle import HAS_TORCH, check_op
+
+import tinygrad_rad as tr
+import tinygrad_rad.nn.functional as F
+
+if HAS_TORCH:
+    import torch
+    import torch.nn.functional as TF
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x.reshape(4, 6),
+        lambda x: x.reshape((-1, 3)),
+        lambda x: x.reshape(2, -1, 2),
+        lambda x: x.view(24),
+        lambda x: x.permute(2, 0, 1),
+        lambda x: x.permute(-1, 1, 0),
+        lambda x: x.transpose(0, 2),
+        lambda x: x.transpose(-1, -2),
+        lambda x: x.flatten(),
+        lambda x: x.flatten(1),
+        lambda x: x.flatten(0, 1),
+        lambda x: x.unsqueeze(0),
+        lambda x: x.unsqueeze(-1),
+        lambda x: x.unsqueeze(2),
+        lambda x: x.reshape(6, 4).T,
+    ],
+)
+def test_shape_ops(fn):
+    check_op(fn, None, [(2, 3, 4)])
+
+
+def test_expand_and_squeeze():
+    check_op(lambda x: x.expand(2, 3, 4), None, [(3, 1)])
+    check_op(lambda x: x.expand(-1, 5), None, [(3, 1)])
+    check_op(lambda x: x.expand(2, 2, 3), None, [(3,)])
+    check_op(lambda x: x.squeeze(), None, [(1, 3, 1, 2)])
+    check_op(lambda x: x.squeeze(2), None, [(1, 3, 1, 2)])
+    check_op(lambda x: x.squeeze(1), None, [(1, 3, 1, 2)])  # size 3: a no-op, as in PyTorch
+    check_op(lambda x: x.squeeze(-2), None, [(1, 3, 1, 2)])
+
+
+INDICES = [
+    (1,),
+    (-1,),
+    (slice(1, 3),),
+    (slice(None, None, 2),),
+    (slice(None, None, -1),),
+    (slice(3, 0, -2),),
+    (slice(None), 1),
+    (Ellipsis, 0),
+    (None, slice(1, 3), None),
+    (1, Ellipsis, slice(None, None, -1)),
+    (slice(None), None, slice(0, 2), 2),
+    (np.array([0, 2, 2, 1]),),  # repeated index: gradients must add up
+    (slice(None), np.array([1, 1, 0])),
+    (np.array([0, 3, 0]), np.array([1, 2, 1])),
+]
+
+
+def _torch_index(index):
+    out = []
+    for i in index:
+        if isinstance(i, slice) and i.step is not None and i.step < 0:
+            return None  # PyTorch refuses negative steps: compare with flip instead
+        out.append(torch.from_numpy(i) if isinstance(i, np.ndarray) else i)
+    return tuple(out)
+
+
+@pytest.mark.parametrize("index", INDICES, ids=[repr(i) for i in range(len(INDICES))])
+def test_getitem(index):
+    x = np.random.default_rng(0).standard_normal((4, 3, 5))
+    if HAS_TORCH and _torch_index(index) is not None:
+        check_op(lambda t: t[index], lambda t: t[_torch_index(index)], [x])
+    else:
+        # negative steps (not in PyTorch): forward vs NumPy, gradient vs a hand scatter + gradcheck
+        t = tr.tensor(x, dtype=tr.float64, requires_grad=True)
+        out = t[index]
+        np.testing.assert_array_equal(out.numpy(), x[index])
+        r = np.random.default_rng(1).standard_normal(out.shape)
+        (out * tr.tensor(r)).sum().backward()
+        want = np.zeros_like(x)
+        want[index] = r
+        np.testing.assert_array_equal(t.grad.numpy(), want)
+        tr.gradcheck(lambda t: t[index], [tr.tensor(x, dtype=tr.float64, requires_grad=True)])
+
+
+def test_getitem_repeated_index_accumulates():
+    x = tr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x[np.array([0, 0, 2, 0])].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 0.0, 1.0])
+    x.grad = None
+    x[tr.tensor([1, 1])].sum().backward()  # a Tensor of indices works too
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 2.0, 0.0])
+
+
+def test_getitem_boolean_mask():
+    x = np.random.default_rng(2).standard_normal((3, 4))
+    mask = x > 0.1
+    check_op(lambda t: t[tr.tensor(mask)], lambda t: t[torch.from_numpy(mask)], [x])
+    row_mask = np.array([True, False, True])
+    check_op(lambda t: t[row_mask], lambda t: t[torch.from_numpy(row_mask)], [x])
+
+
+def test_getitem_errors():
+    x = tr.zeros(2, 3)
+    with pytest.raises(IndexError, match=r"\(2, 3\)"):
+        x[5]
+    with pytest.raises(IndexError, match="integer or boolean"):
+        x[tr.tensor([0.0, 1.0])]
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_cat_stack(dim):
+    check_op(lambda a, b, c: tr.cat([a, b, c], dim), lambda a, b, c: torch.cat([a, b, c], dim),
+             [(2, 3), (2, 3), (2, 3)])
+    check_op(lambda a, b: tr.stack([a, b], dim), lambda a, b: torch.stack([a, b], dim), [(2, 3), (2, 3)])
+
+
+def test_cat_uneven_sizes():
+    check_op(lambda a, b: tr.cat([a, b], 1), lambda a, b: torch.cat([a, b], 1), [(2, 1, 3), (2, 4, 3)])
+
+
+@pytest.mark.parametrize("arg", [2, 3, [1, 4], [2, 2, 1]])
+@pytest.mark.parametrize("dim", [0, -1])
+def test_split(arg, dim):
+    check_op(lambda x: x.split(arg, dim), lambda x: x.split(arg, dim), [(5, 5)])
+    check_op(lambda x: tr.split(x, arg, dim), lambda x: torch.split(x, arg, dim), [(5, 5)], gradcheck=False)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 5])
+def test_chunk(chunks):
+    check_op(lambda x: x.chunk(chunks, 1), lambda x: x.chunk(chunks, 1), [(2, 5)])
+    check_op(lambda x: tr.chunk(x, chunks, 0), lambda x: torch.chunk(x, chunks, 0), [(6, 2)], gradcheck=False)
+
+
+@pytest.mark.parametrize("pad", [(1, 1), (0, 2), (1, 0, 2, 1), (1, 2, 0, 1, 1, 0)])
+def test_pad(pad):
+    check_op(lambda x: F.pad(x, pad), lambda x: TF.pad(x, pad), [(2, 3, 4)])
+    check_op(lambda x: F.pad(x, pad, value=1.5), lambda x: TF.pad(x, pad, value=1.5), [(2, 3, 4)],
+             dtype="float32", gradcheck=False)
+
+
+def test_reshape_errors_name_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 2\)"):
+        tr.zeros(2, 3).reshape(4, 2)
+    with pytest.raises(ValueError, match=r"cannot expand shape \(2, 3\)"):
+        tr.zeros(2, 3).expand(4, 3)
