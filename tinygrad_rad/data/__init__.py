@@ -1,1 +1,44 @@
-"""tinygrad_rad.data."""
+"""Datasets, transforms and the DataLoader.
+
+    >>> from tinygrad_rad.data import load_medmnist, DataLoader
+    >>> train = load_medmnist("pneumoniamnist", "train", data_dir="../shared/data")
+    >>> for x, y in DataLoader(train, batch_size=128, shuffle=True, seed=0):
+    ...     pass                      # x: Tensor (128, 1, 28, 28) float32, y: Tensor (128,) int64
+"""
+
+from __future__ import annotations
+
+from .download import DownloadError, download_url, md5sum, resolve_data_dir, user_cache_dir
+from .loader import DataLoader, Dataset, TensorDataset, default_collate
+from .medmnist import (
+    FLAGS,
+    INFO,
+    MedMNIST,
+    MedMNISTFileError,
+    download_medmnist,
+    find_medmnist_file,
+    get_info,
+    load_medmnist,
+    medmnist_filename,
+)
+
+__all__ = [
+    "FLAGS",
+    "INFO",
+    "DataLoader",
+    "Dataset",
+    "DownloadError",
+    "MedMNIST",
+    "MedMNISTFileError",
+    "TensorDataset",
+    "default_collate",
+    "download_medmnist",
+    "download_url",
+    "find_medmnist_file",
+    "get_info",
+    "load_medmnist",
+    "md5sum",
+    "medmnist_filename",
+    "resolve_data_dir",
+    "user_cache_dir",
+]

@@ -1,1 +1,40 @@
-"""tinygrad_rad.metrics."""
+"""Metrics on NumPy arrays (classification here; segmentation and detection in their own modules).
+
+    >>> from tinygrad_rad.metrics import roc_auc_score, evaluate_predictions
+"""
+
+from __future__ import annotations
+
+from .classification import (
+    accuracy,
+    balanced_accuracy,
+    binary_report,
+    confusion_matrix,
+    evaluate_predictions,
+    f1_score,
+    npv,
+    ppv,
+    precision,
+    recall,
+    roc_auc_score,
+    roc_curve,
+    sensitivity,
+    specificity,
+)
+
+__all__ = [
+    "accuracy",
+    "balanced_accuracy",
+    "binary_report",
+    "confusion_matrix",
+    "evaluate_predictions",
+    "f1_score",
+    "npv",
+    "ppv",
+    "precision",
+    "recall",
+    "roc_auc_score",
+    "roc_curve",
+    "sensitivity",
+    "specificity",
+]
