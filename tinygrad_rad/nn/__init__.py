@@ -1,3 +1,45 @@
-"""Neural-network layers (``Module`` subclasses that own parameters) and ``nn.functional``."""
+"""Neural-network layers (``Module`` subclasses that own parameters), ``nn.init``, ``nn.utils`` and
+``nn.functional``.
 
-from . import functional  # noqa: F401
+    >>> from tinygrad_rad import nn
+    >>> layer = nn.Linear(4, 2)
+    >>> sum(p.numel() for p in layer.parameters())
+    10
+"""
+
+from . import functional, init, utils  # noqa: F401
+from .modules import (  # noqa: F401
+    ELU,
+    GELU,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    BCEWithLogitsLoss,
+    Conv2d,
+    ConvTranspose2d,
+    CrossEntropyLoss,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Identity,
+    L1Loss,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    Module,
+    ModuleDict,
+    ModuleList,
+    MSELoss,
+    NLLLoss,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SmoothL1Loss,
+    Softmax,
+    Softplus,
+    Tanh,
+    Upsample,
+)
