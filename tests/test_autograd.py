@@ -1,0 +1,184 @@
+"""The autodiff core: accumulation, long chains, graph freeing, no_grad, detach, retain_grad, diamonds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_rad as tr
+
+
+def test_grads_accumulate_until_reset():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 7.0])  # added, not replaced
+    x.zero_grad()
+    assert x.grad is None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+    x.grad = None
+    (x * x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 12.0])
+
+
+def test_leaf_grad_does_not_alias_the_seed():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    g = np.ones(2, dtype=np.float32)
+    x.backward(gradient=tr.tensor(g))
+    x.backward(gradient=tr.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_long_chain_has_no_recursion_limit():
+    x = tr.tensor([0.5], dtype=tr.float64, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001 + 0.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**10_000], rtol=1e-9)
+
+
+def test_graph_is_freed_and_second_backward_raises():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward()
+    assert y.grad_fn.freed
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_second_backward_through_a_freed_intermediate_raises():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    h = x.exp()
+    (h * 2).sum().backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        (h * 3).sum().backward()  # new head, but h's graph was freed
+
+
+def test_freeing_drops_saved_arrays():
+    x = tr.randn(3, requires_grad=True)
+    y = x.exp()
+    ctx = y.grad_fn
+    assert hasattr(ctx, "out")
+    y.sum().backward()
+    assert not hasattr(ctx, "out") and not hasattr(ctx, "parents")
+
+
+def test_no_grad_context_and_decorator():
+    x = tr.randn(3, requires_grad=True)
+    with tr.no_grad():
+        y = x * 2 + 1
+        assert not tr.is_grad_enabled()
+        with tr.enable_grad():
+            z = x * 2
+    assert tr.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad and z.grad_fn is not None
+
+    @tr.no_grad()
+    def f(t):
+        """doc"""
+        return t * t
+
+    out = f(x)
+    assert not out.requires_grad and out.grad_fn is None
+    assert f.__doc__ == "doc" and f.__name__ == "f"
+    assert tr.is_grad_enabled()
+
+
+def test_no_grad_restores_on_exception():
+    with pytest.raises(KeyError):
+        with tr.no_grad():
+            raise KeyError("boom")
+    assert tr.is_grad_enabled()
+
+
+def test_detach():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.grad_fn is None
+    y = (x * d).sum()  # d is a constant: dy/dx = d
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_retain_grad():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    h.retain_grad()
+    other = x * 4  # an intermediate that did not ask keeps grad None
+    (h * h + other).sum().backward()
+    np.testing.assert_allclose(h.grad.numpy(), 2 * h.numpy())
+    assert other.grad is None
+    np.testing.assert_allclose(x.grad.numpy(), 18 * x.numpy() + 4)
+
+
+def test_diamond_graph():
+    x = tr.tensor([1.5, -0.5], dtype=tr.float64, requires_grad=True)
+    a = x * 2
+    b = a.exp()
+    c = a * a
+    y = (b + c).sum()  # y = e^{2x} + 4x^2
+    y.backward()
+    xv = x.numpy()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(2 * xv) + 8 * xv)
+
+
+def test_tensor_used_twice_in_one_op():
+    x = tr.tensor([3.0], requires_grad=True)
+    (x * x).backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0])
+    x.grad = None
+    (x + x + x).backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0])
+
+
+def test_backward_with_gradient_argument():
+    x = tr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * x
+    y.backward(gradient=tr.tensor([[1.0, 0.0], [0.5, 2.0]]))
+    np.testing.assert_allclose(x.grad.numpy(), [[2.0, 0.0], [3.0, 16.0]])
+    with pytest.raises(ValueError, match=r"gradient has shape \(3,\), expected \(2, 2\)"):
+        (x * 2).backward(gradient=tr.ones(3))
+
+
+def test_int_tensors_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point"):
+        tr.tensor([1, 2, 3], requires_grad=True)
+    with pytest.raises(TypeError, match="int64"):
+        tr.arange(3).requires_grad_()
+
+
+def test_only_inputs_that_need_grad_get_one():
+    a = tr.tensor([1.0, 2.0], requires_grad=True)
+    b = tr.tensor([3.0, 4.0])
+    (a * b).sum().backward()
+    assert b.grad is None
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
+
+
+def test_gradient_of_unused_branch_is_untouched():
+    a = tr.tensor([1.0], requires_grad=True)
+    b = tr.tensor([1.0], requires_grad=True)
+    _ = b * 2
+    (a * 2).sum().backward()
+    assert b.grad is None
+
+
+def test_is_leaf_and_requires_grad_propagation():
+    x = tr.randn(2, requires_grad=True)
+    c = tr.randn(2)
+    y = x + c
+    assert x.is_leaf and not y.is_leaf
+    assert y.requires_grad
+    assert not (c * 2).requires_grad
+
+
+def test_cast_and_clone_are_differentiable():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    y = x.double() * x.clone().double()
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
