@@ -1,0 +1,215 @@
+"""Optimizers and LR schedulers against torch.optim on identical float64 params and gradients."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tinygrad_rad as tr
+from tinygrad_rad import nn, optim
+from tinygrad_rad.optim import lr_scheduler as sch
+
+torch = pytest.importorskip("torch")
+
+SHAPES = [(3, 4), (4,), (2, 1, 3, 3)]
+
+
+def _grads(rng, steps):
+    return [[rng.standard_normal(s) for s in SHAPES] for _ in range(steps)]
+
+
+def _run_both(make_ours, make_torch, steps=6, groups=False):
+    rng = np.random.default_rng(1)
+    init = [rng.standard_normal(s) for s in SHAPES]
+    grads = _grads(rng, steps)
+    ours = [nn.Parameter(tr.tensor(a, dtype=tr.float64)) for a in init]
+    theirs = [torch.nn.Parameter(torch.tensor(a, dtype=torch.float64)) for a in init]
+    if groups:
+        o_opt = make_ours([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.05}])
+        t_opt = make_torch([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.05}])
+    else:
+        o_opt, t_opt = make_ours(ours), make_torch(theirs)
+    for g in grads:
+        o_opt.zero_grad()
+        t_opt.zero_grad()
+        for p, a in zip(ours, g):
+            p.grad = tr.tensor(a, dtype=tr.float64)
+        for p, a in zip(theirs, g):
+            p.grad = torch.tensor(a, dtype=torch.float64)
+        o_opt.step()
+        t_opt.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-12, atol=1e-12)
+    return o_opt, ours
+
+
+OPTIMS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=1e-3)),
+    ("SGD", dict(lr=0.05, momentum=0.5, maximize=True)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True)),
+]
+
+
+@pytest.mark.parametrize("name,kw", OPTIMS)
+def test_optimizer_matches_torch(name, kw):
+    _run_both(lambda ps: getattr(optim, name)(ps, **kw), lambda ps: getattr(torch.optim, name)(ps, **kw))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_param_groups_match_torch(name):
+    kw = dict(lr=0.1, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    opt, _ = _run_both(lambda ps: getattr(optim, name)(ps, **kw),
+                       lambda ps: getattr(torch.optim, name)(ps, **kw), groups=True)
+    assert [g["lr"] for g in opt.param_groups] == [kw["lr"], 0.05]
+
+
+def test_skips_params_without_grad_and_zero_grad():
+    a, b = nn.Parameter(tr.ones(2)), nn.Parameter(tr.ones(2))
+    opt = optim.SGD([a, b], lr=0.5)
+    a.grad = tr.ones(2)
+    opt.step()
+    np.testing.assert_allclose(a.numpy(), [0.5, 0.5])
+    np.testing.assert_allclose(b.numpy(), [1.0, 1.0])
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(a.grad.numpy(), [0.0, 0.0])
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_bad_arguments_are_refused():
+    p = nn.Parameter(tr.ones(2))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="learning rate"):
+        optim.Adam([p], lr=-1.0)
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD([p, p], lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        optim.SGD(p, lr=0.1)
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                     ("AdamW", dict(lr=0.01, amsgrad=True))])
+def test_optimizer_state_dict_roundtrip(name, kw):
+    """Resume from state_dict mid-run and take the same steps as an uninterrupted run."""
+    rng = np.random.default_rng(2)
+    init = rng.standard_normal((3, 3))
+    grads = [rng.standard_normal((3, 3)) for _ in range(6)]
+
+    def run(resume_at=None):
+        p = nn.Parameter(tr.tensor(init, dtype=tr.float64))
+        opt = getattr(optim, name)([p], **kw)
+        for i, g in enumerate(grads):
+            if i == resume_at:
+                sd = json.loads(json.dumps(opt.state_dict(), default=lambda a: a.tolist()))
+                sd["state"] = {
+                    int(k): {n: (np.asarray(v) if isinstance(v, list) else v) for n, v in s.items()}
+                    for k, s in sd["state"].items()
+                }
+                p = nn.Parameter(tr.tensor(p.numpy(), dtype=tr.float64))
+                opt = getattr(optim, name)([p], lr=123.0)
+                opt.load_state_dict(sd)
+            p.grad = tr.tensor(g, dtype=tr.float64)
+            opt.step()
+        return p.numpy(), opt
+
+    full, _ = run()
+    resumed, opt = run(resume_at=3)
+    np.testing.assert_allclose(resumed, full, rtol=1e-13)
+    assert opt.param_groups[0]["lr"] == kw["lr"]
+
+
+def test_optimizer_load_state_dict_errors():
+    p = nn.Parameter(tr.ones(2, 2))
+    opt = optim.Adam([p])
+    p.grad = tr.ones(2, 2)
+    opt.step()
+    sd = opt.state_dict()
+    q = nn.Parameter(tr.ones(3))
+    with pytest.raises(ValueError, match="shape"):
+        optim.Adam([q]).load_state_dict(sd)
+    with pytest.raises(ValueError, match="1 parameters but the saved group has"):
+        bad = {"state": {}, "param_groups": [dict(sd["param_groups"][0], params=[0, 1])]}
+        optim.Adam([q]).load_state_dict(bad)
+
+
+# ----------------------------------------------------------------------------------- schedulers
+def _sched_pair(make_ours, make_torch, steps=25):
+    p = nn.Parameter(tr.ones(1, dtype=tr.float64))
+    q = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    o_opt = optim.SGD([{"params": [p]}], lr=0.1, momentum=0.9)
+    t_opt = torch.optim.SGD([{"params": [q]}], lr=0.1, momentum=0.9)
+    o_s, t_s = make_ours(o_opt), make_torch(t_opt)
+    o_lrs, t_lrs = [o_s.get_last_lr()], [t_s.get_last_lr()]
+    for _ in range(steps):
+        o_opt.step()
+        t_opt.step()
+        o_s.step()
+        t_s.step()
+        o_lrs.append(o_s.get_last_lr())
+        t_lrs.append(t_s.get_last_lr())
+    np.testing.assert_allclose(np.array(o_lrs), np.array(t_lrs), rtol=1e-12, atol=1e-15)
+    return o_s, o_opt
+
+
+SCHEDS = [
+    ("StepLR", dict(step_size=4, gamma=0.5)),
+    ("MultiStepLR", dict(milestones=[3, 7, 7, 15], gamma=0.3)),
+    ("CosineAnnealingLR", dict(T_max=10, eta_min=0.001)),
+    ("LinearLR", dict(start_factor=0.1, total_iters=6)),
+    ("LinearLR", dict(start_factor=1.0, end_factor=0.2, total_iters=8)),
+    ("ExponentialLR", dict(gamma=0.9)),
+]
+
+
+@pytest.mark.parametrize("name,kw", SCHEDS)
+def test_scheduler_matches_torch(name, kw):
+    _sched_pair(lambda o: getattr(sch, name)(o, **kw),
+                lambda o: getattr(torch.optim.lr_scheduler, name)(o, **kw))
+
+
+def test_lambda_lr_matches_torch():
+    fn = lambda e: 0.9**e + 0.01 * e  # noqa: E731
+    _sched_pair(lambda o: sch.LambdaLR(o, fn), lambda o: torch.optim.lr_scheduler.LambdaLR(o, fn))
+
+
+def test_sequential_warmup_cosine_matches_torch():
+    def ours(o):
+        warm, cos = sch.LinearLR(o, 0.1, total_iters=5), sch.CosineAnnealingLR(o, T_max=15)
+        return sch.SequentialLR(o, [warm, cos], [5])
+
+    def theirs(o):
+        T = torch.optim.lr_scheduler
+        return T.SequentialLR(o, [T.LinearLR(o, 0.1, total_iters=5), T.CosineAnnealingLR(o, T_max=15)], [5])
+
+    _sched_pair(ours, theirs, steps=22)
+
+
+@pytest.mark.parametrize("name,kw", SCHEDS[:4])
+def test_scheduler_state_dict_is_json_and_resumes(name, kw):
+    p = nn.Parameter(tr.ones(1))
+    opt = optim.SGD([p], lr=0.1)
+    s = getattr(sch, name)(opt, **kw)
+    for _ in range(5):
+        s.step()
+    sd = json.loads(json.dumps(s.state_dict()))
+    # NOTE: as in PyTorch, build the scheduler first, then load the optimizer's state, then the scheduler's
+    opt2 = optim.SGD([p], lr=0.1)
+    s2 = getattr(sch, name)(opt2, **kw)
+    opt2.load_state_dict(opt.state_dict())
+    s2.load_state_dict(sd)
+    for _ in range(7):
+        s.step()
+        s2.step()
+        assert s2.get_last_lr() == pytest.approx(s.get_last_lr(), rel=1e-12)

@@ -1,0 +1,90 @@
+"""Adam and AdamW (decoupled weight decay), with optional AMSGrad.
+
+    >>> opt = AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..device import xp_of
+from .optimizer import Optimizer
+
+
+def _check(name: str, lr, betas, eps, weight_decay) -> None:
+    if lr < 0.0:
+        raise ValueError(f"{name}: invalid learning rate {lr}")
+    if eps < 0.0:
+        raise ValueError(f"{name}: invalid epsilon {eps}")
+    if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+        raise ValueError(f"{name}: invalid betas {betas} (each must be in [0, 1))")
+    if weight_decay < 0.0:
+        raise ValueError(f"{name}: invalid weight_decay {weight_decay}")
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) exactly as PyTorch computes it, per parameter at step t:
+
+    ``g = grad + wd p``; ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`` (``v`` -> running max with amsgrad).
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False) -> None:
+        _check(type(self).__name__, lr, betas, eps, weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize)
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp = xp_of(p.data)
+                g = p.grad.data
+                g = -g if maximize else g
+                st = self.state.setdefault(p, {})
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = xp.zeros_like(p.data)
+                    st["exp_avg_sq"] = xp.zeros_like(p.data)
+                    if amsgrad:
+                        st["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                st["step"] += 1
+                t = st["step"]
+                if wd != 0:
+                    if self._decoupled:
+                        p.data *= 1 - lr * wd  # AdamW: p -= lr wd p, separate from the gradient
+                    else:
+                        g = g + wd * p.data
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m += (1 - beta1) * (g - m)  # = b1 m + (1 - b1) g  (PyTorch's lerp)
+                v *= beta2
+                v += (1 - beta2) * g * g
+                bc1 = 1 - beta1**t
+                bc2_sqrt = math.sqrt(1 - beta2**t)
+                if amsgrad:
+                    vmax = st["max_exp_avg_sq"]
+                    xp.maximum(vmax, v, out=vmax)
+                    denom = xp.sqrt(vmax) / bc2_sqrt + eps
+                else:
+                    denom = xp.sqrt(v) / bc2_sqrt + eps
+                p.data -= ((lr / bc1) * (m / denom)).astype(p.dtype, copy=False)
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019): ``p -= lr wd p`` before the Adam
+    step; the default ``weight_decay`` is 1e-2 as in PyTorch."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
