@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+from . import transforms
 from .download import DownloadError, download_url, md5sum, resolve_data_dir, user_cache_dir
+from .folder import CSVImageDataset, ImageFolder
+from .io import ImageReadError, read_dicom, read_image, read_nifti, read_nifti_slices, read_picture
 from .loader import DataLoader, Dataset, TensorDataset, default_collate
 from .medmnist import (
     FLAGS,
@@ -23,6 +26,15 @@ from .medmnist import (
 )
 
 __all__ = [
+    "CSVImageDataset",
+    "ImageFolder",
+    "ImageReadError",
+    "read_dicom",
+    "read_image",
+    "read_nifti",
+    "read_nifti_slices",
+    "read_picture",
+    "transforms",
     "FLAGS",
     "INFO",
     "DataLoader",

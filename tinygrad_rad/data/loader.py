@@ -94,7 +94,14 @@ def default_collate(items: Sequence) -> tuple:
 
 def _stack(vals: list) -> np.ndarray:
     vals = [v.numpy() if isinstance(v, Tensor) else v for v in vals]
-    arr = np.stack([np.asarray(v) for v in vals])
+    arrs = [np.asarray(v) for v in vals]
+    shapes = {a.shape for a in arrs}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"cannot batch items of different shapes {sorted(shapes)}; give the dataset a transform "
+            "that resizes or crops them to one size (e.g. transforms.Resize)"
+        )
+    arr = np.stack(arrs)
     if np.issubdtype(arr.dtype, np.floating):
         return arr.astype(np.float32, copy=False)
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
