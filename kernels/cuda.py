@@ -1,0 +1,126 @@
+"""CUDA backend: the kernel functions the ops call for ``device="cuda"``.
+
+Same functions as :mod:`tinygrad_rad.kernels.reference` (and ``.cpu``), all run as the project's own
+Numba CUDA kernels:
+
+* ``matmul``: tiled, register-blocked GEMM (:mod:`.cuda_gemm`), batched with broadcasting; a
+  transposed operand (the views ``MatMul.backward`` passes) is read in place, not copied. With
+  ``TGR_TENSOR_CORES=1`` on a real GPU, float32/float16/bfloat16 products go to the CUDA C
+  tensor-core GEMM instead (:mod:`.tensorcore`).
+* convolution: im2col + GEMM + col2im (:mod:`.cuda_conv`); ConvTranspose2d reuses them.
+* pooling (:mod:`.cuda_pool`), batch norm (:mod:`.cuda_bn`), softmax-cross-entropy and row
+  reductions (:mod:`.cuda_softmax`), ``erf``.
+
+Arrays are CuPy arrays on a GPU (kernels receive them through the CUDA array interface: no copies,
+no host round-trips) and NumPy arrays under ``NUMBA_ENABLE_CUDASIM=1``, where the very same kernels
+run in Numba's simulator.
+
+    >>> from tinygrad_rad.kernels import cuda as K
+    >>> K.matmul(a, b)          # a (..., n, k), b (..., k, m)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import tensorcore
+from .cuda_bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401  (backend interface)
+from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
+from .cuda_conv import (  # noqa: F401
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+)
+from .cuda_gemm import gemm
+from .cuda_pool import (  # noqa: F401
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from .cuda_softmax import (  # noqa: F401
+    log_softmax,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+    sum_rows,
+)
+
+_GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_transposed(a) -> bool:
+    """True when ``a`` is the swapaxes(-1, -2) view of a C-contiguous array (read it with trans)."""
+    if a.ndim < 2 or a.flags.c_contiguous:
+        return False
+    return a.swapaxes(-1, -2).flags.c_contiguous
+
+
+def _as_batched(a, out_batch: tuple):
+    """(array of shape (B, r, c), transposed?) such that batch z of the product uses a[z % B]."""
+    trans = _is_transposed(a)
+    base = a.swapaxes(-1, -2) if trans else contiguous(a)
+    batch = tuple(a.shape[:-2])
+    padded = (1,) * (len(out_batch) - len(batch)) + batch
+    # a[z % B] is right when the operand's batch is all ones, then equal to the output's trailing dims
+    k = 0
+    while k < len(padded) and padded[k] == 1:
+        k += 1
+    if padded[k:] != tuple(out_batch[k:]):
+        # a broadcast the modulo rule cannot express: materialise it (rare: (2, 1, ...) @ (1, 3, ...))
+        xp = xp_of(a)
+        base = contiguous(xp.broadcast_to(a, tuple(out_batch) + a.shape[-2:]))
+        trans = False
+    return base.reshape((-1,) + base.shape[-2:]), trans
+
+
+def matmul(a, b):
+    """(..., n, k) @ (..., k, m) with broadcast batch dims, on the GPU.
+
+    float32/float64 run the project's Numba CUDA GEMM (or, when enabled, the tensor-core GEMM);
+    other dtypes (integers) fall back to the array module's matmul.
+    """
+    xp = xp_of(a)
+    if a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or np.dtype(a.dtype) not in _GEMM_DTYPES:
+        if np.dtype(a.dtype).kind == "f" and a.dtype == b.dtype and tensorcore.wants(a.dtype):
+            pass  # float16 / bfloat16 products below
+        else:
+            return xp.matmul(a, b)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned")
+    out_batch = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
+    a3, ta = _as_batched(a, out_batch)
+    b3, tb = _as_batched(b, out_batch)
+    if tensorcore.wants(a.dtype):
+        c = tensorcore.gemm(a3, b3, trans_a=ta, trans_b=tb)
+    else:
+        c = gemm(a3, b3, trans_a=ta, trans_b=tb)
+    return c.reshape(out_batch + (a.shape[-2], b.shape[-1]))
+
+
+# ------------------------------------------------------------------------------------- erf
+@cuda.jit
+def _erf_kernel(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = math.erf(x[i])
+
+
+def erf(x):
+    """Elementwise error function (Numba CUDA kernel around ``math.erf``)."""
+    xp = xp_of(x)
+    flat = contiguous(x).reshape(-1)
+    if np.dtype(flat.dtype).kind != "f":
+        flat = flat.astype(np.float64)
+    out = xp.empty_like(flat)
+    if flat.size:
+        blocks, threads = launch_1d(flat.size)
+        _erf_kernel[blocks, threads](dev(flat), dev(out))
+    return out.reshape(x.shape)
+
+
+def synchronize() -> None:
+    """Wait for every queued kernel (a no-op under the simulator)."""
+    if not simulator():
+        cuda.synchronize()

@@ -1,0 +1,72 @@
+"""Shared helpers of the Numba CUDA kernels: array hand-over, launch sizes, kernel caches.
+
+Arrays reach the kernels as CuPy arrays on a real GPU (handed over through the CUDA array interface,
+no copy, no host round-trip) and as NumPy arrays under Numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), which runs each CUDA thread as a Python thread.
+
+The tile/block sizes of every kernel are compile-time constants of a kernel *factory*; the
+simulator uses small ones (few threads = fast tests) and a real GPU the fast ones. Both run the
+same kernel code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+
+def simulator() -> bool:
+    """True when Numba's CUDA simulator stands in for a GPU."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def xp_of(a):
+    mod = type(a).__module__
+    if mod.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+@functools.cache
+def nb_type(dtype):
+    """The Numba scalar type of a NumPy dtype (for ``cuda.shared.array`` / ``cuda.local.array``)."""
+    import numba
+
+    return numba.from_dtype(np.dtype(dtype))
+
+
+def contiguous(a):
+    """``a`` as a C-contiguous array of its own module (a copy only when needed)."""
+    return xp_of(a).ascontiguousarray(a)
+
+
+def dev(a):
+    """The argument a kernel launch receives for array ``a``.
+
+    NumPy arrays pass as they are (simulator); CuPy arrays are wrapped without a copy.
+    NOTE: ``sync=False`` - CuPy and Numba both launch on the legacy default stream, so they are
+    already ordered, and the default (``sync=True``) would block the host at every launch.
+    """
+    if xp_of(a) is np:
+        return a
+    from numba import cuda
+
+    return cuda.as_cuda_array(a, sync=False)
+
+
+def launch_1d(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over ``n`` items."""
+    if simulator():
+        threads = 16
+        return max(1, min((n + threads - 1) // threads, 4)), threads
+    threads = 256
+    return max(1, min((n + threads - 1) // threads, 65535)), threads
+
+
+def reduce_threads() -> int:
+    """Threads per block of the per-channel reduction kernels (a power of two)."""
+    return 8 if simulator() else 256
