@@ -1,0 +1,198 @@
+"""The project's Numba CUDA kernels against the NumPy reference kernels, on tiny shapes.
+
+Without a GPU they run in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set by conftest.py),
+which runs every CUDA thread as a Python thread: shapes stay tiny but cover several blocks and
+sizes that are not multiples of the tiles. With ``TGR_REAL_GPU=1`` the same tests run on the GPU
+with CuPy arrays and the full-size tiles.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import tinygrad_rad
+
+pytestmark = pytest.mark.cudasim
+
+if not tinygrad_rad.cuda.is_available():  # pragma: no cover - numba-cuda missing
+    pytest.skip("no CUDA device and no CUDA simulator", allow_module_level=True)
+
+from tinygrad_rad.kernels import cuda as K  # noqa: E402
+from tinygrad_rad.kernels import cuda_conv, cuda_gemm  # noqa: E402
+from tinygrad_rad.kernels import reference as R  # noqa: E402
+
+REAL_GPU = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0")
+
+
+def D(a):
+    """Host array -> the array type the backend works on (CuPy on a GPU, NumPy in the simulator)."""
+    if REAL_GPU:  # pragma: no cover - GPU only
+        import cupy
+
+        return cupy.asarray(a)
+    return a
+
+
+def H(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def rnd(*shape, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed + len(shape)).standard_normal(shape).astype(dtype)
+
+
+def close(got, want, tol=1e-5):
+    got = H(got)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------------------------------ GEMM
+@pytest.mark.parametrize(
+    "m,n,k,ta,tb",
+    [(1, 1, 1, False, False), (17, 5, 23, False, False), (9, 18, 7, True, False), (20, 3, 9, False, True),
+     (5, 17, 10, True, True)],
+)
+def test_gemm_any_size_and_transposes(m, n, k, ta, tb):
+    a, b = rnd(m, k), rnd(k, n, seed=1)
+    a_in = np.ascontiguousarray(a.T) if ta else a
+    b_in = np.ascontiguousarray(b.T) if tb else b
+    close(cuda_gemm.gemm(D(a_in), D(b_in), trans_a=ta, trans_b=tb), a @ b)
+
+
+def test_gemm_batched_broadcast_split_k_float64():
+    a, b = rnd(3, 6, 21, dtype=np.float64), rnd(1, 21, 4, dtype=np.float64, seed=2)
+    close(cuda_gemm.gemm(D(a), D(b), splits=3), a @ b, 1e-12)
+
+
+def test_gemm_full_size_gpu_tiles():
+    """The tile configuration used on a real GPU (128x128x8, 8x8 per thread, 256 threads)."""
+    a, b = rnd(130, 9), rnd(9, 7, seed=3)
+    close(cuda_gemm.gemm(D(a), D(b), tiles=cuda_gemm.GPU_TILES), a @ b)
+
+
+def test_gemm_errors_name_shapes():
+    with pytest.raises(ValueError, match=r"inner dims differ.*\(3, 4\)"):
+        cuda_gemm.gemm(D(rnd(3, 4)), D(rnd(5, 2)))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        cuda_gemm.gemm(D(rnd(2, 3, 4)), D(rnd(3, 4, 2)))
+
+
+@pytest.mark.parametrize("sa,sb", [((2, 3, 5, 4), (4, 6)), ((2, 1, 3, 4), (1, 2, 4, 5)), ((3, 4), (2, 4, 5))])
+def test_matmul_broadcast_batch(sa, sb):
+    a, b = rnd(*sa), rnd(*sb, seed=4)
+    close(K.matmul(D(a), D(b)), a @ b)
+
+
+def test_matmul_reads_transposed_views_and_falls_back_for_ints():
+    a, g = rnd(3, 6, 5), rnd(3, 6, 4, seed=5)
+    close(K.matmul(D(a).swapaxes(-1, -2), D(g)), a.swapaxes(-1, -2) @ g)
+    assert cuda_gemm.gemm is not None and K._is_transposed(D(a).swapaxes(-1, -2))
+    ia = np.arange(6).reshape(2, 3)
+    np.testing.assert_array_equal(H(K.matmul(D(ia), D(ia.T.copy()))), ia @ ia.T)
+
+
+# ----------------------------------------------------------------------------------- convolution
+CONV_CASES = [
+    # n, c, h, w, o, k, stride, pad, dilation, groups
+    (2, 3, 6, 5, 4, 3, 1, 1, 1, 1),
+    (1, 4, 7, 6, 6, 3, 2, 1, 1, 2),
+    (2, 2, 6, 6, 3, 2, 1, 0, 2, 1),
+    (1, 3, 5, 5, 3, 3, 2, 2, 1, 3),  # depthwise, padding > k // 2
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_forward_and_backward(case):
+    n, c, h, w, o, k, s, p, d, g = case
+    x, wt = rnd(n, c, h, w), rnd(o, c // g, k, k, seed=6)
+    args = ((s, s), (p, p), (d, d), g)
+    y = R.conv2d_forward(x, wt, *args)
+    close(K.conv2d_forward(D(x), D(wt), *args), y)
+    gy = rnd(*y.shape, seed=7)
+    gx = R.conv2d_backward_input(gy, wt, x.shape, *args)
+    close(K.conv2d_backward_input(D(gy), D(wt), x.shape, *args), gx)
+    gw = R.conv2d_backward_weight(gy, x, wt.shape, *args)
+    close(K.conv2d_backward_weight(D(gy), D(x), wt.shape, *args), gw)
+
+
+def test_conv2d_float64_rectangular_kernel():
+    x, wt = rnd(1, 2, 5, 6, dtype=np.float64), rnd(3, 2, 2, 3, dtype=np.float64, seed=8)
+    args = ((2, 1), (1, 0), (1, 2), 1)
+    close(K.conv2d_forward(D(x), D(wt), *args), R.conv2d_forward(x, wt, *args), 1e-12)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    # <im2col(x), c> == <x, col2im(c)> for any x, c: what makes conv's backward-input exact
+    x = rnd(2, 2, 5, 4, dtype=np.float64)
+    geo = ((3, 2), (2, 1), (1, 1), (1, 2))
+    cols = H(cuda_conv.im2col(D(x), *geo))
+    c = rnd(*cols.shape, dtype=np.float64, seed=9)
+    back = H(cuda_conv.col2im(D(c), x.shape, *geo))
+    assert math.isclose(float((cols * c).sum()), float((x * back).sum()), rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------------------- pooling
+@pytest.mark.parametrize("geo", [((3, 3), (2, 2), (1, 1), (1, 1)), ((2, 2), (2, 2), (0, 0), (2, 1)),
+                                 ((2, 3), (1, 2), (1, 1), (1, 1))])
+def test_max_pool(geo):
+    x = rnd(2, 3, 7, 6)
+    y, idx = R.max_pool2d_forward(x, *geo)
+    gy_, gidx = K.max_pool2d_forward(D(x), *geo)
+    close(gy_, y)
+    np.testing.assert_array_equal(H(gidx), idx)
+    gy = rnd(*y.shape, seed=10)
+    close(K.max_pool2d_backward(D(gy), gidx, x.shape, *geo), R.max_pool2d_backward(gy, idx, x.shape, *geo))
+
+
+@pytest.mark.parametrize("geo", [((3, 3), (2, 2), (1, 1), True), ((3, 2), (2, 1), (1, 1), False),
+                                 ((2, 2), (2, 2), (0, 0), True)])
+def test_avg_pool(geo):
+    x = rnd(2, 2, 7, 6)
+    y = R.avg_pool2d_forward(x, *geo)
+    close(K.avg_pool2d_forward(D(x), *geo), y)
+    gy = rnd(*y.shape, seed=11)
+    close(K.avg_pool2d_backward(D(gy), x.shape, *geo), R.avg_pool2d_backward(gy, x.shape, *geo))
+
+
+# ------------------------------------------------------------------------------------ batch norm
+@pytest.mark.parametrize("shape,affine", [((3, 4, 3, 5), True), ((5, 3), True), ((2, 3, 7), False)])
+def test_batch_norm(shape, affine):
+    x = rnd(*shape) * 2 + 1
+    w, b = (rnd(shape[1], seed=12), rnd(shape[1], seed=13)) if affine else (None, None)
+    ref = R.batch_norm_forward_train(x, w, b, 1e-5)
+    got = K.batch_norm_forward_train(D(x), None if w is None else D(w), None if b is None else D(b), 1e-5)
+    for g_, r_ in zip(got, ref):
+        close(g_, r_, 1e-5)
+    gy = rnd(*shape, seed=14)
+    ref_b = R.batch_norm_backward(gy, x, w, ref[1], ref[2])
+    got_b = K.batch_norm_backward(D(gy), D(x), None if w is None else D(w), D(ref[1]), D(ref[2]))
+    for g_, r_ in zip(got_b, ref_b):
+        close(g_, r_, 1e-5)
+
+
+# ---------------------------------------------------------------------- softmax-CE, rows, erf
+def _log_softmax(x):
+    s = x - x.max(axis=1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+
+def test_softmax_cross_entropy_and_row_kernels():
+    x, t = rnd(4, 11) * 3, np.abs(rnd(4, 11, seed=15))
+    lp = _log_softmax(x)
+    close(K.log_softmax(D(x)), lp)
+    close(K.sum_rows(D(t)), t.sum(axis=1))
+    loss, logp = K.softmax_cross_entropy_forward(D(x), D(t), 0.25)
+    assert math.isclose(float(H(loss)), float(-(t * lp).sum() * 0.25), rel_tol=1e-5)
+    g = K.softmax_cross_entropy_backward(D(np.float32(2.0)), logp, D(t), 0.25)
+    close(g, ((np.exp(lp) * t.sum(axis=1, keepdims=True) - t) * 0.5).astype(np.float32))
+
+
+def test_erf():
+    x = rnd(3, 7) * 2
+    close(K.erf(D(x)), R.erf(x), 1e-6)
