@@ -100,11 +100,14 @@ def im2col(x, kernel, stride, padding, dilation):
     return cols
 
 
-def col2im(cols, x_shape, kernel, stride, padding, dilation):
-    """Adjoint of :func:`im2col`: sums column entries back into an (N, C, H, W) array."""
+def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw=None):
+    """Adjoint of :func:`im2col`: sums column entries back into an (N, C, H, W) array.
+
+    ``out_hw`` is the (H_out, W_out) the columns were made for (computed from ``x_shape`` if None).
+    """
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, w = x_shape
-    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    ho, wo = out_hw or (out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw))
     cols = contiguous(cols)
     x = xp_of(cols).empty(tuple(x_shape), dtype=cols.dtype)
     if x.size:
@@ -157,7 +160,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     ck = cg * kh * kw
     gyt = contiguous(gy.reshape(n, o, ho * wo).transpose(1, 0, 2)).reshape(groups, o // groups, n * ho * wo)
     gcols = gemm(contiguous(w).reshape(groups, o // groups, ck), gyt, trans_a=True)
-    return col2im(gcols.reshape(groups * ck, n * ho * wo), x_shape, (kh, kw), stride, padding, dilation)
+    gcols = gcols.reshape(groups * ck, n * ho * wo)
+    return col2im(gcols, x_shape, (kh, kw), stride, padding, dilation, out_hw=(ho, wo))
 
 
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):

@@ -18,7 +18,7 @@ def is_simulator() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpu_status() -> tuple[bool, str]:
     try:
         import cupy
@@ -60,3 +60,42 @@ def require() -> None:
             "`pip install tinygrad_rad[cuda]`; without a GPU you can run the CUDA kernels in Numba's "
             "simulator with `NUMBA_ENABLE_CUDASIM=1` (slow, for tests and learning)."
         )
+
+
+def device_info() -> dict:
+    """What ``device="cuda"`` runs on: name, compute capability, memory, simulator flag.
+
+    >>> tinygrad_rad.cuda.device_info()["name"]
+    'NVIDIA H100 80GB HBM3'
+    """
+    require()
+    if is_simulator():
+        return {"name": "Numba CUDA simulator", "simulator": True, "compute_capability": None,
+                "total_memory_bytes": None, "multiprocessors": None}
+    import cupy
+
+    dev = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(dev.id)
+    name = props["name"]
+    return {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "simulator": False,
+        "compute_capability": (int(props["major"]), int(props["minor"])),
+        "total_memory_bytes": int(props["totalGlobalMem"]),
+        "multiprocessors": int(props["multiProcessorCount"]),
+    }
+
+
+def device_name() -> str:
+    """The GPU's name (``"Numba CUDA simulator"`` under the simulator)."""
+    return device_info()["name"]
+
+
+def synchronize() -> None:
+    """Block until every kernel queued on the GPU has finished (use before reading a timer)."""
+    require()
+    if is_simulator():
+        return  # the simulator runs kernels synchronously
+    import cupy
+
+    cupy.cuda.Device().synchronize()
