@@ -731,7 +731,8 @@ class _BatchNorm(Module):
             )
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            nbt = self.num_batches_tracked.data
+            self.num_batches_tracked.data = xp_of(nbt).asarray(nbt + 1, dtype=nbt.dtype)  # stays 0-d
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or not self.track_running_stats
