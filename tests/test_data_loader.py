@@ -104,6 +104,24 @@ def test_item_path_prefetch_and_transforms_agree():
     assert float(next(iter(custom))[0].numpy().sum()) == 0.0
 
 
+def test_item_transforms_are_seeded_per_batch_not_global():
+    import tinygrad_rad
+
+    class Augmented(ItemDataset):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return T.RandomIntensity(0.5, 0.5, clip=None)(x), y  # no rng: the loader's batch generator
+
+    state = tinygrad_rad.get_rng_state()
+    a = [x.numpy() for x, _ in DataLoader(Augmented(), batch_size=5, seed=1)]
+    b = [x.numpy() for x, _ in DataLoader(Augmented(), batch_size=5, seed=1)]
+    assert tinygrad_rad.get_rng_state() == state  # the global generator was not touched
+    for xa, xb in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+    c = [x.numpy() for x, _ in DataLoader(Augmented(), batch_size=5, seed=2)]
+    assert not np.array_equal(a[0], c[0])
+
+
 def test_worker_exception_propagates():
     loader = DataLoader(ItemDataset(fail_at=9), batch_size=4)
     with pytest.raises(RuntimeError, match="cannot read item 9"):

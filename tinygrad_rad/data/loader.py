@@ -25,6 +25,7 @@ import numpy as np
 
 from ..random import get_generator
 from ..tensor import Tensor
+from .transforms import default_rng
 
 
 class Dataset:
@@ -188,7 +189,8 @@ class DataLoader:
         if self.collate_fn is None and hasattr(ds, "get_batch"):
             out = ds.get_batch(idx, rng=rng)
         else:
-            items = [ds[int(i)] for i in idx]
+            with default_rng(rng):  # per-item transforms draw from this batch's generator
+                items = [ds[int(i)] for i in idx]
             out = (self.collate_fn or default_collate)(items)
         out = list(out)
         if self.transform is not None:

@@ -16,8 +16,10 @@ and scaling about the image centre, bilinear sampling (``padding_mode="zeros"`` 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import numba
 import numpy as np
@@ -34,8 +36,40 @@ CT_WINDOWS = {
 }
 
 
+_LOCAL = threading.local()
+
+
 def _rng(rng) -> np.random.Generator:
-    return get_generator() if rng is None else rng
+    if rng is not None:
+        return rng
+    local = getattr(_LOCAL, "rng", None)
+    return local if local is not None else get_generator()
+
+
+@contextlib.contextmanager
+def default_rng(rng: np.random.Generator | None) -> Iterator[None]:
+    """Within this block (in this thread), transforms called without ``rng`` draw from ``rng``.
+
+    The DataLoader uses it so that per-item dataset transforms are seeded per batch and never touch
+    the global generator from its background thread.
+    """
+    prev = getattr(_LOCAL, "rng", None)
+    _LOCAL.rng = rng
+    try:
+        yield
+    finally:
+        _LOCAL.rng = prev
+
+
+_PADDING = {"zeros": "zeros", "zero": "zeros", "constant": "zeros", "border": "border", "edge": "border"}
+
+
+def _padding_mode(mode: str) -> str:
+    if mode not in _PADDING:
+        raise ValueError(
+            f"padding_mode must be 'zeros' (or 'constant') or 'border' (or 'edge'), got {mode!r}"
+        )
+    return _PADDING[mode]
 
 
 def _as_batch(x) -> tuple[np.ndarray, bool]:
@@ -215,7 +249,8 @@ def affine_sample(x, mats, out_size=None, padding_mode: str = "zeros", fill: flo
     """Bilinear resampling: ``out[n, :, i, j] = x[n, :, A_n @ (j, i, 1)]`` in pixel coordinates.
 
     ``mats`` is ``(2, 3)`` or ``(N, 2, 3)``, mapping an output pixel ``(x=j, y=i)`` to the input
-    position it samples. ``padding_mode`` "zeros" (samples outside read ``fill``) or "border".
+    position it samples. ``padding_mode`` "zeros" (samples outside read ``fill``) or "border"
+    (repeat the edge; "edge" is accepted too).
 
         >>> shift_right = np.array([[1, 0, -2], [0, 1, 0]], "float32")     # out(j) = in(j - 2)
         >>> y = affine_sample(np.random.rand(1, 1, 8, 8).astype("float32"), shift_right)
@@ -227,8 +262,7 @@ def affine_sample(x, mats, out_size=None, padding_mode: str = "zeros", fill: flo
         m = np.broadcast_to(m, (a.shape[0], 2, 3))
     if m.shape != (a.shape[0], 2, 3):
         raise ValueError(f"mats must be (2, 3) or ({a.shape[0]}, 2, 3), got {np.shape(mats)}")
-    if padding_mode not in ("zeros", "border"):
-        raise ValueError(f"padding_mode must be 'zeros' or 'border', got {padding_mode!r}")
+    padding_mode = _padding_mode(padding_mode)
     ho, wo = a.shape[2:] if out_size is None else _size2(out_size)
     out = np.empty((a.shape[0], a.shape[1], ho, wo), dtype=np.float32)
     _affine_kernel(a, np.ascontiguousarray(m), padding_mode == "border", np.float32(fill), out)
@@ -280,9 +314,7 @@ class RandomAffine(Transform):
         self.scale = None if scale is None else _pair(scale, "scale")
         self.shear = None if shear is None else (
             (-float(shear), float(shear)) if isinstance(shear, (int, float)) else _pair(shear, "shear"))
-        if padding_mode not in ("zeros", "border"):
-            raise ValueError(f"padding_mode must be 'zeros' or 'border', got {padding_mode!r}")
-        self.padding_mode, self.fill, self.p = padding_mode, float(fill), float(p)
+        self.padding_mode, self.fill, self.p = _padding_mode(padding_mode), float(fill), float(p)
 
     def sample_params(self, n: int, height: int, width: int, rng: np.random.Generator):
         """Per-image ``(angles, translations (N, 2), scales, shears)``."""
