@@ -975,7 +975,7 @@ class CrossEntropyLoss(_Loss):
                  label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
-        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
@@ -987,7 +987,7 @@ class NLLLoss(_Loss):
                  reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.ignore_index = ignore_index
-        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
@@ -997,8 +997,8 @@ class BCEWithLogitsLoss(_Loss):
     def __init__(self, weight: Tensor | None = None, reduction: str = "mean",
                  pos_weight: Tensor | None = None) -> None:
         super().__init__(reduction)
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("pos_weight", pos_weight, persistent=False)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)
