@@ -1,0 +1,207 @@
+"""Training plots with matplotlib (Agg backend, PNG files): curves, ROC, confusion matrix, Grad-CAM grid.
+
+    >>> from tinygrad_rad import plots
+    >>> plots.plot_history(history, "runs/demo/curves.png")      # history: list of per-epoch dicts
+    >>> plots.plot_roc("binary-class", y_true, y_prob, "runs/demo/roc.png")
+
+matplotlib is optional (the ``viz`` extra): :func:`available` says whether it is installed, and every
+plotting function raises :class:`PlotsUnavailable` with an install hint when it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MISSING_MESSAGE = "matplotlib is not installed; install it with: pip install 'tinygrad_rad[viz]'"
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib is missing."""
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise PlotsUnavailable(MISSING_MESSAGE) from e
+    return plt
+
+
+def _save(fig, path) -> Path:
+    """Save a figure atomically (temp file + os.replace) and close it."""
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_history(history: list, path) -> Path:
+    """Loss (train/val) and validation AUC/ACC per epoch, side by side.
+
+        >>> plot_history([{"epoch": 1, "train_loss": .5, "val_loss": .4, "val_auc": .9}], "c.png")
+    """
+    plt = _plt()
+    ep = [r["epoch"] for r in history]
+
+    def col(k):
+        return [np.nan if r.get(k) is None else r[k] for r in history]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(ep, col("train_loss"), "o-", label="train")
+    a1.plot(ep, col("val_loss"), "o-", label="validation")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("loss")
+    a1.set_title("loss")
+    a1.legend()
+    a1.grid(alpha=0.3)
+    a2.plot(ep, col("val_auc"), "o-", label="val AUC")
+    a2.plot(ep, col("val_acc"), "s-", label="val ACC")
+    if any(r.get("train_acc") is not None for r in history):
+        a2.plot(ep, col("train_acc"), "--", alpha=0.7, label="train ACC")
+    a2.set_xlabel("epoch")
+    a2.set_title("validation AUC / accuracy")
+    a2.legend()
+    a2.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _roc(y, s):
+    from .metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, s)
+    return fpr, tpr, roc_auc_score(y, s)
+
+
+def plot_roc(task: str, y_true, y_prob, path, label_names: list | None = None, max_curves: int = 14) -> Path:
+    """ROC curve of the positive class (binary) or one-vs-rest curves per class/label, with AUCs.
+
+        >>> plot_roc("binary-class", y_true, y_prob, "roc.png")    # y_prob (N, 2) or (N,)
+    """
+    plt = _plt()
+    y_true = np.asarray(y_true)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    if task == "binary-class":
+        s = y_prob[:, -1] if y_prob.ndim == 2 else y_prob
+        fpr, tpr, auc = _roc(y_true.reshape(-1), s)
+        name = label_names[-1] if label_names else "positive"
+        ax.plot(fpr, tpr, lw=2, label=f"{name} (AUC = {auc:.3f})")
+    else:
+        k = y_prob.shape[1]
+        multilabel = task.startswith("multi-label")
+        for j in range(min(k, max_curves)):
+            yj = y_true[:, j] if multilabel else (y_true.reshape(-1) == j)
+            if yj.min() == yj.max():
+                continue
+            fpr, tpr, auc = _roc(yj.astype(np.int64), y_prob[:, j])
+            name = label_names[j] if label_names and j < len(label_names) else str(j)
+            ax.plot(fpr, tpr, lw=1.2, label=f"{name} ({auc:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, alpha=0.6)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title("test ROC")
+    ax.legend(loc="lower right", fontsize=7 if task != "binary-class" else 9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm, path, label_names: list | None = None,
+                          title: str = "test confusion matrix") -> Path:
+    """Counts (and row percentages) of a K x K confusion matrix (rows: true class, columns: predicted).
+
+        >>> plot_confusion_matrix([[200, 34], [10, 380]], "cm.png", ["normal", "pneumonia"])
+    """
+    plt = _plt()
+    cm = np.asarray(cm, dtype=np.int64)
+    k = cm.shape[0]
+    names = list(label_names) if label_names and len(label_names) == k else [str(i) for i in range(k)]
+    size = max(3.8, 0.55 * k + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
+    thresh = cm.max() / 2.0 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            txt = f"{cm[i, j]}\n{100.0 * cm[i, j] / rows[i, 0]:.0f}%" if k <= 6 else f"{cm[i, j]}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=9 if k <= 6 else 6,
+                    color="white" if cm[i, j] > thresh else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(names, rotation=45 if k > 2 else 0, ha="right" if k > 2 else "center", fontsize=8)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float64)
+    if img.ndim == 3 and img.shape[0] in (1, 3):  # (C, H, W) -> (H, W, C)
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    lo, hi = float(img.min()), float(img.max())
+    return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+
+
+def plot_explanations(images, cams, saliency, path, titles: list | None = None, alpha: float = 0.45) -> Path:
+    """A grid: per image, the image, its Grad-CAM heat map overlaid, and its gradient saliency map.
+
+    ``images`` (N, H, W), (N, H, W, 3) or (N, C, H, W); ``cams`` and ``saliency`` (N, H, W) in [0, 1].
+
+        >>> plot_explanations(imgs, cams, sal, "gradcam.png", titles=["p=0.93", ...])
+    """
+    plt = _plt()
+    n = len(images)
+    if n == 0:
+        raise ValueError("plot_explanations: no images to plot")
+    per_row = 4 if n >= 4 else n
+    rows = -(-n // per_row)
+    fig, axes = plt.subplots(rows, per_row * 3, figsize=(per_row * 3 * 1.5, rows * 1.75), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, per_row)
+        img = _gray(images[i])
+        cmap = "gray" if img.ndim == 2 else None
+        a0, a1, a2 = axes[r, 3 * c], axes[r, 3 * c + 1], axes[r, 3 * c + 2]
+        a0.imshow(img, cmap=cmap)
+        a1.imshow(img, cmap=cmap)
+        a1.imshow(np.asarray(cams[i]), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        a2.imshow(np.asarray(saliency[i]), cmap="hot", vmin=0, vmax=1)
+        if titles:
+            a0.set_title(titles[i], fontsize=7)
+        if r == 0:
+            a1.set_title("Grad-CAM", fontsize=7) if not titles else None
+            a2.set_title("saliency", fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, path)
