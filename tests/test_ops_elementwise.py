@@ -193,3 +193,50 @@ def test_maximum_ties_split_gradient():
         torch.maximum(ta, tb).sum().backward()
         np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy())
         np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy())
+
+
+PROMOTION = [
+    # (name, fn taking the module (tinygrad_rad or torch), expected dtype) - PyTorch's promotion rules
+    ("int * float scalar", lambda m: m.tensor([1, 2]) * 0.5, "float32"),
+    ("float scalar * int", lambda m: 0.5 * m.tensor([1, 2]), "float32"),
+    ("int + float32", lambda m: m.tensor([1, 2]) + m.tensor([0.5, 1.0]), "float32"),
+    ("int / int", lambda m: m.tensor([1, 2]) / m.tensor([2, 2]), "float32"),
+    ("int / 2", lambda m: m.tensor([1, 2]) / 2, "float32"),
+    ("2 / int", lambda m: 2 / m.tensor([1, 2]), "float32"),
+    ("int ** 0.5", lambda m: m.tensor([1, 4]) ** 0.5, "float32"),
+    ("int ** 2", lambda m: m.tensor([1, 4]) ** 2, "int64"),
+    ("int - 1", lambda m: m.tensor([1, 4]) - 1, "int64"),
+    ("int32 + int64", lambda m: m.tensor([1, 4], dtype=m.int32) + m.tensor([1, 4]), "int64"),
+    ("float16 + float32", lambda m: m.ones(2, dtype=m.float16) + m.ones(2), "float32"),
+    ("float16 + int", lambda m: m.ones(2, dtype=m.float16) + m.tensor([1, 2]), "float16"),
+    ("float32 + float64", lambda m: m.ones(2) + m.ones(2, dtype=m.float64), "float64"),
+    ("bool * 1.5", lambda m: (m.tensor([1, 2]) > 1) * 1.5, "float32"),
+    ("maximum(int, float)", lambda m: m.maximum(m.tensor([1, 2]), m.tensor([1.5, 0.5])), "float32"),
+    ("where(int, float)", lambda m: m.where(m.tensor([True, False]), m.tensor([1, 2]), m.tensor([1.5, 0.5])),
+     "float32"),
+    ("float32 * np.float64", lambda m: m.ones(2) * np.float64(2.0), "float32"),
+]
+
+
+@pytest.mark.parametrize("name,fn,want", PROMOTION, ids=[p[0] for p in PROMOTION])
+def test_type_promotion_follows_pytorch(name, fn, want):
+    out = fn(tr)
+    assert str(out.dtype) == want
+    if HAS_TORCH:
+        t = fn(torch)
+        assert str(t.dtype) == f"torch.{want}"
+        np.testing.assert_allclose(out.numpy(), t.numpy())
+
+
+def test_mixed_dtype_gradient_is_cast_back():
+    a = tr.tensor([1.0, 2.0], requires_grad=True)  # float32
+    b = tr.tensor(np.array([3.0, 4.0]), requires_grad=True)  # float64
+    (a * b).sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
+
+
+def test_pow_zero_has_zero_gradient_at_zero():
+    x = tr.tensor([0.0, 2.0], requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])  # PyTorch gives 0, not nan

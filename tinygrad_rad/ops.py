@@ -128,6 +128,8 @@ class PowScalar(Function):
     def backward(self, g):
         # d(a^p)/da = p a^(p-1)
         p = self.p
+        if p == 0.0:
+            return (xp_of(g).zeros_like(g),)  # NOTE: not 0 * a^-1, which is nan at a = 0
         if p == 2.0:
             return (g * 2 * self.a,)
         return (g * (p * self.a ** self.a.dtype.type(p - 1)),)

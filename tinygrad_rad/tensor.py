@@ -300,22 +300,31 @@ class Tensor:
             return Tensor(arr.astype(dt), device=self.device)
         return Tensor(arr, device=self.device)
 
+    def _binary(self, fn, other, reverse: bool = False, true_div: bool = False) -> Tensor:
+        o = self._other(other)
+        a, b = (o, self) if reverse else (self, o)
+        a, b = _promote(a, b, true_div)
+        return fn.apply(a, b)
+
     def add(self, other) -> Tensor:
-        return ops.Add.apply(self, self._other(other))
+        return self._binary(ops.Add, other)
 
     def sub(self, other) -> Tensor:
-        return ops.Sub.apply(self, self._other(other))
+        return self._binary(ops.Sub, other)
 
     def mul(self, other) -> Tensor:
-        return ops.Mul.apply(self, self._other(other))
+        return self._binary(ops.Mul, other)
 
     def div(self, other) -> Tensor:
-        return ops.Div.apply(self, self._other(other))
+        return self._binary(ops.Div, other, true_div=True)
 
     def pow(self, exponent) -> Tensor:
         if isinstance(exponent, Tensor):
-            return ops.Pow.apply(self, exponent)
-        return ops.PowScalar.apply(self, exponent=float(exponent))
+            return self._binary(ops.Pow, exponent)
+        base = self
+        if not is_floating(self.dtype) and (float(exponent) != int(exponent) or exponent < 0):
+            base = self.to(dtype=DEFAULT_FLOAT)  # NOTE: int ** 0.5 / int ** -1 give floats, as in PyTorch
+        return ops.PowScalar.apply(base, exponent=float(exponent))
 
     __add__ = add
     __sub__ = sub
@@ -324,19 +333,19 @@ class Tensor:
     __pow__ = pow
 
     def __radd__(self, other) -> Tensor:
-        return ops.Add.apply(self._other(other), self)
+        return self._binary(ops.Add, other, reverse=True)
 
     def __rsub__(self, other) -> Tensor:
-        return ops.Sub.apply(self._other(other), self)
+        return self._binary(ops.Sub, other, reverse=True)
 
     def __rmul__(self, other) -> Tensor:
-        return ops.Mul.apply(self._other(other), self)
+        return self._binary(ops.Mul, other, reverse=True)
 
     def __rtruediv__(self, other) -> Tensor:
-        return ops.Div.apply(self._other(other), self)
+        return self._binary(ops.Div, other, reverse=True, true_div=True)
 
     def __rpow__(self, other) -> Tensor:
-        return ops.Pow.apply(self._other(other), self)
+        return self._binary(ops.Pow, other, reverse=True)
 
     def __neg__(self) -> Tensor:
         return ops.Neg.apply(self)
@@ -353,10 +362,10 @@ class Tensor:
         return ops.matmul(self._other(other), self)
 
     def maximum(self, other) -> Tensor:
-        return ops.Maximum.apply(self, self._other(other))
+        return self._binary(ops.Maximum, other)
 
     def minimum(self, other) -> Tensor:
-        return ops.Minimum.apply(self, self._other(other))
+        return self._binary(ops.Minimum, other)
 
     # comparisons: no gradient, boolean result
     def _cmp(self, other, fn) -> Tensor:
@@ -662,6 +671,30 @@ def _xp(t: Tensor):
     return xp_for(t.device)
 
 
+def _promote(a: Tensor, b: Tensor, true_div: bool = False) -> tuple:
+    """PyTorch's type promotion for a binary op: float beats int (int + float32 -> float32, not
+    NumPy's float64), the wider float wins, and true division of ints gives the default float."""
+    da, db = a.dtype, b.dtype
+    fa, fb = is_floating(da), is_floating(db)
+    if da == db and (fa or not true_div):
+        return a, b
+    if fa and fb:
+        dt = np.promote_types(da, db)
+    elif fa or fb:
+        dt = da if fa else db
+    else:
+        dt = DEFAULT_FLOAT if true_div else np.promote_types(da, db)
+    return _cast(a, dt), _cast(b, dt)
+
+
+def _cast(t: Tensor, dt) -> Tensor:
+    if t.dtype == dt:
+        return t
+    if is_floating(t.dtype):
+        return ops.Cast.apply(t, dtype=dt)  # differentiable
+    return Tensor._wrap(t.data.astype(dt), device=t.device)
+
+
 def _infer_shape(old: tuple, new: tuple) -> tuple:
     size = int(np.prod(old)) if old else 1
     if new.count(-1) > 1:
@@ -868,4 +901,5 @@ def where(condition, input, other) -> Tensor:
         raise TypeError("where: input or other must be a Tensor")
     a = ref._other(input) if not isinstance(input, Tensor) else input
     b = ref._other(other) if not isinstance(other, Tensor) else other
+    a, b = _promote(a, b)
     return ops.Where.apply(a, b, cond=cond.data.astype(np.bool_))
