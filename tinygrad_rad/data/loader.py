@@ -196,13 +196,13 @@ class DataLoader:
         if self.transform is not None:
             x = out[0].numpy() if isinstance(out[0], Tensor) else out[0]
             out[0] = self.transform(x, rng=rng)
-        return tuple(self._to_tensor(o, k) for k, o in enumerate(out))
+        return tuple(self._to_tensor(o) for o in out)
 
-    def _to_tensor(self, o, k: int) -> Tensor:
+    def _to_tensor(self, o) -> Tensor:
         if isinstance(o, Tensor):
             return o.to(self.device) if o.device != self.device else o
         arr = np.asarray(o)
-        if k == 0 and np.issubdtype(arr.dtype, np.floating):
+        if np.issubdtype(arr.dtype, np.floating):  # images and float targets (soft / multi-label)
             arr = arr.astype(np.float32, copy=False)
         elif np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
             arr = arr.astype(np.int64, copy=False)

@@ -209,7 +209,7 @@ class RandomVerticalFlip(Transform):
 
 
 # ------------------------------------------------------------------------------ affine resampling
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: the loader's thread augments while the model computes
 def _affine_kernel(x, mats, border, fill, out):  # pragma: no cover - compiled
     n_img, n_ch, h, w = x.shape
     ho, wo = out.shape[2], out.shape[3]
