@@ -138,3 +138,20 @@ def test_evaluate_predictions_medmnist_convention():
     aucs = [sk.roc_auc_score(yl[:, j], pl[:, j]) for j in range(3)]
     assert r["auc"] == pytest.approx(np.mean(aucs))
     assert r["acc"] == pytest.approx(np.mean((pl >= 0.5) == yl))
+
+
+def test_undefined_auc_policy_and_youden():
+    yl = np.array([[0, 1], [1, 1], [0, 1], [1, 1]])  # label 1 is always positive: AUC undefined
+    pl = np.array([[0.1, 0.3], [0.8, 0.6], [0.3, 0.2], [0.6, 0.9]])
+    with pytest.raises(ValueError, match="label 1"):
+        M.evaluate_predictions("multi-label", yl, pl)
+    r = M.evaluate_predictions("multi-label", yl, pl, undefined="nan")
+    assert r["auc"] == 1.0 and r["acc"] == pytest.approx((1.0 + 0.5) / 2)
+    r = M.evaluate_predictions("binary-class", [1, 1], [0.2, 0.7], undefined="nan")
+    assert math.isnan(r["auc"]) and r["acc"] == 0.5
+    r = M.evaluate_predictions("multi-class", [0, 0, 1], np.eye(3)[[0, 1, 1]], undefined="nan")
+    # class 0: pos scores {1, 0} vs neg {0} -> (1 + 0.5) / 2; class 1: pos {1} vs neg {0, 1} -> same;
+    # class 2 never occurs: left out
+    assert r["auc"] == pytest.approx(0.75)
+    assert M.youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8
+    assert M.youden_threshold([0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.9, 0.95]) == 0.3

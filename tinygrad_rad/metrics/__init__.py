@@ -20,6 +20,7 @@ from .classification import (
     roc_curve,
     sensitivity,
     specificity,
+    youden_threshold,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "roc_curve",
     "sensitivity",
     "specificity",
+    "youden_threshold",
 ]

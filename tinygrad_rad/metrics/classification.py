@@ -278,23 +278,47 @@ def binary_report(y_true, y_prob, threshold: float = 0.5) -> dict:
     }
 
 
-def evaluate_predictions(task: str, y_true, y_prob, threshold: float = 0.5) -> dict:
+def _auc_or_nan(y: np.ndarray, s: np.ndarray, undefined: str, what: str) -> float:
+    try:
+        return _binary_auc(y, s)
+    except ValueError as e:
+        if undefined == "nan":
+            return float("nan")
+        raise ValueError(f"{what}: {e} (pass undefined='nan' to skip it)") from e
+
+
+def evaluate_predictions(task: str, y_true, y_prob, threshold: float = 0.5, undefined: str = "raise") -> dict:
     """MedMNIST's ``{"auc", "acc"}`` for one task (its ``evaluator`` convention).
 
     * "binary-class": ``y_prob`` (N,) positive-class probability or (N, 2); AUC on it, ACC at threshold.
     * "multi-class" / "ordinal-regression": ``y_prob`` (N, K); one-vs-rest macro AUC, ACC of argmax.
     * "multi-label" (or "multi-label, binary-class"): ``y_true``/``y_prob`` (N, L); mean of per-label
       AUCs, ACC = mean over labels of the per-label accuracy at ``threshold``.
+
+    An AUC that is undefined (a class / label with only one value in ``y_true``, e.g. on a tiny
+    subset) raises ``ValueError``; with ``undefined="nan"`` it is left out of the mean instead
+    (``auc`` is ``nan`` when nothing is defined).
+
+        >>> evaluate_predictions("multi-class", [0, 2, 1], np.eye(3)[[0, 2, 2]])
+        {'auc': 0.75, 'acc': 0.666...}
     """
+    if undefined not in ("raise", "nan"):
+        raise ValueError(f"undefined must be 'raise' or 'nan', got {undefined!r}")
     yt, p = _np(y_true), _np(y_prob).astype(np.float64)
+
+    def mean_auc(aucs):
+        aucs = np.asarray(aucs, dtype=np.float64)
+        return float(np.mean(aucs[~np.isnan(aucs)])) if np.any(~np.isnan(aucs)) else float("nan")
+
     if task.startswith("multi-label"):
         if yt.ndim != 2 or p.shape != yt.shape:
             raise ValueError(
                 f"multi-label needs y_true and y_prob of the same (N, L) shape, got {yt.shape}, {p.shape}"
             )
-        aucs = [_binary_auc(_binary_true(yt[:, j]), p[:, j]) for j in range(yt.shape[1])]
+        aucs = [_auc_or_nan(_binary_true(yt[:, j]), p[:, j], undefined, f"AUC of label {j}")
+                for j in range(yt.shape[1])]
         accs = [float(np.mean((p[:, j] >= threshold) == (yt[:, j] == 1))) for j in range(yt.shape[1])]
-        return {"auc": float(np.mean(aucs)), "acc": float(np.mean(accs))}
+        return {"auc": mean_auc(aucs), "acc": float(np.mean(accs))}
     yt = _labels_1d(yt).astype(np.int64)
     if task == "binary-class":
         if p.ndim == 2:
@@ -302,14 +326,34 @@ def evaluate_predictions(task: str, y_true, y_prob, threshold: float = 0.5) -> d
                 raise ValueError(f"binary-class y_prob must be (N,), (N, 1) or (N, 2), got {p.shape}")
             p = p[:, -1]
         _same_len(yt, p, "y_true", "y_prob")
-        return {"auc": _binary_auc(_binary_true(yt), p), "acc": float(np.mean((p >= threshold) == (yt == 1)))}
+        auc = _auc_or_nan(_binary_true(yt), p, undefined, "binary AUC")
+        return {"auc": auc, "acc": float(np.mean((p >= threshold) == (yt == 1)))}
     if task in ("multi-class", "ordinal-regression"):
         if p.ndim != 2:
             raise ValueError(f"{task} needs y_prob of shape (N, K), got {p.shape}")
         _same_len(yt, p, "y_true", "y_prob")
-        return {"auc": roc_auc_score(yt, p, multi_class="ovr", average="macro"),
-                "acc": float(np.mean(np.argmax(p, axis=1) == yt))}
+        if yt.size and (yt.min() < 0 or yt.max() >= p.shape[1]):
+            raise ValueError(
+                f"y_true holds classes in [{yt.min()}, {yt.max()}] but y_prob has {p.shape[1]} columns"
+            )
+        aucs = [_auc_or_nan((yt == c).astype(np.int64), p[:, c], undefined, f"one-vs-rest AUC of class {c}")
+                for c in range(p.shape[1])]
+        return {"auc": mean_auc(aucs), "acc": float(np.mean(np.argmax(p, axis=1) == yt))}
     raise ValueError(
         f"unknown task {task!r}; expected 'binary-class', 'multi-class', 'multi-label' "
         "or 'ordinal-regression'"
     )
+
+
+def youden_threshold(y_true, y_prob) -> float:
+    """The threshold maximising sensitivity + specificity - 1 (Youden's J) on the ROC curve.
+
+    Pick it on validation data, then report test metrics at it with :func:`binary_report`.
+
+        >>> youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+        0.8
+    """
+    fpr, tpr, thr = roc_curve(y_true, y_prob)
+    j = tpr - fpr
+    best = int(np.argmax(j[1:])) + 1  # skip the +inf threshold
+    return float(thr[best])
