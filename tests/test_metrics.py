@@ -155,3 +155,14 @@ def test_undefined_auc_policy_and_youden():
     assert r["auc"] == pytest.approx(0.75)
     assert M.youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8
     assert M.youden_threshold([0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.9, 0.95]) == 0.3
+
+
+def test_bootstrap_ci_brackets_the_value():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    s = y * 0.5 + rng.random(300)
+    r = M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, seed=1)
+    assert r["lower"] < r["value"] < r["upper"] and r["n_boot"] == 200
+    assert r == M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, seed=1)
+    # the spread of the interval is about 4 standard errors of AUC (Hanley-McNeil), not 0 and not huge
+    assert 0.02 < r["upper"] - r["lower"] < 0.2
