@@ -20,17 +20,6 @@ from numba import cuda
 from .cuda_common import contiguous, dev, launch_1d, nb_type, reduce_threads, xp_of
 
 
-@cuda.jit(device=True)
-def _block_sum(sh, tid, RT):
-    """Tree-sum of sh[0:RT] (RT a power of two) into sh[0]; every thread must call it."""
-    s = RT // 2
-    while s > 0:
-        if tid < s:
-            sh[tid] += sh[tid + s]
-        cuda.syncthreads()
-        s //= 2
-
-
 @functools.cache
 def make_bn_kernels(dtype, RT: int):
     T = nb_type(dtype)
@@ -48,7 +37,12 @@ def make_bn_kernels(dtype, RT: int):
             acc += x[e // L, c, e % L]
         sh[tid] = acc
         cuda.syncthreads()
-        _block_sum(sh, tid, RT)
+        s = RT // 2  # tree-sum sh[0:RT] into sh[0]
+        while s > 0:
+            if tid < s:
+                sh[tid] += sh[tid + s]
+            cuda.syncthreads()
+            s //= 2
         mu = sh[0] / m
         cuda.syncthreads()
         acc = T(0)
@@ -57,7 +51,12 @@ def make_bn_kernels(dtype, RT: int):
             acc += d * d
         sh[tid] = acc
         cuda.syncthreads()
-        _block_sum(sh, tid, RT)
+        s = RT // 2  # tree-sum sh[0:RT] into sh[0]
+        while s > 0:
+            if tid < s:
+                sh[tid] += sh[tid + s]
+            cuda.syncthreads()
+            s //= 2
         if tid == 0:
             mean[c] = mu
             invstd[c] = 1 / math.sqrt(sh[0] / m + eps)
@@ -84,8 +83,13 @@ def make_bn_kernels(dtype, RT: int):
         sh[tid] = a
         sh2[tid] = b
         cuda.syncthreads()
-        _block_sum(sh, tid, RT)
-        _block_sum(sh2, tid, RT)
+        s = RT // 2  # tree-sum sh[0:RT] into sh[0]
+        while s > 0:
+            if tid < s:
+                sh[tid] += sh[tid + s]
+                sh2[tid] += sh2[tid + s]
+            cuda.syncthreads()
+            s //= 2
         if tid == 0:
             sum_gy[c] = sh[0]
             sum_gy_xhat[c] = sh2[0]

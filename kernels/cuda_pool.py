@@ -75,16 +75,6 @@ def max_pool_bwd_kernel(gy, idx, gx, kh, kw, sh, sw, ph, pw, dh, dw, zero):
         gx[n, c, hh, ww] = acc
 
 
-@cuda.jit(device=True)
-def _avg_div(i, j, h, w, kh, kw, sh, sw, ph, pw, include_pad):
-    """Window size PyTorch divides by: padded zeros count (include_pad), the part past the padding never."""
-    hs = i * sh - ph
-    ws = j * sw - pw
-    if include_pad:
-        return (min(hs + kh, h + ph) - hs) * (min(ws + kw, w + pw) - ws)
-    return (min(hs + kh, h) - max(hs, 0)) * (min(ws + kw, w) - max(ws, 0))
-
-
 @cuda.jit
 def avg_pool_fwd_kernel(x, y, kh, kw, sh, sw, ph, pw, include_pad, zero):
     n_img, ch, ho, wo = y.shape
@@ -104,7 +94,14 @@ def avg_pool_fwd_kernel(x, y, kh, kw, sh, sw, ph, pw, include_pad, zero):
                     ww = j * sw - pw + v
                     if ww >= 0 and ww < w:
                         acc += x[n, c, hh, ww]
-        y[n, c, i, j] = acc / _avg_div(i, j, h, w, kh, kw, sh, sw, ph, pw, include_pad)
+        # PyTorch's divisor: padded zeros count (include_pad), the part past the padding never
+        hs = i * sh - ph
+        ws = j * sw - pw
+        if include_pad:
+            div = (min(hs + kh, h + ph) - hs) * (min(ws + kw, w + pw) - ws)
+        else:
+            div = (min(hs + kh, h) - max(hs, 0)) * (min(ws + kw, w) - max(ws, 0))
+        y[n, c, i, j] = acc / div
 
 
 @cuda.jit
@@ -127,7 +124,13 @@ def avg_pool_bwd_kernel(gy, gx, kh, kw, sh, sw, ph, pw, include_pad, zero):
                     wj = ww + pw - v
                     if wj >= 0 and wj % sw == 0 and wj // sw < wo:
                         j = wj // sw
-                        acc += gy[n, c, i, j] / _avg_div(i, j, h, w, kh, kw, sh, sw, ph, pw, include_pad)
+                        hs = i * sh - ph  # the window's divisor, as in the forward
+                        ws = j * sw - pw
+                        if include_pad:
+                            div = (min(hs + kh, h + ph) - hs) * (min(ws + kw, w + pw) - ws)
+                        else:
+                            div = (min(hs + kh, h) - max(hs, 0)) * (min(ws + kw, w) - max(ws, 0))
+                        acc += gy[n, c, i, j] / div
         gx[n, c, hh, ww] = acc
 
 

@@ -1,0 +1,95 @@
+"""Compile the GPU code without a GPU: every CUDA C ``.cu`` file with ``nvcc`` for sm_80 and sm_90,
+and every Numba CUDA kernel to PTX (libNVVM) then to sm_80 machine code with ``ptxas``. Each must
+build and report no register spills (``-Xptxas -v``: "0 bytes spill stores, 0 bytes spill loads").
+
+The Numba half matters because the simulator only *runs* kernels as Python: it never checks that
+Numba can type them for a GPU. Skips where the CUDA toolkit is absent.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CU_FILES = sorted((ROOT / "kernels").glob("*.cu"))
+NVCC = shutil.which("nvcc")
+
+
+def _ptxas():
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    bases = [os.environ.get("CUDA_HOME", ""), os.environ.get("CUDA_PATH", "")] + glob.glob("/usr/local/cuda*")
+    for base in bases:
+        cand = Path(base) / "bin" / "ptxas"
+        if base and cand.is_file():
+            return str(cand)
+    return None
+
+
+def _spills(ptxas_log: str) -> list:
+    """[(function, arch, spill stores, spill loads)] from ``ptxas -v`` output."""
+    out, fn, arch = [], None, None
+    for line in ptxas_log.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'", line)
+        if m:
+            fn, arch = m.groups()
+        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m and fn:
+            out.append((fn, arch, int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def test_there_are_cu_files():
+    assert CU_FILES, "kernels/ should hold the CUDA C tensor-core GEMM (.cu)"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) is not installed")
+@pytest.mark.parametrize("cu", CU_FILES, ids=lambda p: p.name)
+def test_cu_compiles_for_sm80_and_sm90_without_spills(cu, tmp_path):
+    cmd = [NVCC, "-std=c++17", "-Xptxas", "-v", "-c", str(cu), "-o", str(tmp_path / "k.o"),
+           "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, f"nvcc failed on {cu.name}:\n{log}"
+    spills = _spills(log)
+    decl = r'extern "C" __global__ void(?: __launch_bounds__\(\w+\))?\s+(\w+)'
+    kernels = set(re.findall(decl, cu.read_text()))
+    assert kernels, f"{cu.name}: no extern \"C\" __global__ kernels found"
+    for arch in ("sm_80", "sm_90"):
+        built = {f for f, a, *_ in spills if a == arch}
+        assert built >= kernels, f"{cu.name}: kernels {kernels - built} not built for {arch}\n{log}"
+    bad = [s for s in spills if s[2] or s[3]]
+    assert not bad, f"{cu.name}: register spills {bad}"
+
+
+@pytest.mark.slow
+def test_numba_kernels_compile_for_sm80_without_spills(tmp_path):
+    ptxas = _ptxas()
+    if ptxas is None:
+        pytest.skip("ptxas (CUDA toolkit) is not installed")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    res = subprocess.run([sys.executable, "-m", "tinygrad_rad.kernels.cuda_ptx", "80", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    no_nvvm = re.search(r"libnvvm|NVVM|Failure finding", res.stderr) and "Typing" not in res.stderr
+    if res.returncode != 0 and no_nvvm:
+        pytest.skip(f"libNVVM is not available: {res.stderr.strip().splitlines()[-1]}")
+    assert res.returncode == 0, f"a Numba CUDA kernel does not compile for sm_80:\n{res.stderr[-4000:]}"
+    files = sorted(tmp_path.glob("*.ptx"))
+    assert len(files) >= 15 and any(f.name.startswith("gemm") for f in files), files
+    for f in files:
+        out = subprocess.run([ptxas, "-arch=sm_80", "-v", str(f), "-o", os.devnull], capture_output=True,
+                             text=True, timeout=120)
+        log = out.stdout + out.stderr
+        assert out.returncode == 0, f"ptxas failed on {f.name}:\n{log}"
+        spills = _spills(log)
+        assert spills and all(s == 0 and l == 0 for *_, s, l in spills), f"{f.name} spills registers:\n{log}"
