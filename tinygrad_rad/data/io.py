@@ -6,7 +6,7 @@
     >>> hu = read_image("slice.dcm", normalize=False)      # raw modality values (HU for CT)
     >>> vol = read_nifti_slices("ct.nii.gz", ct_window=(-600, 1500))   # (S, 1, H, W)
 
-Scaling (``normalize=True``): 8/16-bit pictures are divided by their type's maximum; DICOM and NIfTI
+Scaling (``normalize=True``): 8/16-bit pictures are divided by 255 / 65535 (others: min-max); DICOM and NIfTI
 use ``ct_window`` when given, else the DICOM file's own WindowCenter/WindowWidth, else the image's
 min-max. DICOM pixel values go through RescaleSlope/RescaleIntercept first (giving HU for CT), and
 MONOCHROME1 images are inverted so that bright always means dense. The readers are optional
@@ -109,9 +109,10 @@ def read_picture(path, normalize: bool = True) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: unexpected array shape {arr.shape}")
     if not normalize:
         return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    return _minmax(arr.astype(np.float32))
+    if arr.dtype in (np.uint8, np.uint16, np.bool_):
+        top = 1.0 if arr.dtype == np.bool_ else np.iinfo(arr.dtype).max
+        return arr.astype(np.float32) / np.float32(top)
+    return _minmax(arr.astype(np.float32))  # NOTE: 32-bit integer / float pictures: min-max
 
 
 # ------------------------------------------------------------------------------------ DICOM
