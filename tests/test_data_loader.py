@@ -175,3 +175,10 @@ def test_medmnist_through_loader(tmp_path):
     order = loader.order(0)
     np.testing.assert_array_equal(np.concatenate(ys), arrs["train_labels"][order, 0])
     np.testing.assert_allclose(xs[0][3, 0], arrs["train_images"][order[3]] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_batches_land_on_the_device(device):
+    loader = DataLoader(_ds(), batch_size=8, device=device)
+    x, y = next(iter(loader))
+    assert x.device == device and y.device == device
+    np.testing.assert_array_equal(y.numpy(), np.arange(8))
