@@ -4,9 +4,13 @@
 error), FP16 / BF16 inputs for float16 / bfloat16, always accumulated in float32. Tile sizes are
 ``#define``s at the top of the ``.cu`` file.
 
-Selection: ``TGR_TENSOR_CORES=1`` routes float32 (and half) matmuls to it on a real GPU; the default
-``auto`` keeps the exact Numba SGEMM for float32 (TF32 changes results at the 1e-3 level) and uses
-tensor cores only for float16 / bfloat16, which the SGEMM does not handle; ``0`` switches it off.
+Selection (env ``TGR_TENSOR_CORES``), on a real GPU only:
+
+* ``auto`` (default): float16 / bfloat16 products (which the Numba SGEMM does not handle) use tensor
+  cores once a self-test on this GPU (a small product of each precision against CuPy/cuBLAS) has
+  passed; float32 keeps the exact Numba SGEMM (TF32 changes results at the 1e-3 level).
+* ``1``: float32 products use TF32 tensor cores too (after the same self-test).
+* ``0``: never; half-precision products then go to CuPy's matmul.
 
     >>> from tinygrad_rad.kernels import tensorcore
     >>> c = tensorcore.gemm(a, b)            # CuPy arrays, (B, M, K) @ (B, K, N)
@@ -54,14 +58,53 @@ def wants(dtype) -> bool:
     name = np.dtype(dtype).name
     if m == "0" or name not in _KERNELS or not available():
         return False
-    return m == "1" or name != "float32"
+    if m != "1" and name == "float32":
+        return False
+    return self_test(name)
 
 
 @functools.cache
 def _module():
+    """Compile tc_gemm.cu once per process (NVRTC; nvcc if NVRTC cannot find the headers)."""
     import cupy
 
-    return cupy.RawModule(code=CU_FILE.read_text(), options=("-std=c++17",), name_expressions=None)
+    code = CU_FILE.read_text()
+    try:
+        mod = cupy.RawModule(code=code, options=("-std=c++17",))
+        mod.get_function(_KERNELS["float32"])  # forces the compile
+        return mod
+    except Exception:
+        mod = cupy.RawModule(code=code, options=("-std=c++17",), backend="nvcc")
+        mod.get_function(_KERNELS["float32"])
+        return mod
+
+
+@functools.cache
+def self_test(name: str = "float32") -> bool:
+    """Run one odd-sized, transposed, batched product on this GPU against cuBLAS; False on any error.
+
+    NOTE: cached per process, so a broken toolkit costs one warning, not one per matmul.
+    """
+    import warnings
+
+    try:
+        import cupy
+
+        dt = np.dtype(name)
+        rng = np.random.default_rng(0)
+        a = cupy.asarray(rng.standard_normal((2, 67, 45)).astype(dt))  # stored (K, M): trans_a
+        b = cupy.asarray(rng.standard_normal((1, 130, 67)).astype(dt))  # stored (N, K): trans_b
+        got = gemm(a, b, trans_a=True, trans_b=True).astype(cupy.float32)
+        want = cupy.matmul(a.astype(cupy.float32).swapaxes(1, 2), b.astype(cupy.float32).swapaxes(1, 2))
+        err = float(cupy.abs(got - want).max() / (cupy.abs(want).max() + 1e-30))
+        ok = err < (5e-3 if name == "float32" else 2e-2)
+        if not ok:
+            warnings.warn(f"tensor-core GEMM self-test failed for {name} (rel. error {err:.2e}); not used",
+                          stacklevel=2)
+        return ok
+    except Exception as e:  # compile error, missing headers, launch failure
+        warnings.warn(f"tensor-core GEMM unavailable for {name}: {type(e).__name__}: {e}", stacklevel=2)
+        return False
 
 
 def gemm(a, b, trans_a: bool = False, trans_b: bool = False):
