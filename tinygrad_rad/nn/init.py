@@ -74,16 +74,27 @@ def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
     return tensor
 
 
+def _draw_dtype(tensor: Tensor):
+    # NOTE: float32 parameters draw float32 samples directly (about twice as fast as float64 draws)
+    return np.float32 if tensor.dtype == np.float32 else np.float64
+
+
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     """Fill with U(a, b)."""
     rng = generator or get_generator()
-    return _fill(tensor, rng.uniform(a, b, size=tensor.shape))
+    u = rng.random(tensor.shape, dtype=_draw_dtype(tensor))
+    u *= b - a
+    u += a
+    return _fill(tensor, u)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     """Fill with N(mean, std^2)."""
     rng = generator or get_generator()
-    return _fill(tensor, rng.normal(mean, std, size=tensor.shape))
+    z = rng.standard_normal(tensor.shape, dtype=_draw_dtype(tensor))
+    z *= std
+    z += mean
+    return _fill(tensor, z)
 
 
 def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
