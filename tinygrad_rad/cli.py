@@ -301,8 +301,9 @@ def main(argv: list | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (FileNotFoundError, ValueError, ImportError, OSError) as e:
-        print(f"tinygrad-rad {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError, ImportError, OSError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"tinygrad-rad {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

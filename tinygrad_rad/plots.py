@@ -186,7 +186,7 @@ def plot_explanations(images, cams, saliency, path, titles: list | None = None, 
         raise ValueError("plot_explanations: no images to plot")
     per_row = 4 if n >= 4 else n
     rows = -(-n // per_row)
-    fig, axes = plt.subplots(rows, per_row * 3, figsize=(per_row * 3 * 1.5, rows * 1.75), squeeze=False)
+    fig, axes = plt.subplots(rows, per_row * 3, figsize=(per_row * 3 * 1.5, rows * 2.1), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
