@@ -167,3 +167,18 @@ def test_sgd_momentum_and_sequential_scheduler_roundtrip(tmp_path):
             s.step()
     np.testing.assert_array_equal(m2.weight.numpy(), model.weight.numpy())
     assert s2.get_last_lr() == sched.get_last_lr()
+
+
+def test_map_location_moves_model_and_optimizer_state(tmp_path, device):
+    model = nn.Linear(3, 2)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    model(tr.randn(4, 3)).sum().backward()
+    opt.step()
+    ck = save_checkpoint(tmp_path / "m.safetensors", model, opt)
+    m2 = nn.Linear(3, 2)
+    o2 = optim.Adam(m2.parameters(), lr=0.1)
+    load_checkpoint(ck, m2, o2, map_location=device)
+    assert m2.weight.device == device
+    st = o2.state[m2.weight]
+    assert st["step"] == 1 and tr.device.xp_of(st["exp_avg"]) is tr.device.xp_for(device)
+    np.testing.assert_array_equal(m2.weight.numpy(), model.weight.numpy())

@@ -213,3 +213,20 @@ def test_scheduler_state_dict_is_json_and_resumes(name, kw):
         s.step()
         s2.step()
         assert s2.get_last_lr() == pytest.approx(s.get_last_lr(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01))])
+def test_optimizer_on_device_matches_cpu(device, name, kw):
+    """The update runs on the parameter's own arrays (CuPy on a GPU, NumPy under the simulator)."""
+    rng = np.random.default_rng(4)
+    init, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(3)]
+    results = []
+    for dev in ("cpu", device):
+        p = nn.Parameter(tr.tensor(init, dtype=tr.float64).to(dev))
+        opt = getattr(optim, name)([p], **kw)
+        for g in grads:
+            p.grad = tr.tensor(g, dtype=tr.float64).to(dev)
+            opt.step()
+        assert p.device == dev
+        results.append(p.numpy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12)
