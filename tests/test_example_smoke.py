@@ -23,9 +23,10 @@ def test_train_pneumonia_tiny(tmp_path):
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = x.astype(np.uint8), y
     np.savez(tmp_path / "pneumoniamnist.npz", **arrays)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "train_pneumonia.py"), "--tiny", "--data-dir",
-                           str(tmp_path), "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    script = ROOT / "examples" / "train_pneumonia.py"
+    cmd = [sys.executable, str(script), "--tiny", "--data-dir", str(tmp_path), "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"epoch  2/2 .*val AUC", proc.stdout), proc.stdout
     m = re.search(r"test \(best epoch \d\): AUC ([\d.]+)\s+ACC ([\d.]+)", proc.stdout)
