@@ -70,8 +70,10 @@ _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_
 def _to_host_array(value, key: str) -> np.ndarray:
     if isinstance(value, Tensor):
         return value.numpy()
+    if type(value).__module__.startswith("cupy"):
+        return to_device(value, "cpu")
     try:
-        return np.asarray(value)
+        return np.asarray(value)  # NumPy arrays, and CPU torch tensors via __array__
     except Exception as e:  # pragma: no cover - defensive
         raise TypeError(f"load_state_dict: value for {key!r} is not an array ({type(value).__name__})") from e
 
@@ -344,7 +346,9 @@ class Module:
         """Copy values (Tensors or arrays) into this module's parameters and buffers.
 
         ``strict=True`` raises on missing or unexpected keys; a shape mismatch always raises, naming
-        the key and both shapes. Returns ``(missing_keys, unexpected_keys)``.
+        the key and both shapes. Values are copied (cast to each tensor's dtype, onto its device); the
+        Parameter objects stay the same. Returns ``(missing_keys, unexpected_keys)``. ``assign`` is
+        accepted for PyTorch compatibility and ignored.
         """
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
