@@ -196,3 +196,29 @@ def test_softmax_cross_entropy_and_row_kernels():
 def test_erf():
     x = rnd(3, 7) * 2
     close(K.erf(D(x)), R.erf(x), 1e-6)
+
+
+# --------------------------------------------------------------------------- tensor-core GEMM
+def test_tensor_core_selection(monkeypatch):
+    from tinygrad_rad.kernels import tensorcore
+
+    for env, want in [("0", "0"), ("off", "0"), ("1", "1"), ("on", "1"), ("auto", "auto"), ("", "auto")]:
+        monkeypatch.setenv("TGR_TENSOR_CORES", env)
+        assert tensorcore.mode() == want
+    if not REAL_GPU:  # CUDA C cannot run in the simulator: never selected there
+        monkeypatch.setenv("TGR_TENSOR_CORES", "1")
+        assert not tensorcore.available() and not tensorcore.wants(np.float32)
+    assert tensorcore.CU_FILE.is_file()
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="the CUDA C tensor-core GEMM needs a real GPU")
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 5e-3), (np.float16, 2e-2)])
+def test_tensor_core_gemm_on_gpu(dtype, tol):  # pragma: no cover - GPU only
+    from tinygrad_rad.kernels import tensorcore
+
+    a = rnd(3, 45, 67).astype(dtype)  # stored (K, M): read transposed
+    b = rnd(1, 130, 45, seed=16).astype(dtype)  # stored (N, K), broadcast over the batch
+    got = H(tensorcore.gemm(D(a), D(b), trans_a=True, trans_b=True)).astype(np.float32)
+    want = a.astype(np.float32).swapaxes(1, 2) @ b.astype(np.float32).swapaxes(1, 2)
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    assert tensorcore.self_test(np.dtype(dtype).name)
