@@ -147,3 +147,15 @@ def test_sigint_saves_last_checkpoint_and_resume_finishes(tmp_path):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs"] == 4 and len((out / "history.csv").read_text().splitlines()) == 5
+
+
+def test_segment_and_detect_are_registered_when_present(capsys):
+    import importlib.util
+
+    text = cli.build_parser().format_help()
+    for name in ("segment", "detect"):
+        if importlib.util.find_spec(f"tinygrad_rad.cli_{name}") is not None:
+            assert name in text
+            with pytest.raises(SystemExit) as e:  # needs its own sub-command
+                cli.main([name])
+            assert e.value.code == 2

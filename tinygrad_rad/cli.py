@@ -295,9 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # NOTE: registered commands may name their handler `func` or `<command>_func` (segment, detect)
+    fn = getattr(args, "func", None) or getattr(args, f"{args.command}_func", None)
+    if fn is None:
+        parser.error(f"{args.command}: choose a sub-command (see tinygrad-rad {args.command} --help)")
     try:
-        return int(args.func(args) or 0)
+        return int(fn(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
