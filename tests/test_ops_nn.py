@@ -30,6 +30,8 @@ CONV_CASES = [
     ((1, 2, 7, 6), (2, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2))),
     ((1, 1, 5, 5), (2, 1, 3, 3), dict(padding="same")),
     ((1, 2, 6, 7), (2, 2, 3, 3), dict(padding="same", dilation=2)),
+    ((1, 2, 5, 6), (2, 2, 2, 4), dict(padding="same")),  # even kernels: asymmetric padding
+    ((1, 1, 5, 5), (2, 1, 2, 3), dict(padding="same", dilation=(1, 2))),
     ((1, 2, 5, 6), (3, 2, 2, 3), dict(padding="valid")),
     ((1, 2, 7, 7), (2, 2, 3, 3), dict(dilation=2, padding=1)),
     ((1, 2, 9, 8), (2, 2, 2, 3), dict(dilation=(2, 1), stride=(1, 3))),
@@ -40,6 +42,7 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("xs,ws,kw", CONV_CASES)
 def test_conv2d(xs, ws, kw, bias):

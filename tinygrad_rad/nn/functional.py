@@ -107,9 +107,8 @@ def _conv_padding(padding, kernel, dilation, stride, fn):
         if padding == "same":
             if stride != (1, 1):
                 raise ValueError(f"{fn}: padding='same' needs stride 1, got {stride}")
+            # NOTE: an even effective kernel needs one more pixel on the bottom/right (done by conv2d)
             tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
-            if any(t % 2 for t in tot):
-                raise ValueError(f"{fn}: padding='same' with an even effective kernel is not supported")
             return tot[0] // 2, tot[1] // 2
         raise ValueError(f"{fn}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
     return _pair(padding, "padding")
@@ -124,7 +123,12 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if weight.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    same = isinstance(padding, str) and padding == "same"
     padding = _conv_padding(padding, weight.shape[2:], dilation, stride, "conv2d")
+    if same:  # PyTorch's asymmetric 'same': the odd pixel of padding goes to the bottom/right
+        extra = [d * (k - 1) % 2 for k, d in zip(weight.shape[2:], dilation)]
+        if any(extra):
+            input = _ops.pad(input, (0, extra[1], 0, extra[0]))
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
         raise ValueError(f"conv2d: invalid stride {stride}, padding {padding}, dilation {dilation} or groups {groups}")
     cin = input.shape[1]
