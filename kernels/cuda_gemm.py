@@ -23,6 +23,7 @@ gradients: K = batch * H_out * W_out).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import cuda
@@ -33,6 +34,7 @@ from .cuda_common import contiguous, dev, nb_type, simulator, xp_of
 GPU_TILES = (128, 128, 8, 8, 8)  # 256 threads, 8 KiB shared for float32
 GPU_TILES_SMALL = (64, 64, 8, 4, 4)  # 256 threads, for small M*N
 SIM_TILES = (16, 16, 8, 4, 4)  # 16 threads: quick in the simulator
+MAX_GRID_Z = 65535
 
 
 @functools.cache
@@ -164,8 +166,18 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int = 1, ti
     BM, BN, BK, TM, TN = tiles or pick_tiles(m, n)
     kernel, nt = make_gemm_kernel(np.dtype(a3.dtype).str, BM, BN, BK, TM, TN)
     out = xp.empty((batch * splits, m, n), dtype=a3.dtype)
-    grid = ((n + BN - 1) // BN, (m + BM - 1) // BM, batch * splits)
-    kernel[grid, nt](dev(a3), dev(b3), dev(out), m, n, ka, trans_a, trans_b, splits, k_chunk)
+    # NOTE: gridDim.z is at most 65535: launch big batches in chunks. An operand holding the whole
+    # batch is sliced; a repeated one (batch 1, or a divisor read as z % B) is passed whole, so
+    # chunks start at multiples of its batch size.
+    period = math.lcm(*[x.shape[0] for x in (a3, b3) if x.shape[0] != batch] or [1])
+    step = batch if batch * splits <= MAX_GRID_Z else max(period, MAX_GRID_Z // splits // period * period)
+    for z0 in range(0, batch, step):
+        z1 = min(batch, z0 + step)
+        a_part = a3[z0:z1] if a3.shape[0] == batch else a3
+        b_part = b3[z0:z1] if b3.shape[0] == batch else b3
+        grid = ((n + BN - 1) // BN, (m + BM - 1) // BM, (z1 - z0) * splits)
+        kernel[grid, nt](dev(a_part), dev(b_part), dev(out[z0 * splits : z1 * splits]), m, n, ka, trans_a,
+                         trans_b, splits, k_chunk)
     if splits > 1:
         out = out.reshape(batch, splits, m, n).sum(axis=1)
     return out[0] if two_d else out

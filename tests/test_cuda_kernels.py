@@ -222,3 +222,12 @@ def test_tensor_core_gemm_on_gpu(dtype, tol):  # pragma: no cover - GPU only
     want = a.astype(np.float32).swapaxes(1, 2) @ b.astype(np.float32).swapaxes(1, 2)
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
     assert tensorcore.self_test(np.dtype(dtype).name)
+
+
+@pytest.mark.parametrize("sa,sb,splits", [((12, 3, 2), (3, 2, 3), 1), ((4, 3, 9), (12, 9, 2), 2)])
+def test_gemm_big_batches_launch_in_chunks(monkeypatch, sa, sb, splits):
+    """gridDim.z is limited (65535): pretend it is 5 and check the chunked launches."""
+    monkeypatch.setattr(cuda_gemm, "MAX_GRID_Z", 5)
+    a, b = rnd(*sa, dtype=np.float64), rnd(*sb, dtype=np.float64, seed=17)
+    want = np.stack([a[z % sa[0]] @ b[z % sb[0]] for z in range(max(sa[0], sb[0]))])
+    close(cuda_gemm.gemm(D(a), D(b), splits=splits), want, 1e-12)
