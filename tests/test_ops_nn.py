@@ -366,3 +366,28 @@ def test_smooth_l1_loss(beta, reduction):
 def test_smooth_l1_beta_zero_is_l1():
     check_op(lambda a, b: F.smooth_l1_loss(a, b, beta=0.0), lambda a, b: TF.smooth_l1_loss(a, b, beta=0.0),
              [(3, 4), (3, 4)])
+
+
+PROB_CE_CASES = [dict(), dict(reduction="sum"), dict(reduction="none"), dict(label_smoothing=0.2),
+                 dict(weight=True), dict(weight=True, label_smoothing=0.1, reduction="sum")]
+
+
+@pytest.mark.parametrize("kw", PROB_CE_CASES, ids=_ids)
+@pytest.mark.parametrize("spatial", [False, True])
+def test_cross_entropy_probability_targets(kw, spatial):
+    kw = dict(kw)
+    shape = (2, 3, 2, 2) if spatial else (5, 3)
+    probs = _rng(4).dirichlet(np.ones(3), size=int(np.prod(shape)) // 3).reshape(
+        (shape[0],) + shape[2:] + (3,))
+    probs = np.moveaxis(probs, -1, 1).copy()
+    w = _rng(2).uniform(0.5, 2.0, size=3) if kw.pop("weight", False) else None
+
+    def fn(x):
+        return F.cross_entropy(x, tr.tensor(probs, dtype=x.dtype),
+                               weight=None if w is None else tr.tensor(w, dtype=x.dtype), **kw)
+
+    def tfn(x):
+        return TF.cross_entropy(x, torch.tensor(probs, dtype=x.dtype),
+                                weight=None if w is None else torch.tensor(w, dtype=x.dtype), **kw)
+
+    check_op(fn, tfn, [shape])

@@ -385,7 +385,12 @@ def _targets(fn, input: Tensor, target: Tensor):
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target))
     if is_floating(target.dtype):
-        raise TypeError(f"{fn}: target must hold class indices (an integer tensor), got dtype {target.dtype}")
+        expect = (input.shape[0],) + input.shape[2:]
+        probs = f" or class probabilities of the input shape {input.shape}" if fn == "cross_entropy" else ""
+        raise TypeError(
+            f"{fn}: target must hold class indices (an integer tensor of shape {expect}){probs}, "
+            f"got dtype {target.dtype} and shape {target.shape}"
+        )
     expect = (input.shape[0],) + input.shape[2:]
     if target.shape != expect:
         raise ValueError(f"{fn}: input of shape {input.shape} needs a target of shape {expect}, got {target.shape}")
@@ -405,6 +410,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     c = input.shape[1]
+    if isinstance(target, Tensor) and is_floating(target.dtype) and target.shape == input.shape:
+        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
     t = _targets("cross_entropy", input, target)
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
@@ -429,6 +436,26 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     scale = 1.0 / denom if denom > 0 else float("nan")
     tgt = xp.asarray(dense.astype(input.dtype))
+    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
+
+
+def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
+                         label_smoothing: float) -> Tensor:
+    """Cross-entropy with class probabilities as target (same shape as input), as in PyTorch: the mean
+    divides by the number of samples, not by the weights; the target gets no gradient."""
+    c = input.shape[1]
+    tgt = _class_last(target.detach()).data.astype(input.dtype)  # (M, C)
+    if label_smoothing:
+        tgt = tgt * (1.0 - label_smoothing) + label_smoothing / c
+    if weight is not None:
+        tgt = tgt * weight.data.astype(input.dtype).reshape(1, c)
+    logits = _class_last(input)
+    if reduction == "none":
+        loss = -(logits.log_softmax(1) * Tensor._wrap(tgt, device=input.device)).sum(dim=1)
+        return loss.reshape((input.shape[0],) + input.shape[2:])
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    scale = 1.0 / tgt.shape[0] if reduction == "mean" else 1.0
     return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
 
 
