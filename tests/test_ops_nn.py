@@ -70,6 +70,30 @@ def test_conv2d_on_device(device):
              [(1, 2, 4, 4), (2, 2, 3, 3), (2,)], dtype="float32", device=device, gradcheck=False)
 
 
+DEVICE_NN = {
+    "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+                         lambda x, w: TF.conv_transpose2d(x, w, stride=2, padding=1),
+                         [(1, 2, 3, 3), (2, 2, 3, 3)]),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: TF.max_pool2d(x, 3, 2, 1), [(1, 2, 5, 5)]),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+                   lambda x: TF.avg_pool2d(x, 3, 2, 1, count_include_pad=False), [(1, 2, 5, 5)]),
+    "batch_norm": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+                   lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True),
+                   [(3, 2, 3, 3), (2,), (2,)]),
+    "cross_entropy": (lambda x: F.cross_entropy(x, tr.tensor([0, 2, 1], device=x.device)),
+                      lambda x: TF.cross_entropy(x, torch.tensor([0, 2, 1])), [(3, 4)]),
+    "softmax": (lambda x: x.log_softmax(1), None, [(3, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_NN))
+def test_nn_ops_on_device(device, name):
+    if not backend_ready(device):
+        pytest.skip(f"the {device} kernel backend is not importable yet")
+    fn, tfn, shapes = DEVICE_NN[name]
+    check_op(fn, tfn, shapes, dtype="float32", device=device, gradcheck=False)
+
+
 CONVT_CASES = [
     ((1, 2, 3, 3), (2, 3, 3, 3), dict()),
     ((2, 2, 3, 4), (2, 2, 3, 3), dict(stride=2)),
