@@ -309,7 +309,7 @@ def main(argv=None) -> int:
                                                                          [1024, 2048, 4096, 8192])
     target = 0.0 if args.tiny else 0.4
     warmup = 0 if args.tiny else 1
-    conv_shapes = ([(1, 2, 4, 2, 3, 1), (1, 2, 5, 2, 3, 2)] if args.tiny else
+    conv_shapes = ([(1, 2, 5, 2, 3, 2)] if args.tiny else
                    # ResNet-18 (28 px), batch 128: (N, C, H, O, k, stride)
                    [(128, 64, 28, 64, 3, 1), (128, 64, 28, 128, 3, 2), (128, 128, 14, 128, 3, 1),
                     (128, 128, 14, 256, 3, 2), (128, 256, 7, 256, 3, 1), (128, 256, 7, 512, 3, 2),

@@ -44,6 +44,18 @@ def contiguous(a):
     return xp_of(a).ascontiguousarray(a)
 
 
+@functools.cache
+def _quiet_numba() -> None:
+    """Small grids are intentional here (one block per channel, tiny test shapes): silence Numba's
+    low-occupancy performance warning."""
+    try:
+        from numba.cuda.core import config
+
+        config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+    except Exception:  # an older numba-cuda keeps the warning
+        pass
+
+
 def dev(a):
     """The argument a kernel launch receives for array ``a``.
 
@@ -54,6 +66,8 @@ def dev(a):
     if xp_of(a) is np:
         return a
     from numba import cuda
+
+    _quiet_numba()
 
     return cuda.as_cuda_array(a, sync=False)
 
