@@ -86,6 +86,10 @@ def plot_history(history: list, path) -> Path:
     a2.set_title("validation AUC / accuracy")
     a2.legend()
     a2.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 

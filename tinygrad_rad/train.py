@@ -664,18 +664,20 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
             model.train()
             part = state["partial"]
             bar = _Bar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress, initial=state["step"])
-            t_epoch = time.perf_counter()
+            t_epoch = t_prev = time.perf_counter()
+            lr0 = current_lr(optimizer)
             stop = False
             try:
                 for x, y in loader:
-                    t0 = time.perf_counter()
                     logits = model(x)
                     loss = loss_fn(task, logits, y)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
-                    dt = time.perf_counter() - t0
+                    # step time includes waiting for the loader (augmentation runs in its thread)
+                    now = time.perf_counter()
+                    dt, t_prev = now - t_prev, now
                     lv = float(loss.item())
                     step = state["step"] + 1
                     if not math.isfinite(lv):
@@ -700,7 +702,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
                 bar.close()
             # ---- end of epoch: validate, record, checkpoint
             vm = evaluate(model, val.images, val.labels, task, cfg.eval_batch_size, cfg.device)
-            row = {"epoch": epoch + 1, "lr": current_lr(optimizer),
+            row = {"epoch": epoch + 1, "lr": lr0,
                    "train_loss": part["loss_sum"] / max(1, part["seen"]),
                    "train_acc": part["correct"] / max(1, part["seen"]),
                    "val_loss": vm["loss"], "val_auc": vm["auc"], "val_acc": vm["acc"],
@@ -738,6 +740,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
         "best_epoch": state["best_epoch"], "best_val_auc": state["best_auc"],
         "best_val_acc": next((r["val_acc"] for r in state_hist if r["epoch"] == state["best_epoch"]), None),
         "epochs": cfg.epochs, "train_seconds": state["train_seconds"],
+        "wall_seconds": float(sum(r["epoch_seconds"] for r in state_hist)),
         "images_per_second": state["train_images"] / max(state["train_seconds"], 1e-9),
         "n_train": len(train.images), "n_val": len(val.images), "n_test": len(test.images),
         "task": task, "label_names": info.label_names, "threshold": "argmax / 0.5 (fixed, not tuned)",
