@@ -1,7 +1,17 @@
 """CPU backend: the kernel functions the ops call for ``device="cpu"``.
 
-Matmul goes through NumPy's BLAS; the rest are Numba kernels where they beat NumPy, otherwise the
-reference versions.
+* matmul: NumPy's BLAS (OpenBLAS sgemm/dgemm).
+* convolution: ``cpu_conv`` - Numba im2col/col2im around one BLAS GEMM per chunk of images.
+* pooling and batch norm: Numba loops below, parallel over (image, channel) planes or channels,
+  one pass over the data where the math allows (the reference versions make several NumPy passes).
+
+Every function has the signature and semantics of the function of the same name in
+``kernels/reference.py`` and returns fresh arrays (autograd keeps them; conv adds its bias in place).
+
+Example::
+
+    >>> from tinygrad_rad.kernels import cpu
+    >>> y, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
 """
 
 from __future__ import annotations
@@ -10,18 +20,16 @@ import math
 
 import numba
 import numpy as np
+from numba import njit, prange
 
-from .reference import (  # noqa: F401  (re-exported: part of the backend interface)
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    batch_norm_backward,
-    batch_norm_forward_train,
-    conv2d_backward_input,
-    conv2d_backward_weight,
-    conv2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-)
+from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
+from .reference import _avg_divisor, out_size
+
+__all__ = [
+    "matmul", "erf", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "batch_norm_forward_train", "batch_norm_backward",
+]
 
 
 def matmul(a, b):
@@ -37,3 +45,216 @@ def _erf(x):
 def erf(x):
     """Elementwise error function (Numba ufunc around ``math.erf``)."""
     return _erf(x)
+
+
+def _pool_args(kernel, stride, padding, dilation=(1, 1)):
+    return (*kernel, *stride, *padding, *dilation)
+
+
+def _check4d(name, x):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected an NCHW array (4 dims), got shape {x.shape}")
+
+
+# ------------------------------------------------------------------------------------- max pool
+@njit(parallel=True, cache=True)
+def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
+    n, c, h, wd = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        xi = x[b, ch]
+        for i in range(ho):
+            for j in range(wo):
+                best = -np.inf
+                bi = 0
+                for u in range(kh):
+                    hi = i * sh - ph + u * dh
+                    for v in range(kw):
+                        wi = j * sw - pw + v * dw
+                        val = xi[hi, wi] if 0 <= hi < h and 0 <= wi < wd else -np.inf
+                        # first maximum wins, and a NaN beats everything (NumPy's argmax rule)
+                        if (u == 0 and v == 0) or val > best or (val != val and best == best):
+                            best = val
+                            bi = u * kw + v
+                y[b, ch, i, j] = best
+                idx[b, ch, i, j] = bi
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_bwd(gy, idx, kh, kw, sh, sw, ph, pw, dh, dw, gx):
+    n, c, h, wd = gx.shape
+    ho, wo = gy.shape[2], gy.shape[3]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        dst = gx[b, ch]
+        dst[:, :] = 0
+        for i in range(ho):
+            for j in range(wo):
+                k = idx[b, ch, i, j]
+                hi = i * sh - ph + (k // kw) * dh
+                wi = j * sw - pw + (k % kw) * dw
+                if 0 <= hi < h and 0 <= wi < wd:
+                    dst[hi, wi] += gy[b, ch, i, j]
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
+    """Max over each window -> (y, idx); idx (int32) is the argmax's position inside its window."""
+    _check4d("max_pool2d", x)
+    x = np.ascontiguousarray(x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, wd = x.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    idx = np.empty((n, c, ho, wo), dtype=np.int32)
+    _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
+    return y, idx
+
+
+def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 1)):
+    """Route each output gradient to the element that was its window's max: gx[argmax] += gy."""
+    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    _max_pool_bwd(gy, idx, *_pool_args(kernel, stride, padding, dilation), gx)
+    return gx
+
+
+# ------------------------------------------------------------------------------------- avg pool
+@njit(parallel=True, cache=True)
+def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y):
+    n, c, h, wd = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        xi = x[b, ch]
+        for i in range(ho):
+            h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
+            for j in range(wo):
+                w0, w1 = max(j * sw - pw, 0), min(j * sw - pw + kw, wd)
+                s = 0.0
+                for hi in range(h0, h1):
+                    for wi in range(w0, w1):
+                        s += xi[hi, wi]
+                y[b, ch, i, j] = s / div[i, j]
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
+    n, c, h, wd = gx.shape
+    ho, wo = gy.shape[2], gy.shape[3]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        dst = gx[b, ch]
+        dst[:, :] = 0
+        for i in range(ho):
+            h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
+            for j in range(wo):
+                w0, w1 = max(j * sw - pw, 0), min(j * sw - pw + kw, wd)
+                g = gy[b, ch, i, j] / div[i, j]
+                for hi in range(h0, h1):
+                    for wi in range(w0, w1):
+                        dst[hi, wi] += g
+
+
+def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
+    """Mean over each window (padded zeros counted when ``count_include_pad``, as in PyTorch)."""
+    _check4d("avg_pool2d", x)
+    x = np.ascontiguousarray(x)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, wd = x.shape
+    ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
+    div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, np.float64)
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y)
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=True):
+    """Every element of a window receives gy / window_size."""
+    gy = np.ascontiguousarray(gy)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    div = _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, np.float64)
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx)
+    return gx
+
+
+# ----------------------------------------------------------------------------------- batch norm
+@njit(parallel=True, cache=True)
+def _bn_fwd(x, weight, bias, eps, y, mean, invstd):
+    """x, y: (N, C, M). Per channel: mean, biased variance (two passes, float64 sums), then y = x a + b."""
+    n, c, m = x.shape
+    cnt = n * m
+    for ch in prange(c):
+        s = 0.0
+        for b in range(n):
+            for k in range(m):
+                s += x[b, ch, k]
+        mu = s / cnt
+        ss = 0.0
+        for b in range(n):
+            for k in range(m):
+                d = x[b, ch, k] - mu
+                ss += d * d
+        inv = 1.0 / math.sqrt(ss / cnt + eps)
+        scale = inv * weight[ch]
+        shift = bias[ch] - mu * scale
+        for b in range(n):
+            for k in range(m):
+                y[b, ch, k] = x[b, ch, k] * scale + shift
+        mean[ch] = mu
+        invstd[ch] = inv
+
+
+@njit(parallel=True, cache=True)
+def _bn_bwd(gy, x, weight, mean, invstd, gx, gw, gb):
+    """dx = w invstd (gy - mean(gy) - xhat mean(gy xhat)); dw = sum gy xhat; db = sum gy."""
+    n, c, m = x.shape
+    cnt = n * m
+    for ch in prange(c):
+        mu, inv = mean[ch], invstd[ch]
+        sg = 0.0
+        sgx = 0.0
+        for b in range(n):
+            for k in range(m):
+                g = gy[b, ch, k]
+                sg += g
+                sgx += g * (x[b, ch, k] - mu)
+        sgx *= inv  # = sum gy * xhat
+        gb[ch] = sg
+        gw[ch] = sgx
+        scale = weight[ch] * inv
+        a = sg / cnt
+        bq = sgx / cnt * inv  # xhat * mean(gy xhat) = (x - mu) * bq
+        for b in range(n):
+            for k in range(m):
+                gx[b, ch, k] = scale * (gy[b, ch, k] - a - (x[b, ch, k] - mu) * bq)
+
+
+def _bn_view(x):
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected (N, C) or (N, C, ...) input, got shape {x.shape}")
+    return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+
+
+def batch_norm_forward_train(x, weight, bias, eps):
+    """Normalise with the batch's per-channel mean and biased variance -> (y, mean, invstd)."""
+    x3 = _bn_view(x)
+    c = x.shape[1]
+    w = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, dtype=x.dtype)
+    b = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y = np.empty(x3.shape, dtype=x.dtype)
+    mean, invstd = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _bn_fwd(x3, w, b, float(eps), y, mean, invstd)
+    return y.reshape(x.shape), mean, invstd
+
+
+def batch_norm_backward(gy, x, weight, mean, invstd):
+    """-> (gx, gw, gb); gw, gb are per-channel sums (returned even when ``weight`` is None)."""
+    x3, gy3 = _bn_view(x), _bn_view(gy)
+    c = x.shape[1]
+    w = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, dtype=x.dtype)
+    gx = np.empty(x3.shape, dtype=x.dtype)
+    gw, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _bn_bwd(gy3, x3, w, np.ascontiguousarray(mean), np.ascontiguousarray(invstd), gx, gw, gb)
+    return gx.reshape(x.shape), gw, gb

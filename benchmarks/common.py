@@ -1,0 +1,166 @@
+"""Shared benchmark harness: interleaved A/B timing, machine info, JSON results, a table printer.
+
+Typical use::
+
+    from benchmarks.common import compare, machine_info, print_table, write_json
+
+    res = compare({"ours": lambda: f(x), "torch": lambda: g(tx)}, repeats=7)
+    print(res["ours"]["median_ms"], res["torch"]["median_ms"], res["ours"]["compile_s"])
+
+Timing rules (the machine is usually shared, so timings are noisy):
+
+* The first call of each candidate is timed on its own and reported as ``first_call_s`` (Numba's
+  JIT compile or cache load happens there); then ``warmup`` untimed calls.
+* The candidates are then run interleaved A, B, A, B, ... so that a burst of load from another
+  process hits both alike; we report the median and the min-max of the repeats, and ratios of medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def time_once(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compare(candidates: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1,
+            min_time_s: float = 0.0) -> dict[str, dict]:
+    """Time each zero-argument callable, interleaved; returns {name: stats} (times in ms).
+
+    ``min_time_s``: keep repeating rounds until the total timed time reaches it (at least ``repeats``).
+    """
+    stats: dict[str, dict] = {}
+    for name, fn in candidates.items():
+        stats[name] = {"first_call_s": time_once(fn), "times_ms": []}
+        for _ in range(warmup):
+            fn()
+    total, rounds = 0.0, 0
+    while rounds < repeats or total < min_time_s:
+        for name, fn in candidates.items():
+            t = time_once(fn)
+            stats[name]["times_ms"].append(t * 1e3)
+            total += t
+        rounds += 1
+        if rounds >= 10 * max(repeats, 1):
+            break
+    for s in stats.values():
+        ts = s["times_ms"]
+        s.update(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), repeats=len(ts))
+    return stats
+
+
+def ratio(stats: dict[str, dict], ours: str, base: str) -> float:
+    """base_time / ours_time: > 1 means ours is faster."""
+    return stats[base]["median_ms"] / stats[ours]["median_ms"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+    """CPU model, core count, thread settings, BLAS libraries (threadpoolctl), library versions."""
+    import numba
+    import numpy as np
+
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": numba.config.THREADING_LAYER,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                                "threading_layer")} for p in threadpool_info()]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed"
+    try:
+        info["load_avg"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def write_json(name: str, payload: dict, results_dir: Path | str = RESULTS_DIR) -> Path:
+    """Write ``payload`` to ``results_dir/name.json`` atomically (temp file + os.replace)."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def print_table(rows: list[dict], columns: list[str] | None = None, floatfmt: str = ".3g") -> str:
+    """Print rows (dicts) as an aligned text table; returns the text."""
+    if not rows:
+        return ""
+    columns = columns or list(rows[0])
+
+    def fmt(v):
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use ``n`` threads (default: all cores) in Numba, BLAS and PyTorch (if imported); returns n."""
+    import numba
+
+    n = n or os.cpu_count() or 1
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    return n

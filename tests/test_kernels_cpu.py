@@ -1,0 +1,190 @@
+"""The CPU kernels (tinygrad_rad.kernels.cpu) against the plain NumPy reference kernels.
+
+Small shapes over strides, paddings, dilations, groups (incl. depthwise), odd sizes, both dtypes;
+plus the chunking (several chunks with a remainder), non-contiguous inputs and fresh outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from tinygrad_rad.kernels import cpu, cpu_conv, reference
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-4), np.float64: dict(rtol=1e-10, atol=1e-10)}
+DTYPES = [np.float32, np.float64]
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def test_same_interface_as_reference():
+    names = [n for n, f in vars(reference).items()
+             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == reference.__name__
+             and n != "out_size"]
+    for name in names:
+        ours, ref = inspect.signature(getattr(cpu, name)), inspect.signature(getattr(reference, name))
+        assert list(ours.parameters) == list(ref.parameters), name
+
+
+# (N, C, H, W, O, k, stride, padding, dilation, groups)
+CONV_CASES = [
+    (2, 4, 7, 9, 6, 3, 1, 1, 1, 1),
+    (3, 6, 9, 8, 6, 3, 2, 1, 1, 2),
+    (2, 4, 10, 10, 8, 3, 1, 2, 2, 1),
+    (2, 6, 11, 7, 6, 3, 3, 1, 2, 6),   # depthwise, direct loops
+    (2, 6, 8, 8, 12, 3, 1, 1, 1, 6),   # depthwise with channel multiplier 2
+    (2, 8, 5, 5, 8, 1, 1, 0, 1, 1),    # 1x1
+    (2, 8, 5, 6, 4, 1, 2, 0, 1, 1),    # 1x1 stride 2 (ResNet downsample)
+    (1, 3, 6, 6, 9, 2, 2, 3, 1, 3),    # padding larger than the kernel
+    (2, 16, 4, 4, 8, 5, 1, 2, 1, 2),   # grouped, GEMM path
+    (2, 3, 9, 5, 4, (2, 3), (1, 2), (0, 1), (2, 1), 1),  # rectangular everything
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_matches_reference(case, dtype):
+    n, c, h, w_, o, k, s, p, d, g = case
+    k, s, p, d = _pair(k), _pair(s), _pair(p), _pair(d)
+    rng = np.random.default_rng(0)
+    x, w = _rand(rng, (n, c, h, w_), dtype), _rand(rng, (o, c // g, *k), dtype)
+    y = cpu.conv2d_forward(x, w, s, p, d, g)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, w, s, p, d, g), **TOL[dtype])
+    assert y.dtype == dtype
+    gy = _rand(rng, y.shape, dtype)
+    gx = cpu.conv2d_backward_input(gy, w, x.shape, s, p, d, g)
+    np.testing.assert_allclose(gx, reference.conv2d_backward_input(gy, w, x.shape, s, p, d, g), **TOL[dtype])
+    gw = cpu.conv2d_backward_weight(gy, x, w.shape, s, p, d, g)
+    np.testing.assert_allclose(gw, reference.conv2d_backward_weight(gy, x, w.shape, s, p, d, g), **TOL[dtype])
+    assert gx.shape == x.shape and gw.shape == w.shape and gx.dtype == gw.dtype == dtype
+
+
+def test_conv2d_chunks_and_fresh_outputs(monkeypatch):
+    """Force several chunks of images with a remainder; outputs must not alias the scratch buffers."""
+    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 3000)
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((7, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    T64 = dict(rtol=1e-12, atol=1e-12)  # noqa: N806
+    y1 = cpu.conv2d_forward(x, w, *args)
+    np.testing.assert_allclose(y1, reference.conv2d_forward(x, w, *args), **T64)
+    gy = rng.standard_normal(y1.shape)
+    gx = cpu.conv2d_backward_input(gy, w, x.shape, *args)
+    np.testing.assert_allclose(gx, reference.conv2d_backward_input(gy, w, x.shape, *args), **T64)
+    gw = cpu.conv2d_backward_weight(gy, x, w.shape, *args)
+    np.testing.assert_allclose(gw, reference.conv2d_backward_weight(gy, x, w.shape, *args), **T64)
+    y_copy = y1.copy()
+    cpu.conv2d_forward(x * 2, w, *args)  # reuses the scratch buffers
+    np.testing.assert_array_equal(y1, y_copy)
+
+
+def test_conv2d_noncontiguous_and_transposed_use():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 3, 8, 2)).transpose(3, 1, 2, 0)  # (2, 3, 8, 5), not contiguous
+    w = rng.standard_normal((3, 4, 3, 3)).transpose(1, 0, 2, 3)  # (4, 3, 3, 3)
+    args = ((2, 1), (1, 0), (1, 1), 1)
+    y = cpu.conv2d_forward(x, w, *args)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, w, *args), atol=1e-12)
+    # ConvTranspose2d calls backward_weight with gy and x swapped: the roles must stay general
+    gy = rng.standard_normal(y.shape)[:, :, ::-1]
+    np.testing.assert_allclose(cpu.conv2d_backward_weight(gy, x, w.shape, *args),
+                               reference.conv2d_backward_weight(gy, x, w.shape, *args), atol=1e-12)
+
+
+def test_conv2d_errors_name_the_shapes():
+    x, w = np.zeros((1, 4, 5, 5)), np.zeros((2, 3, 3, 3))
+    with pytest.raises(ValueError, match="input channels 4"):
+        cpu.conv2d_forward(x, w, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="empty"):
+        cpu.conv2d_forward(np.zeros((1, 3, 2, 2)), w, (1, 1), (0, 0), (1, 1), 1)
+
+
+# (N, C, H, W, k, stride, padding, dilation)
+POOL_CASES = [
+    (2, 3, 8, 8, 2, 2, 0, 1),
+    (2, 3, 9, 8, 3, 2, 1, 1),
+    (1, 2, 7, 7, 3, 1, 1, 1),
+    (2, 2, 10, 9, 3, 2, 1, 2),
+    (1, 2, 6, 9, (2, 3), (1, 2), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_max_pool_matches_reference(case, dtype):
+    n, c, h, w_, k, s, p, d = case
+    k, s, p, d = _pair(k), _pair(s), _pair(p), _pair(d)
+    rng = np.random.default_rng(3)
+    x = _rand(rng, (n, c, h, w_), dtype)
+    x[0, 0, :2, :2] = 1.5  # ties: the first maximum must win, as in the reference
+    y, idx = cpu.max_pool2d_forward(x, k, s, p, d)
+    yr, idxr = reference.max_pool2d_forward(x, k, s, p, d)
+    np.testing.assert_array_equal(y, yr)
+    np.testing.assert_array_equal(idx, idxr)
+    assert idx.dtype == np.int32 and y.dtype == dtype
+    gy = _rand(rng, y.shape, dtype)
+    np.testing.assert_allclose(cpu.max_pool2d_backward(gy, idx, x.shape, k, s, p, d),
+                               reference.max_pool2d_backward(gy, idxr, x.shape, k, s, p, d), **TOL[dtype])
+
+
+def test_max_pool_nan_propagates():
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 0] = np.nan
+    y, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    yr, idxr = reference.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == idxr[0, 0, 0, 0] == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cip", [True, False])
+@pytest.mark.parametrize("case", [(2, 3, 8, 8, 2, 2, 0), (2, 2, 9, 7, 3, 2, 1),
+                                  (1, 2, 7, 6, (3, 2), (1, 2), (1, 1))])
+def test_avg_pool_matches_reference(case, cip, dtype):
+    n, c, h, w_, k, s, p = case
+    k, s, p = _pair(k), _pair(s), _pair(p)
+    rng = np.random.default_rng(4)
+    x = _rand(rng, (n, c, h, w_), dtype)
+    y = cpu.avg_pool2d_forward(x, k, s, p, cip)
+    np.testing.assert_allclose(y, reference.avg_pool2d_forward(x, k, s, p, cip), **TOL[dtype])
+    gy = _rand(rng, y.shape, dtype)
+    np.testing.assert_allclose(cpu.avg_pool2d_backward(gy, x.shape, k, s, p, cip),
+                               reference.avg_pool2d_backward(gy, x.shape, k, s, p, cip), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5, 4, 6), (2, 2, 1, 7)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches_reference(shape, affine, dtype):
+    rng = np.random.default_rng(5)
+    x = (_rand(rng, shape, dtype) * 3 + 1).astype(dtype)
+    c = shape[1]
+    w = _rand(rng, (c,), dtype) if affine else None
+    b = _rand(rng, (c,), dtype) if affine else None
+    out, ref = cpu.batch_norm_forward_train(x, w, b, 1e-5), reference.batch_norm_forward_train(x, w, b, 1e-5)
+    for a, r in zip(out, ref):
+        np.testing.assert_allclose(a, r, **TOL[dtype])
+        assert a.dtype == dtype and a.shape == r.shape
+    gy = _rand(rng, shape, dtype)
+    mean, invstd = ref[1], ref[2]
+    for a, r in zip(cpu.batch_norm_backward(gy, x, w, mean, invstd),
+                    reference.batch_norm_backward(gy, x, w, mean, invstd)):
+        np.testing.assert_allclose(a, r, **TOL[dtype])
+        assert a.dtype == dtype and a.shape == r.shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_and_erf(dtype):
+    rng = np.random.default_rng(6)
+    a, b = _rand(rng, (2, 3, 4), dtype), _rand(rng, (4, 5), dtype)
+    np.testing.assert_allclose(cpu.matmul(a, b), a @ b, **TOL[dtype])
+    x = _rand(rng, (3, 7), dtype)
+    e = cpu.erf(x)
+    assert e.dtype == dtype
+    np.testing.assert_allclose(e, reference.erf(x), **TOL[dtype])
