@@ -55,8 +55,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 TEST_RC=0
 if [ "$RUN_TESTS" = 1 ]; then
     echo "== CUDA tests on the real GPU"
+    # (tests/test_cuda_nvcc.py only compiles, it needs no GPU: CI runs it)
     timeout 150 "$PY" -m pytest -q -x -p no:cacheprovider --junitxml="$OUT_DIR/gpu_tests.xml" \
-        tests/test_cuda_kernels.py tests/test_cuda_device.py tests/test_cuda_nvcc.py
+        tests/test_cuda_kernels.py tests/test_cuda_device.py
     TEST_RC=$?
 fi
 
