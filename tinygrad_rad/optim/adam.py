@@ -64,19 +64,37 @@ class Adam(Optimizer):
                     else:
                         g = g + wd * p.data
                 m, v = st["exp_avg"], st["exp_avg_sq"]
-                m += (1 - beta1) * (g - m)  # = b1 m + (1 - b1) g  (PyTorch's lerp)
+                # NOTE: one scratch array and in-place ufuncs (out=) instead of ~8 temporaries per
+                # parameter; the float ops and their order are the same as the plain expressions
+                # m += (1 - b1) (g - m); v = b2 v + ((1 - b2) g) g; p -= (lr / bc1) (m / denom)
+                tmp = xp.subtract(g, m, out=self._scratch(xp, m))
+                tmp *= 1 - beta1
+                m += tmp  # = b1 m + (1 - b1) g  (PyTorch's lerp)
                 v *= beta2
-                v += (1 - beta2) * g * g
+                xp.multiply(g, 1 - beta2, out=tmp)
+                tmp *= g
+                v += tmp
                 bc1 = 1 - beta1**t
                 bc2_sqrt = math.sqrt(1 - beta2**t)
                 if amsgrad:
                     vmax = st["max_exp_avg_sq"]
                     xp.maximum(vmax, v, out=vmax)
-                    denom = xp.sqrt(vmax) / bc2_sqrt + eps
+                    xp.sqrt(vmax, out=tmp)
                 else:
-                    denom = xp.sqrt(v) / bc2_sqrt + eps
-                p.data -= ((lr / bc1) * (m / denom)).astype(p.dtype, copy=False)
+                    xp.sqrt(v, out=tmp)
+                tmp /= bc2_sqrt
+                tmp += eps  # denom
+                xp.divide(m, tmp, out=tmp)
+                tmp *= lr / bc1
+                p.data -= tmp
         return loss
+
+    def _scratch(self, xp, like):
+        """A scratch array shaped like ``like``: one flat buffer, grown to the largest parameter and kept."""
+        buf = getattr(self, "_scratch_buf", None)
+        if buf is None or buf.size < like.size or buf.dtype != like.dtype or xp_of(buf) is not xp:
+            buf = self._scratch_buf = xp.empty(like.size, dtype=like.dtype)
+        return buf[: like.size].reshape(like.shape)
 
 
 class AdamW(Adam):
