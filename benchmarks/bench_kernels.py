@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     path = write_json("bench_kernels_tiny" if args.tiny else "bench_kernels",
                       {"machine": info, "batch": batch, "repeats": repeats, "rows": rows,
                        "wall_s": time.perf_counter() - t0,
-                       "note": "ratio = baseline median / ours median (> 1: ours faster); interleaved timing"})
+                       "note": "ratio = baseline median / ours median (> 1: ours faster); interleaved"})
     print(f"wrote {path} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
