@@ -18,6 +18,7 @@ input element sums the column entries that read it), so it needs no atomics and 
 
 from __future__ import annotations
 
+import numpy as np
 from numba import cuda
 
 from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
@@ -138,23 +139,28 @@ def _split_k(k: int, mn: int) -> int:
     return int(max(1, min(k // 1024, 256 // tiles)))
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y = conv2d(x, w) as one batched GEMM over the groups: (G, Og, Cg*k*k) @ (G, Cg*k*k, N*P)."""
-    _check(x.shape, w.shape, groups)
+# NOTE: the column matrix of a whole batch can be large (ResNet-18 at 224 px, batch 256: ~1.8 GB);
+# above this size the batch is processed in chunks of images (same result, bounded memory).
+MAX_COLS_BYTES = 1 << 30
+
+
+def _image_chunks(n: int, cols_bytes_per_image: int):
+    """(start, stop) ranges of images whose column matrix fits in MAX_COLS_BYTES (at least 1 image)."""
+    step = max(1, MAX_COLS_BYTES // max(1, cols_bytes_per_image))
+    return [(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _fwd(x, w, stride, padding, dilation, groups, ho, wo):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
-    ho = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
-    wo = out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
-    cols = im2col(x, (kh, kw), stride, padding, dilation)
     ck = cg * kh * kw
+    cols = im2col(x, (kh, kw), stride, padding, dilation)
     y = gemm(contiguous(w).reshape(groups, o // groups, ck), cols.reshape(groups, ck, n * ho * wo))
     # (G, Og, N, P) -> (N, G*Og, Ho, Wo)
     return contiguous(y.reshape(o, n, ho * wo).transpose(1, 0, 2)).reshape(n, o, ho, wo)
 
 
-def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
-    """dx = col2im(W^T @ dY'): the GEMM reads W transposed in place (``trans_a``)."""
-    _check(x_shape, w.shape, groups)
+def _bwd_input(gy, w, x_shape, stride, padding, dilation, groups):
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
     ck = cg * kh * kw
@@ -164,15 +170,58 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     return col2im(gcols, x_shape, (kh, kw), stride, padding, dilation, out_hw=(ho, wo))
 
 
-def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
-    """dW = dY' @ cols^T: the GEMM reads cols transposed in place (``trans_b``), split along K."""
-    _check(x.shape, w_shape, groups)
+def _bwd_weight(gy, x, w_shape, stride, padding, dilation, groups):
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w_shape
     ck = cg * kh * kw
     cols = im2col(x, (kh, kw), stride, padding, dilation).reshape(groups, ck, n * ho * wo)
     gyt = contiguous(gy.reshape(n, o, ho * wo).transpose(1, 0, 2)).reshape(groups, o // groups, n * ho * wo)
     splits = _split_k(n * ho * wo, (o // groups) * ck)
-    gw = gemm(gyt, cols, trans_b=True, splits=splits)
-    return gw.reshape(w_shape).astype(gy.dtype, copy=False)
+    return gemm(gyt, cols, trans_b=True, splits=splits)
 
+
+def _cols_bytes(c, kh, kw, ho, wo, dtype) -> int:
+    return c * kh * kw * ho * wo * np.dtype(dtype).itemsize
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y = conv2d(x, w) as one batched GEMM over the groups: (G, Og, Cg*k*k) @ (G, Cg*k*k, N*P)."""
+    _check(x.shape, w.shape, groups)
+    n, c = x.shape[:2]
+    o, _, kh, kw = w.shape
+    ho = out_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
+    wo = out_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+    chunks = _image_chunks(n, _cols_bytes(c, kh, kw, ho, wo, x.dtype))
+    if len(chunks) == 1:
+        return _fwd(x, w, stride, padding, dilation, groups, ho, wo)
+    y = xp_of(x).empty((n, o, ho, wo), dtype=x.dtype)
+    for i, j in chunks:
+        y[i:j] = _fwd(x[i:j], w, stride, padding, dilation, groups, ho, wo)
+    return y
+
+
+def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
+    """dx = col2im(W^T @ dY'): the GEMM reads W transposed in place (``trans_a``)."""
+    _check(x_shape, w.shape, groups)
+    n, c = x_shape[:2]
+    _, _, kh, kw = w.shape
+    chunks = _image_chunks(n, _cols_bytes(c, kh, kw, gy.shape[2], gy.shape[3], gy.dtype))
+    if len(chunks) == 1:
+        return _bwd_input(gy, w, x_shape, stride, padding, dilation, groups)
+    gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
+    for i, j in chunks:
+        gx[i:j] = _bwd_input(gy[i:j], w, (j - i,) + tuple(x_shape[1:]), stride, padding, dilation, groups)
+    return gx
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
+    """dW = dY' @ cols^T: the GEMM reads cols transposed in place (``trans_b``), split along K."""
+    _check(x.shape, w_shape, groups)
+    n, c = x.shape[:2]
+    _, _, kh, kw = w_shape
+    chunks = _image_chunks(n, _cols_bytes(c, kh, kw, gy.shape[2], gy.shape[3], gy.dtype))
+    gw = None
+    for i, j in chunks:  # dW sums over images: add the chunks' products
+        part = _bwd_weight(gy[i:j], x[i:j], w_shape, stride, padding, dilation, groups)
+        gw = part if gw is None else gw + part
+    return gw.reshape(w_shape).astype(gy.dtype, copy=False)

@@ -231,3 +231,17 @@ def test_gemm_big_batches_launch_in_chunks(monkeypatch, sa, sb, splits):
     a, b = rnd(*sa, dtype=np.float64), rnd(*sb, dtype=np.float64, seed=17)
     want = np.stack([a[z % sa[0]] @ b[z % sb[0]] for z in range(max(sa[0], sb[0]))])
     close(cuda_gemm.gemm(D(a), D(b), splits=splits), want, 1e-12)
+
+
+def test_conv2d_large_batches_run_in_image_chunks(monkeypatch):
+    """Above MAX_COLS_BYTES the column matrix is built for a few images at a time: same results."""
+    monkeypatch.setattr(cuda_conv, "MAX_COLS_BYTES", 2 * 4 * 9 * 9 * 4)  # 2 images per chunk
+    x, wt = rnd(5, 4, 3, 3), rnd(6, 2, 3, 3, seed=18)
+    args = ((1, 1), (1, 1), (1, 1), 2)
+    assert len(cuda_conv._image_chunks(5, cuda_conv._cols_bytes(4, 3, 3, 3, 3, np.float32))) == 3
+    y = R.conv2d_forward(x, wt, *args)
+    close(K.conv2d_forward(D(x), D(wt), *args), y)
+    gy = rnd(*y.shape, seed=19)
+    gx, gw = R.conv2d_backward_input(gy, wt, x.shape, *args), R.conv2d_backward_weight(gy, x, wt.shape, *args)
+    close(K.conv2d_backward_input(D(gy), D(wt), x.shape, *args), gx)
+    close(K.conv2d_backward_weight(D(gy), D(x), wt.shape, *args), gw, 1e-4)
