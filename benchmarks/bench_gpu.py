@@ -158,6 +158,8 @@ def bench_tc(sizes, target_s) -> list:
 
 
 def bench_conv(shapes, target_s, warmup: int = 1) -> list:
+    """conv2d fwd + bwd-input + bwd-weight. ``f32``: Numba SGEMM vs cuDNN with TF32 off; ``tf32`` (real
+    GPU only): the tensor-core GEMM (``TGR_TENSOR_CORES=1``) vs cuDNN with TF32 on (PyTorch's default)."""
     from tinygrad_rad.kernels import cuda as K
     from tinygrad_rad.kernels import reference as R
 
@@ -166,48 +168,57 @@ def bench_conv(shapes, target_s, warmup: int = 1) -> list:
     if torch is not None:
         torch.backends.cudnn.benchmark = True
     rows = []
-    for (n, c, h, o, k, s) in shapes:
-        case = f"N{n} C{c} H{h} O{o} k{k} s{s}"
-        try:
-            p = k // 2
-            args = ((s, s), (p, p), (1, 1), 1)
-            rng = np.random.default_rng(0)
-            x = xp.asarray(rng.standard_normal((n, c, h, h), dtype=np.float32))
-            w = xp.asarray(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.1)
+    precisions = ("f32", "tf32") if real_gpu() else ("f32",)
+    saved_env = os.environ.get("TGR_TENSOR_CORES")
+    for prec in precisions:
+        os.environ["TGR_TENSOR_CORES"] = "1" if prec == "tf32" else "0"
+        if torch is not None:
+            torch.backends.cudnn.allow_tf32 = prec == "tf32"
+        for (n, c, h, o, k, s) in shapes:
+            case = f"N{n} C{c} H{h} O{o} k{k} s{s} {prec}"
+            try:
+                p = k // 2
+                args = ((s, s), (p, p), (1, 1), 1)
+                rng = np.random.default_rng(0)
+                x = xp.asarray(rng.standard_normal((n, c, h, h), dtype=np.float32))
+                w = xp.asarray(rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.1)
 
-            def ours(x=x, w=w, args=args):
-                y = K.conv2d_forward(x, w, *args)
-                K.conv2d_backward_input(y, w, x.shape, *args)
-                K.conv2d_backward_weight(y, x, w.shape, *args)
+                def ours(x=x, w=w, args=args):
+                    y = K.conv2d_forward(x, w, *args)
+                    K.conv2d_backward_input(y, w, x.shape, *args)
+                    K.conv2d_backward_weight(y, x, w.shape, *args)
 
-            t_ours, it = timeit(ours, target_s, warmup=warmup)
-            if torch is not None:
-                tx = torch.as_tensor(x, device="cuda").requires_grad_(True)
-                tw = torch.as_tensor(w, device="cuda").requires_grad_(True)
+                t_ours, it = timeit(ours, target_s, warmup=warmup)
+                if torch is not None:
+                    tx = torch.as_tensor(x, device="cuda").requires_grad_(True)
+                    tw = torch.as_tensor(w, device="cuda").requires_grad_(True)
 
-                def base(tx=tx, tw=tw, s=s, p=p):
-                    y = torch.nn.functional.conv2d(tx, tw, stride=s, padding=p)
-                    y.backward(y.detach())
+                    def base(tx=tx, tw=tw, s=s, p=p):
+                        y = torch.nn.functional.conv2d(tx, tw, stride=s, padding=p)
+                        y.backward(y.detach())
 
-                name = "PyTorch cuDNN"
-            else:
-                xh, wh = np.asarray(x), np.asarray(w)
+                    name = f"PyTorch cuDNN {prec}"
+                else:
+                    xh, wh = np.asarray(x), np.asarray(w)
 
-                def base(xh=xh, wh=wh, args=args):
-                    y = R.conv2d_forward(xh, wh, *args)
-                    R.conv2d_backward_input(y, wh, xh.shape, *args)
-                    R.conv2d_backward_weight(y, xh, wh.shape, *args)
+                    def base(xh=xh, wh=wh, args=args):
+                        y = R.conv2d_forward(xh, wh, *args)
+                        R.conv2d_backward_input(y, wh, xh.shape, *args)
+                        R.conv2d_backward_weight(y, xh, wh.shape, *args)
 
-                name = "reference (NumPy)"
-            t_base, _ = timeit(base, target_s, warmup=warmup)
-            ho = (h + 2 * p - k) // s + 1
-            flop = 3 * 2.0 * n * o * ho * ho * c * k * k  # fwd + 2 backward products
-            rows.append({"section": "conv", "case": case + " fwd+bwd", "ours_ms": t_ours * 1e3,
-                         "baseline": name,
-                         "base_ms": t_base * 1e3, "ours_tflops": flop / t_ours / 1e12,
-                         "base_tflops": flop / t_base / 1e12, "ours/base": t_base / t_ours, "iters": it})
-        except Exception as e:  # noqa: BLE001
-            rows.append(err_row("conv", case, e))
+                    name = "reference (NumPy)"
+                t_base, _ = timeit(base, target_s, warmup=warmup)
+                ho = (h + 2 * p - k) // s + 1
+                flop = 3 * 2.0 * n * o * ho * ho * c * k * k  # fwd + 2 backward products
+                rows.append({"section": "conv", "case": case + " fwd+bwd", "ours_ms": t_ours * 1e3,
+                             "baseline": name, "base_ms": t_base * 1e3, "ours_tflops": flop / t_ours / 1e12,
+                             "base_tflops": flop / t_base / 1e12, "ours/base": t_base / t_ours, "iters": it})
+            except Exception as e:  # noqa: BLE001
+                rows.append(err_row("conv", case, e))
+    if saved_env is None:
+        os.environ.pop("TGR_TENSOR_CORES", None)
+    else:
+        os.environ["TGR_TENSOR_CORES"] = saved_env
     return rows
 
 

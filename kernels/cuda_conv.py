@@ -21,8 +21,16 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from . import tensorcore
 from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
-from .cuda_gemm import gemm
+from .cuda_gemm import gemm as _numba_gemm
+
+
+def gemm(a, b, trans_a=False, trans_b=False, splits=1):
+    """The conv products: tensor cores when selected (``TGR_TENSOR_CORES``), else the Numba GEMM."""
+    if tensorcore.wants(a.dtype):
+        return tensorcore.gemm(a, b, trans_a=trans_a, trans_b=trans_b).astype(a.dtype, copy=False)
+    return _numba_gemm(a, b, trans_a=trans_a, trans_b=trans_b, splits=splits)
 
 
 def out_size(n: int, k: int, s: int, p: int, d: int = 1) -> int:
