@@ -204,8 +204,7 @@ def plot_explanations(images, cams, saliency, path, titles: list | None = None, 
         a2.imshow(np.asarray(saliency[i]), cmap="hot", vmin=0, vmax=1)
         if titles:
             a0.set_title(titles[i], fontsize=7)
-        if r == 0:
-            a1.set_title("Grad-CAM", fontsize=7) if not titles else None
-            a2.set_title("saliency", fontsize=7)
+        a1.set_title("Grad-CAM", fontsize=7)
+        a2.set_title("saliency", fontsize=7)
     fig.tight_layout(pad=0.3)
     return _save(fig, path)
