@@ -22,7 +22,7 @@ import time
 import numpy as np
 from tinygrad_rad.kernels import cpu
 
-from benchmarks.common import compare, machine_info, print_table, set_threads, write_json
+from benchmarks.common import RESULTS_DIR, compare, machine_info, print_table, set_threads, write_json
 
 # (name, C_in, C_out, H=W, kernel, stride, padding): the distinct conv layers of the two models
 SMALLCNN = [
@@ -170,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only", choices=["matmul", "conv", "other"], default=None)
+    ap.add_argument("--out", default=str(RESULTS_DIR), help="results directory")
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     torch = _torch()
@@ -198,7 +199,8 @@ def main(argv=None) -> int:
     path = write_json("bench_kernels_tiny" if args.tiny else "bench_kernels",
                       {"machine": info, "batch": batch, "repeats": repeats, "rows": rows,
                        "wall_s": time.perf_counter() - t0,
-                       "note": "ratio = baseline median / ours median (> 1: ours faster); interleaved"})
+                       "note": "ratio = baseline median / ours median (> 1: ours faster); interleaved"},
+                      args.out)
     print(f"wrote {path} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
