@@ -17,6 +17,8 @@ input element.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 import tinygrad_rad as tr
@@ -152,5 +154,25 @@ def check_op(tr_fn, torch_fn=None, inputs=(), *, dtype: str = "float64", grad: b
                 return fl[0]
             return tr.cat([x.reshape(-1) for x in fl])
 
-        tr.gradcheck(f, ts64, atol=gc_atol, rtol=gc_rtol)
+        with _serial_kernels():
+            tr.gradcheck(f, ts64, atol=gc_atol, rtol=gc_rtol)
     return out
+
+
+@contextmanager
+def _serial_kernels():
+    """Run Numba kernels on one thread: gradcheck makes hundreds of tiny calls, and on a loaded machine
+    waking the parallel threads costs ~100x the work itself. (The PyTorch comparison above still runs
+    the kernels with all threads.)"""
+    try:
+        import numba
+
+        prev = numba.get_num_threads()
+        numba.set_num_threads(1)
+    except Exception:  # pragma: no cover - numba without a threading layer
+        yield
+        return
+    try:
+        yield
+    finally:
+        numba.set_num_threads(prev)
