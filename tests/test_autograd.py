@@ -182,3 +182,16 @@ def test_cast_and_clone_are_differentiable():
     y.sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    h = x.exp()
+    y = (h * x).sum()
+    y.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    np.testing.assert_allclose(first, np.exp([1.0, 2.0]) * (1 + np.array([1.0, 2.0])), rtol=1e-6)
+    y.backward()  # graph kept: gradients add up, then the graph is freed
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()

@@ -194,11 +194,12 @@ def _accumulate(store: dict, t: Tensor, g) -> None:
         store[key] = g
 
 
-def run_backward(root: Tensor, grad) -> None:
+def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
     """Reverse-mode sweep from ``root`` seeded with ``grad`` (an array of root's shape).
 
     Gradients flow from outputs to inputs in reverse topological order and are *added* into each
-    leaf's ``.grad``; each op's saved arrays are freed as soon as its backward has run.
+    leaf's ``.grad``; each op's saved arrays are freed as soon as its backward has run (kept when
+    ``retain_graph=True``, so that a second backward through the same graph works).
     """
     from .tensor import Tensor
 
@@ -249,4 +250,5 @@ def run_backward(root: Tensor, grad) -> None:
             if pg.dtype != p.dtype:
                 pg = pg.astype(p.dtype)
             _accumulate(grads, p, pg)
-        ctx.free()
+        if not retain_graph:
+            ctx.free()

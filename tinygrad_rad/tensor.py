@@ -264,8 +264,10 @@ class Tensor:
         return id(self)
 
     # ----------------------------------------------------------------------------- autodiff
-    def backward(self, gradient: Tensor | None = None) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``+=``; reset with ``zero_grad``)."""
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``+=``; reset with ``zero_grad``).
+
+        The graph's saved arrays are freed on the way unless ``retain_graph=True``."""
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad and has no grad_fn: no input of "
@@ -283,7 +285,7 @@ class Tensor:
             if gt.shape != self.shape:
                 raise ValueError(f"backward: gradient has shape {gt.shape}, expected {self.shape}")
             g = to_device(gt.data.astype(self.dtype, copy=False), self.device)
-        run_backward(self, g)
+        run_backward(self, g, retain_graph=retain_graph)
 
     def zero_grad(self) -> None:
         self.grad = None
