@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -67,7 +68,7 @@ def _hwm_mb() -> float | None:
     return None
 
 
-def worker(framework: str, model: str, batch: int, steps: int, threads: int) -> dict:
+def worker(framework: str, model: str, batch: int, steps: int, threads: int, warm: bool = True) -> dict:
     """Run ``steps`` training steps in this process and return its memory figures (MiB)."""
     rss_start = _rss_mb()
     from benchmarks import bench_train as bt
@@ -94,11 +95,12 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int) -> 
         raise ValueError(f"unknown framework {framework!r}; expected one of {FRAMEWORKS}")
     # one batch-2 step of a throwaway model first: Numba's cache load / JIT and PyTorch's lazy init
     # then count before rss_before, so train_increment_mb is the training itself
-    wx, wy = bt.make_data(2)
-    warm, _ = (bt.ours_steps if framework == "tinygrad_rad" else bt.torch_steps)(model, wx, wy)
-    warm()
-    del warm
-    gc.collect()
+    if warm:
+        wx, wy = bt.make_data(2)
+        warm_step, _ = (bt.ours_steps if framework == "tinygrad_rad" else bt.torch_steps)(model, wx, wy)
+        warm_step()
+        del warm_step
+        gc.collect()
     rss_before = _rss_mb()
     peak_before = _peak_mb()
     hwm_reset = _reset_hwm()
@@ -115,10 +117,12 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int) -> 
             "seconds": time.perf_counter() - t0}
 
 
-def measure(framework: str, model: str, batch: int, steps: int, threads: int, timeout: float = 600) -> dict:
+def measure(framework: str, model: str, batch: int, steps: int, threads: int, timeout: float = 600,
+            warm: bool = True) -> dict:
     """Start a fresh worker process for one (framework, model) and return its JSON result."""
     cmd = [sys.executable, "-m", "benchmarks.bench_memory", "--worker", framework, "--model", model,
            "--batch", str(batch), "--steps", str(steps), "--threads", str(threads)]
+    cmd += [] if warm else ["--no-warm"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(
@@ -129,17 +133,17 @@ def measure(framework: str, model: str, batch: int, steps: int, threads: int, ti
 
 def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, steps: int | None = None,
         threads: int | None = None, out_dir: Path | str = RESULTS_DIR) -> dict:
-    from benchmarks.bench_train import torch_available
-
     batch = batch or (2 if tiny else 128)
     steps = steps or (1 if tiny else 2)
     threads = threads or (1 if tiny else (os.cpu_count() or 1))
     models = ("smallcnn",) if tiny and tuple(models) == MODEL_NAMES else tuple(models)
-    frameworks = FRAMEWORKS if torch_available() else FRAMEWORKS[:1]
+    # NOTE: find_spec, not import: the parent process needs no torch
+    frameworks = FRAMEWORKS if importlib.util.find_spec("torch") is not None else FRAMEWORKS[:1]
     t0 = time.perf_counter()
     results, rows = [], []
     for model in models:
-        res = {fw: measure(fw, model, batch, steps, threads) for fw in frameworks}
+        # --tiny: no separate warm-up step (the one batch-2 step is all there is)
+        res = {fw: measure(fw, model, batch, steps, threads, warm=not tiny) for fw in frameworks}
         entry = {"model": model, "batch": batch, "steps": steps, **res}
         row = {"model": model, "batch": batch, "ours peak MiB": res["tinygrad_rad"]["peak_rss_mb"],
                "ours train MiB": res["tinygrad_rad"]["train_increment_mb"]}
@@ -178,9 +182,11 @@ def main(argv=None):
     ap.add_argument("--out", default=str(RESULTS_DIR), help="results directory (memory.json)")
     ap.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     ap.add_argument("--model", default="smallcnn", help=argparse.SUPPRESS)
+    ap.add_argument("--no-warm", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.worker, a.model, a.batch or 128, a.steps or 2, a.threads or 1)), flush=True)
+        res = worker(a.worker, a.model, a.batch or 128, a.steps or 2, a.threads or 1, warm=not a.no_warm)
+        print(json.dumps(res), flush=True)
         return None
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     for m in models:

@@ -28,7 +28,10 @@ def bars(combined: dict) -> list[tuple[str, float, str]]:
         if v:
             out.append((f"{model} peak memory", 1.0 / v, "vs PyTorch"))
     if s.get("matmul_vs_numpy") is not None:
-        out.append(("matmul", s["matmul_vs_numpy"], "vs NumPy"))
+        out.append(("matmul (largest)", s["matmul_vs_numpy"], "vs NumPy"))
+    for k, v in s.items():
+        if k.startswith("kernel_") and k.endswith("_vs_torch") and v:
+            out.append((k[len("kernel_"):-len("_vs_torch")] + " (geo-mean)", v, "vs PyTorch"))
     for k, v in s.items():
         if k.startswith("overhead_") and k.endswith("_x_torch") and v:
             label = k[len("overhead_"):-len("_x_torch")]

@@ -61,25 +61,24 @@ def run_script(name: str, out: Path, tiny: bool, timeout: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------ summary
-def _find_matmul_ratio(kernels: dict) -> float | None:
-    """The largest-size matmul ratio vs NumPy in bench_kernels' JSON, whatever its exact layout."""
-    found = []
+def kernel_ratios(kernels: dict) -> dict:
+    """From bench_kernels' rows: matmul vs NumPy at the largest size (and the lowest over sizes), and
+    the geometric mean of the ratios vs PyTorch of each other section (conv2d.fwd, max_pool2d.bwd, ...)."""
+    import math
 
-    def walk(node, path):
-        if isinstance(node, dict):
-            text = " ".join(str(v) for v in node.values() if isinstance(v, str)) + " " + path
-            if "matmul" in text.lower() or "gemm" in text.lower():
-                for k, v in node.items():
-                    if isinstance(v, (int, float)) and "ratio" in k.lower() and "numpy" in k.lower():
-                        found.append(float(v))
-            for k, v in node.items():
-                walk(v, f"{path} {k}")
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, path)
-
-    walk(kernels.get("results", kernels), "")
-    return found[-1] if found else None
+    rows = [r for r in kernels.get("rows", []) if isinstance(r.get("ratio"), (int, float))]
+    out: dict = {}
+    mm = [r["ratio"] for r in rows if r.get("section") == "matmul" and r.get("baseline") == "numpy"]
+    if mm:
+        out["matmul_vs_numpy"] = mm[-1]
+        out["matmul_vs_numpy_min"] = min(mm)
+    sections: dict = {}
+    for r in rows:
+        if r.get("baseline") == "torch" and r["ratio"] > 0:
+            sections.setdefault(r["section"], []).append(r["ratio"])
+    for sec, vals in sections.items():
+        out[f"kernel_{sec}_vs_torch"] = math.exp(sum(math.log(v) for v in vals) / len(vals))
+    return out
 
 
 def summarize(payloads: dict) -> dict:
@@ -101,10 +100,8 @@ def summarize(payloads: dict) -> dict:
     if ratios:
         s["peak_memory_vs_torch_max"] = max(ratios)
     for name, p in payloads.items():
-        if name.startswith("kernel"):
-            mr = _find_matmul_ratio(p)
-            if mr is not None:
-                s["matmul_vs_numpy"] = mr
+        if "kernels" in name:
+            s.update(kernel_ratios(p))
     ovh = payloads.get("overhead", {})
     for r in ovh.get("results", []):
         key = f"overhead_{r['op']}_{'fwdbwd' if r['grad'] else 'fwd'}"

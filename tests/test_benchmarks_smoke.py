@@ -1,0 +1,108 @@
+"""Smoke test of the benchmark suite: ``run_all --tiny`` starts every script, each writes valid JSON,
+the combined JSON and the chart exist, and the README section is generated between its markers.
+
+No timings are asserted (benchmarks are not tests): only that the numbers are there and sane.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_KERNELS_BENCH = (ROOT / "benchmarks" / "bench_kernels.py").exists()
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    p = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--tiny", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return out
+
+
+def _load(path: Path) -> dict:
+    assert path.exists(), f"{path} was not written"
+    return json.loads(path.read_text())
+
+
+def test_every_script_writes_json(bench_dir):
+    combined = _load(bench_dir / "all.json")
+    assert combined["tiny"] is True
+    assert combined["machine"]["cores"] >= 1 and combined["machine"]["cpu"]
+    expected = {"bench_overhead", "bench_train", "bench_memory"}
+    expected |= {"bench_kernels"} if HAS_KERNELS_BENCH else set()
+    for name in expected:
+        run = combined["runs"][name]
+        assert run["status"] == "ok" and run["files"], (name, run)
+        for f in run["files"]:
+            assert _load(bench_dir / f) == combined["results"][f[:-5]]
+    assert not list(bench_dir.glob(".*.tmp")), "a temp file was left behind (writes must be atomic)"
+    if HAS_KERNELS_BENCH:
+        assert combined["summary"]["matmul_vs_numpy"] > 0
+
+
+def test_train_results(bench_dir):
+    train = _load(bench_dir / "train.json")
+    assert {r["model"] for r in train["results"]} == {"smallcnn", "resnet18"}
+    for r in train["results"]:
+        for mode in ("train", "eval"):
+            ours = r[mode]["tinygrad_rad"]
+            assert ours["img_s"]["median"] > 0 and ours["first_call_s"] > 0
+            assert ours["min_ms"] <= ours["median_ms"] <= ours["max_ms"]
+            if HAS_TORCH:
+                assert r[mode]["torch"]["img_s"]["median"] > 0
+                assert r[mode]["ratio_vs_torch"] == pytest.approx(
+                    r[mode]["torch"]["median_ms"] / ours["median_ms"])
+    assert train["torch_available"] == HAS_TORCH
+
+
+def test_overhead_and_memory_results(bench_dir):
+    ovh = _load(bench_dir / "overhead.json")
+    assert {(r["op"], r["grad"]) for r in ovh["results"]} == {
+        (op, g) for op in ("add", "mul", "relu", "sum", "matmul") for g in (False, True)}
+    for r in ovh["results"]:
+        assert r["us_per_op"]["tinygrad_rad"]["median"] > 0
+        assert ("numpy" in r["us_per_op"]) == (not r["grad"])
+    mem = _load(bench_dir / "memory.json")
+    (entry,) = mem["results"]
+    ours = entry["tinygrad_rad"]
+    assert ours["peak_rss_mb"] > 10 and ours["other_framework_imported"] == []
+    if HAS_TORCH:
+        # measured in separate processes: the torch worker never imported tinygrad_rad and vice versa
+        assert entry["torch"]["other_framework_imported"] == []
+        ratio = ours["peak_rss_mb"] / entry["torch"]["peak_rss_mb"]
+        assert entry["peak_ratio_vs_torch"] == pytest.approx(ratio)
+
+
+def test_chart_is_a_png(bench_dir):
+    assert (bench_dir / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_replaces_only_the_marked_region(bench_dir, tmp_path):
+    from benchmarks import report
+
+    combined = _load(bench_dir / "all.json")
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\nbefore\n\n<!-- perf:start -->\nold text\n<!-- perf:end -->\n\nafter\n")
+    report.update_readme(readme, report.section(combined))
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n\n<!-- perf:start -->\n")
+    assert text.endswith("<!-- perf:end -->\n\nafter\n")
+    assert "old text" not in text and "smallcnn (2) | train" in text and "tiny smoke-test sizes" in text
+    report.update_readme(readme, report.section(combined))  # idempotent
+    assert readme.read_text() == text
+    # without markers the section is appended under its own heading
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# title\n")
+    report.update_readme(bare, "body\n")
+    assert bare.read_text() == "# title\n\n## Performance\n\n<!-- perf:start -->\nbody\n<!-- perf:end -->\n"
+    half = tmp_path / "HALF.md"
+    half.write_text("<!-- perf:start -->\n")
+    with pytest.raises(ValueError, match="only one of the markers"):
+        report.update_readme(half, "body\n")
