@@ -42,3 +42,5 @@ __all__ = [
     "specificity",
     "youden_threshold",
 ]
+from .detection import average_precision, detection_report, froc  # noqa: E402,F401
+from .segmentation import average_surface_distance, dice_score, hd95, iou_score, segmentation_report  # noqa: E402,F401
