@@ -139,3 +139,14 @@ def test_mixing_devices_names_both():
 def test_unknown_device():
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         tr.ones(2, device="tpu")
+
+
+def test_setitem_errors():
+    w = tr.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"in-place assignment .* shape \(3,\) .* autograd graph"):
+        w[0] = 2.0
+    h = w * 2
+    with tr.no_grad(), pytest.raises(RuntimeError, match="autograd graph"):
+        h[0] = 1.0  # saved for backward by the op that made it
+    with pytest.raises(ValueError, match=r"value of shape \(5,\) to index 0 of a tensor of shape \(3, 4\)"):
+        tr.zeros(3, 4)[0] = tr.ones(5)

@@ -154,3 +154,43 @@ def test_reshape_errors_name_shapes():
         tr.zeros(2, 3).reshape(4, 2)
     with pytest.raises(ValueError, match=r"cannot expand shape \(2, 3\)"):
         tr.zeros(2, 3).expand(4, 3)
+
+
+def test_setitem_matches_pytorch():
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    ops = [
+        (1, 5.0),
+        ((slice(None), 0), np.array([1.0, 2.0, 3.0], dtype=np.float32)),
+        ((slice(None, None, 2), slice(1, 3)), 0.5),
+        (np.array([0, 2]), -2.0),
+        ("mask", -1.0),
+    ]
+    t = tr.tensor(x)
+    for idx, v in ops:
+        idx = t > 0.8 if isinstance(idx, str) else idx
+        t[idx] = tr.tensor(v) if isinstance(v, np.ndarray) else v
+    want = x.copy()
+    for idx, v in ops:
+        idx = want > 0.8 if isinstance(idx, str) else idx
+        want[idx] = v
+    np.testing.assert_array_equal(t.numpy(), want)
+    if HAS_TORCH:
+        tt = torch.tensor(x)
+        for idx, v in ops:
+            if isinstance(idx, str):
+                idx = tt > 0.8
+            elif isinstance(idx, np.ndarray):
+                idx = torch.from_numpy(idx)
+            tt[idx] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+        np.testing.assert_array_equal(t.numpy(), tt.numpy())
+
+
+def test_setitem_on_leaf_under_no_grad_and_on_expanded():
+    w = tr.ones(3, requires_grad=True)
+    with tr.no_grad():
+        w[0] = 2.0
+    np.testing.assert_array_equal(w.numpy(), [2.0, 1.0, 1.0])
+    assert w.requires_grad
+    e = tr.ones(3).expand(2, 3)  # a read-only broadcast view: setitem copies it first
+    e[0, 0] = 7.0
+    np.testing.assert_array_equal(e.numpy(), [[7, 1, 1], [1, 1, 1]])

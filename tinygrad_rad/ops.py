@@ -590,6 +590,11 @@ class GetItem(Function):
 
 def getitem(t, index):
     """``t[index]`` with ints, slices (any step), None, Ellipsis, integer arrays and boolean masks."""
+    return GetItem.apply(t, index=normalize_index(t, index))
+
+
+def normalize_index(t, index) -> tuple:
+    """``index`` as a tuple NumPy/CuPy understands: Tensors and lists become arrays on ``t``'s device."""
     from .tensor import Tensor
 
     if not isinstance(index, tuple):
@@ -610,7 +615,7 @@ def getitem(t, index):
         elif isinstance(i, np.integer):
             i = int(i)
         norm.append(i)
-    return GetItem.apply(t, index=tuple(norm))
+    return tuple(norm)
 
 
 class Cat(Function):

@@ -645,6 +645,30 @@ class Tensor:
     def __getitem__(self, index) -> Tensor:
         return ops.getitem(self, index)
 
+    def __setitem__(self, index, value) -> None:
+        """``t[index] = value`` in place, for tensors outside the graph (data prep, masks, metrics).
+
+        NOTE: autodiff here has no version counters, so in-place writes to a tensor that requires grad
+        (with grad enabled) or that an op produced for backward are refused; use ``where``/``cat``.
+        """
+        if self._ctx is not None or (self.requires_grad and is_grad_enabled()):
+            raise RuntimeError(
+                f"in-place assignment t[...] = ... on a tensor of shape {self.shape} that is part of the "
+                "autograd graph is not supported; build a new tensor with where()/cat(), or assign to "
+                "a leaf under no_grad()"
+            )
+        v = value.data if isinstance(value, Tensor) else value
+        if isinstance(value, Tensor) and value.device != self.device:
+            raise RuntimeError(f"setitem: value is on {value.device!r} but the tensor is on {self.device!r}")
+        if not getattr(self.data, "flags", None) or not self.data.flags.writeable:
+            self.data = self.data.copy()  # e.g. the read-only result of expand()
+        try:
+            self.data[ops.normalize_index(self, index)] = v
+        except (ValueError, IndexError) as e:
+            vshape = tuple(getattr(value, "shape", ()))
+            raise type(e)(f"setitem: cannot assign a value of shape {vshape} to index {index!r} of a tensor "
+                          f"of shape {self.shape}: {e}") from None
+
     def split(self, split_size_or_sections, dim: int = 0) -> tuple:
         return split(self, split_size_or_sections, dim)
 
