@@ -22,6 +22,9 @@ BINARY = {
     "sub": (lambda a, b: a - b, lambda a, b, g: (g, -g)),
     "mul": (lambda a, b: a * b, lambda a, b, g: (g * b, g * a)),
     "div": (lambda a, b: a / b, lambda a, b, g: (g / b, -g * a / (b * b))),
+    "pow": (lambda a, b: a**b, lambda a, b, g: (g * b * a ** (b - 1), g * a**b * np.log(a))),
+    "maximum": (lambda a, b: a.maximum(b) if isinstance(a, tr.Tensor) else np.maximum(a, b),
+                lambda a, b, g: (g * (a > b), g * (a < b))),
 }
 
 
@@ -37,7 +40,7 @@ def test_binary_broadcasting(shapes, op, seed):
     fn, grads = BINARY[op]
     rng = np.random.default_rng(seed)
     sa, sb = shapes.input_shapes
-    a, b = _arr(rng, sa), _arr(rng, sb, positive=op == "div")
+    a, b = _arr(rng, sa, positive=op == "pow"), _arr(rng, sb, positive=op == "div")
     ta = tr.tensor(a, dtype=tr.float64, requires_grad=True)
     tb = tr.tensor(b, dtype=tr.float64, requires_grad=True)
     out = fn(ta, tb)
@@ -53,7 +56,7 @@ def test_binary_broadcasting(shapes, op, seed):
     if HAS_TORCH:
         xa = torch.tensor(a, requires_grad=True)
         xb = torch.tensor(b, requires_grad=True)
-        fn(xa, xb).backward(torch.tensor(g))
+        (torch.maximum(xa, xb) if op == "maximum" else fn(xa, xb)).backward(torch.tensor(g))
         np.testing.assert_allclose(ta.grad.numpy(), xa.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(tb.grad.numpy(), xb.grad.numpy(), rtol=1e-10, atol=1e-12)
 
