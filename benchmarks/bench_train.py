@@ -149,6 +149,52 @@ def torch_steps(name: str, x, y):
     return train_step, eval_step
 
 
+# -------------------------------------------------------------------------------------- profile
+def profile_ours(train_step, steps: int = 2) -> dict:
+    """Where one tinygrad_rad training step spends its time, per op and direction (tr.trace timings).
+
+    Returns ``{"step_ms": wall, "ops": [{"op", "dir", "calls", "ms"}...], "untraced_ms": ...}`` where
+    untraced = the optimizer step, zero_grad, the backward walk's bookkeeping and Python glue.
+    """
+    import io
+    import re
+
+    import tinygrad_rad as tr
+
+    buf = io.StringIO()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        with tr.trace(file=buf):
+            train_step()
+    step_ms = (time.perf_counter() - t0) * 1e3 / steps
+    acc: dict = {}
+    for line in buf.getvalue().splitlines():
+        m = re.match(r"(fwd|bwd) (\S+)\s.*\s([\d.]+) ms$", line)
+        if m:
+            e = acc.setdefault((m.group(2), m.group(1)), [0, 0.0])
+            e[0] += 1
+            e[1] += float(m.group(3))
+    ops = [{"op": k[0], "dir": k[1], "calls": c // steps, "ms": ms / steps} for k, (c, ms) in acc.items()]
+    ops.sort(key=lambda r: -r["ms"])
+    traced = sum(r["ms"] for r in ops)
+    return {"step_ms": step_ms, "ops": ops, "untraced_ms": step_ms - traced}
+
+
+def profile_torch(train_step, steps: int = 2, top: int = 12) -> dict:
+    """PyTorch's own per-op self CPU time for the same step (torch.profiler), for comparison."""
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            train_step()
+    step_ms = (time.perf_counter() - t0) * 1e3 / steps
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+    return {"step_ms_profiled": step_ms,
+            "ops": [{"op": e.key, "calls": e.count // steps,
+                     "self_cpu_ms": e.self_cpu_time_total / 1e3 / steps} for e in rows]}
+
+
 # -------------------------------------------------------------------------------------- run
 def _img_s(stats: dict, batch: int) -> dict:
     """images/s from compare()'s ms stats: median, and the range (from the max and min times)."""
@@ -156,7 +202,8 @@ def _img_s(stats: dict, batch: int) -> dict:
             "max": batch / stats["min_ms"] * 1e3}
 
 
-def bench_model(name: str, batch: int, repeats: int, with_torch: bool, warmup: int = 1) -> dict:
+def bench_model(name: str, batch: int, repeats: int, with_torch: bool, warmup: int = 1,
+                profile: bool = False) -> dict:
     x, y = make_data(batch)
     ours_train, ours_eval = ours_steps(name, x, y)
     cands_train, cands_eval = {"tinygrad_rad": ours_train}, {"tinygrad_rad": ours_eval}
@@ -171,6 +218,10 @@ def bench_model(name: str, batch: int, repeats: int, with_torch: bool, warmup: i
             # > 1: tinygrad_rad processes more images per second than PyTorch
             res["ratio_vs_torch"] = stats["torch"]["median_ms"] / stats["tinygrad_rad"]["median_ms"]
         out[mode] = res
+    if profile:
+        out["profile"] = {"tinygrad_rad": profile_ours(ours_train)}
+        if with_torch:
+            out["profile"]["torch"] = profile_torch(cands_train["torch"])
     return out
 
 
@@ -194,7 +245,7 @@ def rows_for(results: list[dict]) -> list[dict]:
 
 
 def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, repeats: int | None = None,
-        threads: int | None = None, out_dir: Path | str = RESULTS_DIR) -> dict:
+        threads: int | None = None, out_dir: Path | str = RESULTS_DIR, no_profile: bool = False) -> dict:
     # NOTE: --tiny runs single-threaded: on a loaded machine OpenMP spin-waits make 2-thread torch crawl
     n = set_threads(threads or (1 if tiny else None))
     with_torch = torch_available()
@@ -204,8 +255,24 @@ def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, repeat
     for name in models:
         # ResNet-18 at ~50 img/s is ~2.5 s per step: a few timed steps only
         reps = repeats or (1 if tiny else (5 if name == "resnet18" else 9))
-        results.append(bench_model(name, batch, reps, with_torch, warmup=0 if tiny else 1))
+        results.append(bench_model(name, batch, reps, with_torch, warmup=0 if tiny else 1,
+                                   profile=name == "smallcnn" and not no_profile))
         print(f"# {name}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    for r in results:
+        if "profile" in r:
+            p = r["profile"]["tinygrad_rad"]
+            print(f"\n# {r['model']}: tinygrad_rad training step {p['step_ms']:.0f} ms (traced), per op:")
+            big = [o for o in p["ops"] if o["ms"] >= 0.005 * p["step_ms"]]  # >= 0.5 % of the step
+            prow = [{"op": o["op"], "dir": o["dir"], "calls": o["calls"], "ms": o["ms"],
+                     "%": 100 * o["ms"] / p["step_ms"]} for o in big]
+            prow.append({"op": "(optimizer, walk, glue)", "dir": "", "calls": "", "ms": p["untraced_ms"],
+                         "%": 100 * p["untraced_ms"] / p["step_ms"]})
+            print_table(prow, floatfmt=".1f")
+            if "torch" in r["profile"]:
+                tp = r["profile"]["torch"]
+                print(f"# PyTorch, same step ({tp['step_ms_profiled']:.0f} ms, torch.profiler), top ops:")
+                print_table(tp["ops"][:8], floatfmt=".1f")
+        print()
     rows = rows_for(results)
     print_table(rows)
     if not with_torch:
@@ -238,12 +305,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per framework")
     ap.add_argument("--threads", type=int, default=None, help="Numba/BLAS/torch threads (default: all cores)")
     ap.add_argument("--out", default=str(RESULTS_DIR), help="results directory (train.json)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-op profile of SmallCNN's step")
     a = ap.parse_args(argv)
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     for m in models:
         if m not in MODEL_NAMES:
             ap.error(f"unknown model {m!r}; expected some of {MODEL_NAMES}")
-    return run(a.tiny, models, a.batch, a.repeats, a.threads, a.out)
+    return run(a.tiny, models, a.batch, a.repeats, a.threads, a.out, a.no_profile)
 
 
 if __name__ == "__main__":
