@@ -215,6 +215,65 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
                 gw[oc, ci, u, v] = acc
 
 
+# ------------------------------------------------- stride-1 "wide rows" scheme (long contiguous copies)
+# For stride 1, pad each input plane once into a flat buffer of Hp*Wp values. If we compute the output on
+# a grid of Ho rows x Wp columns (the last Wp - Wo columns of each row are junk and get dropped), the
+# column row of tap (c, u, v) is ONE contiguous run of the padded plane: xpad_flat[c, u*d*Wp + v*d :][:Ho*Wp].
+# im2col becomes kh*kw memcpys per plane instead of Ho*kh*kw short row copies with padding checks (~4x
+# faster), at the price of (Wp - Wo) / Wo extra GEMM columns (7% at 28x28): used when that is small.
+@njit(parallel=True, cache=True)
+def _pad_planes(x, n0, nb, ph, pw, xp):
+    """xp[b, c, :] <- x[n0 + b, c] zero-padded by (ph, pw), flattened row by row, zeros after the end."""
+    c, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    wp = wd + 2 * pw
+    for t in prange(nb * c):
+        b, ch = t // c, t % c
+        dst = xp[b, ch]
+        dst[:] = 0
+        src = x[n0 + b, ch]
+        for i in range(h):
+            start = (i + ph) * wp + pw
+            dst[start : start + wd] = src[i]
+
+
+@njit(parallel=True, cache=True)
+def _im2col_wide(xp, nb, kh, kw, dh, dw, wp, length, cols):
+    """cols[(c*kh + u)*kw + v, b, q] = xp[b, c, u*dh*wp + v*dw + q] for q < length (= Ho*Wp)."""
+    c = xp.shape[1]
+    for t in prange(nb * c):
+        b, ch = t // c, t % c
+        src = xp[b, ch]
+        for u in range(kh):
+            for v in range(kw):
+                off = u * dh * wp + v * dw
+                cols[(ch * kh + u) * kw + v, b, :] = src[off : off + length]
+
+
+@njit(parallel=True, cache=True)
+def _unwiden(yw, n0, nb, wp, y):
+    """y[n0 + b, o, i, j] = yw[o, b, i*wp + j] for j < Wo (drop the junk columns)."""
+    o, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    for t in prange(nb * o):
+        b, oc = t // o, t % o
+        src = yw[oc, b]
+        dst = y[n0 + b, oc]
+        for i in range(ho):
+            dst[i, :] = src[i * wp : i * wp + wo]
+
+
+@njit(parallel=True, cache=True)
+def _widen(gy, n0, nb, wp, gyw):
+    """gyw[o, b, i*wp + j] = gy[n0 + b, o, i, j], and 0 in the junk columns j >= Wo."""
+    o, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    for t in prange(nb * o):
+        b, oc = t // o, t % o
+        src = gy[n0 + b, oc]
+        dst = gyw[oc, b]
+        for i in range(ho):
+            dst[i * wp : i * wp + wo] = src[i]
+            dst[i * wp + wo : (i + 1) * wp] = 0
+
+
 # ------------------------------------------------------------------------------ public functions
 def _prep(a, dtype=None):
     a = np.ascontiguousarray(a)
@@ -237,29 +296,48 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
     return n, c, h, wd, o, cg, kh, kw, ho, wo
 
 
-def _is_pointwise(kh, kw, stride, padding, groups):
-    return kh == kw == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and groups == 1
-
-
-def _gemm_each(a, b, out):
-    """out[i] = a @ b[i] for each i, one BLAS call each.
-
-    # NOTE: ``np.matmul(a, b)`` with a 2-D ``a`` and a 3-D ``b`` broadcasts ``a`` with stride 0, which
-    # NumPy cannot hand to BLAS: it falls back to a naive loop ~30x slower. So we loop in Python.
-    """
-    for i in range(b.shape[0]):
-        np.matmul(a, b[i], out=out[i])
-
-
 def _chunk(n, per_image_bytes):
     return max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
 
 
-def _to_wide(a, n0, b, buf):
-    """buf (R, b, P) <- a[n0:n0+b] (N, R, P): images side by side, so one GEMM covers the chunk."""
+def _use_direct(groups, cg):
+    return groups > 1 and cg < DIRECT_MAX_CG
+
+
+def _use_wide(stride, padding, dilation, kw, wo):
+    """Stride 1 and at most 15% junk columns: each row has Wp - Wo = (kw - 1) * d junk values."""
+    return tuple(stride) == (1, 1) and 20 * (kw - 1) * dilation[1] <= 3 * wo
+
+
+def _side_by_side(a, n0, b, buf):
+    """buf (R, nb, P) <- a[n0:n0+b] (N, R, P): images side by side, so one GEMM covers the chunk."""
     buf[:, :b] = a[n0 : n0 + b].transpose(1, 0, 2)
     part = buf[:, :b] if b == buf.shape[1] else np.ascontiguousarray(buf[:, :b])
     return part.reshape(buf.shape[0], -1)
+
+
+def _accumulate_gw(gw, gy2, cols2, og, kg, groups, part_name):
+    """gw[g] (og, Kg) += gy_g (og, L) @ cols_g (Kg, L).T for each group, one GEMM each.
+
+    # NOTE: we let the larger of og, Kg be the GEMM's M: OpenBLAS on 2 threads ran the small-M form of
+    # this long-K product up to ~10x slower.
+    """
+    part = scratch(part_name, (max(og, kg), min(og, kg)), gw.dtype)
+    for g in range(groups):
+        a, c = gy2[g * og : (g + 1) * og], cols2[g * kg : (g + 1) * kg]
+        if kg >= og:
+            np.matmul(c, a.T, out=part)
+            gw[g * og : (g + 1) * og] += part.T
+        else:
+            np.matmul(a, c.T, out=part)
+            gw[g * og : (g + 1) * og] += part
+
+
+def _flip_transpose(w, groups):
+    """The weights of the transposed conv: w'[g*cg + c, o, u, v] = w[g*og + o, c, kh-1-u, kw-1-v]."""
+    o, cg, kh, kw = w.shape
+    wg = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(wg).reshape(groups * cg, o // groups, kh, kw)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -269,23 +347,37 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    if groups > 1 and cg < DIRECT_MAX_CG:
+    if _use_direct(groups, cg):
         _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y)
         return y
-    k, og, kg, p = c * kh * kw, o // groups, cg * kh * kw, ho * wo
+    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
     wm = w.reshape(o, kg)
-    ym = y.reshape(n, o, p)
-    nb = _chunk(n, (k + o) * p * x.itemsize)
+    if _use_wide(stride, padding, dilation, kw, wo):
+        wp = wd + 2 * pw
+        p = ho * wp  # columns per image, junk included
+        plane = (h + 2 * ph) * wp + (kw - 1) * dw  # the last tap's run reads past the padded plane
+        nb = _chunk(n, (k * p + o * p + c * plane) * x.itemsize)
+        xp = scratch("xpad", (nb, c, plane), x.dtype)
+    else:
+        p = ho * wo
+        nb = _chunk(n, (k + o) * p * x.itemsize)
     cols = scratch("cols", (k, nb * p), x.dtype)
     yw = scratch("wide_out", (o, nb * p), x.dtype)
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
-        _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
+        if p == ho * wo:
+            _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
+        else:
+            _pad_planes(x, n0, b, ph, pw, xp)
+            _im2col_wide(xp, b, kh, kw, dh, dw, wp, p, cols.reshape(k, nb, p))
         for g in range(groups):
             # y_g (og, b*P) = w_g (og, Kg) @ cols_g (Kg, b*P): one GEMM for the whole chunk
             np.matmul(wm[g * og : (g + 1) * og], cols[g * kg : (g + 1) * kg, : b * p],
                       out=yw[g * og : (g + 1) * og, : b * p])
-        ym[n0 : n0 + b] = yw[:, : b * p].reshape(o, b, p).transpose(1, 0, 2)
+        if p == ho * wo:
+            y.reshape(n, o, p)[n0 : n0 + b] = yw[:, : b * p].reshape(o, b, p).transpose(1, 0, 2)
+        else:
+            _unwiden(yw.reshape(o, nb, p), n0, b, wp, y)
     return y
 
 
@@ -297,10 +389,15 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if gy.shape != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-    if groups > 1 and cg < DIRECT_MAX_CG:
+    if _use_direct(groups, cg):
+        gx = np.empty((n, c, h, wd), dtype=gy.dtype)
         _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx)
         return gx
+    qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
+    if (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
+        # stride 1: dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
+        return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), dilation, groups)
+    gx = np.empty((n, c, h, wd), dtype=gy.dtype)
     k, og, kg, p = c * kh * kw, o // groups, cg * kh * kw, ho * wo
     wm = w.reshape(o, kg)
     gym = gy.reshape(n, o, p)
@@ -309,7 +406,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     gyw = scratch("wide_in", (o, nb, p), gy.dtype)
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
-        g2 = _to_wide(gym, n0, b, gyw)
+        g2 = _side_by_side(gym, n0, b, gyw)
         for g in range(groups):
             # gcols_g (Kg, b*P) = w_g.T (Kg, og) @ gy_g (og, b*P)
             np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og],
@@ -326,24 +423,34 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     if gy.shape != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    if groups > 1 and cg < DIRECT_MAX_CG:
+    if _use_direct(groups, cg):
         gw = np.empty(w_shape, dtype=gy.dtype)
         _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw)
         return gw
-    k, og, kg, p = c * kh * kw, o // groups, cg * kh * kw, ho * wo
-    gym = gy.reshape(n, o, p)
+    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
     gw = np.zeros((o, kg), dtype=gy.dtype)
-    part = scratch("gw_part", (kg, og), gy.dtype)
-    nb = _chunk(n, (k + o) * p * gy.itemsize)
+    wide = _use_wide(stride, padding, dilation, kw, wo)
+    if wide:
+        wp = wd + 2 * pw
+        p = ho * wp
+        plane = (h + 2 * ph) * wp + (kw - 1) * dw
+        nb = _chunk(n, (k * p + o * p + c * plane) * gy.itemsize)
+        xp = scratch("xpad", (nb, c, plane), gy.dtype)
+    else:
+        p = ho * wo
+        nb = _chunk(n, (k + o) * p * gy.itemsize)
     cols = scratch("cols", (k, nb * p), gy.dtype)
     gyw = scratch("wide_in", (o, nb, p), gy.dtype)
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
-        g2 = _to_wide(gym, n0, b, gyw)
-        _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
-        for g in range(groups):
-            # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T, computed transposed:
-            # NOTE: OpenBLAS on 2 threads was ~10x slower on the (og x Kg, long-K) form than on its transpose
-            np.matmul(cols[g * kg : (g + 1) * kg, : b * p], g2[g * og : (g + 1) * og].T, out=part)
-            gw[g * og : (g + 1) * og] += part.T
+        if wide:
+            _pad_planes(x, n0, b, ph, pw, xp)
+            _im2col_wide(xp, b, kh, kw, dh, dw, wp, p, cols.reshape(k, nb, p))
+            _widen(gy, n0, b, wp, gyw)  # junk columns get gy = 0, so they add nothing
+            g2 = gyw.reshape(o, nb * p) if b == nb else np.ascontiguousarray(gyw[:, :b]).reshape(o, -1)
+        else:
+            _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
+            g2 = _side_by_side(gy.reshape(n, o, p), n0, b, gyw)
+        # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T
+        _accumulate_gw(gw, g2, cols[:, : b * p], og, kg, groups, "gw_part")
     return gw.reshape(w_shape)

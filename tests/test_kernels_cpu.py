@@ -41,6 +41,13 @@ CONV_CASES = [
     (1, 3, 6, 6, 9, 2, 2, 3, 1, 3),    # padding larger than the kernel
     (2, 16, 4, 4, 8, 5, 1, 2, 1, 2),   # grouped, GEMM path
     (2, 3, 9, 5, 4, (2, 3), (1, 2), (0, 1), (2, 1), 1),  # rectangular everything
+    (1, 3, 6, 6, 9, 2, 1, 3, 1, 3),    # stride 1, padding > d (k - 1): backward input via col2im
+    # stride 1 with wide rows (junk columns <= 15%): padded-plane im2col, backward input as a forward conv
+    (2, 3, 16, 15, 4, 3, 1, 1, 1, 1),
+    (2, 8, 16, 16, 8, 3, 1, 1, 1, 2),
+    (1, 2, 30, 28, 3, 3, 1, 2, 2, 1),
+    (2, 3, 9, 20, 5, (3, 1), 1, (1, 0), 1, 1),
+    (2, 4, 12, 21, 6, (2, 3), 1, (0, 1), (1, 1), 1),
 ]
 
 
@@ -66,11 +73,12 @@ def test_conv2d_matches_reference(case, dtype):
     assert gx.shape == x.shape and gw.shape == w.shape and gx.dtype == gw.dtype == dtype
 
 
-def test_conv2d_chunks_and_fresh_outputs(monkeypatch):
+@pytest.mark.parametrize("width", [5, 16])  # 16: the stride-1 "wide rows" path
+def test_conv2d_chunks_and_fresh_outputs(monkeypatch, width):
     """Force several chunks of images with a remainder; outputs must not alias the scratch buffers."""
-    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 3000)
+    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 3000 * width // 5)
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal((7, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    x, w = rng.standard_normal((7, 3, 6, width)), rng.standard_normal((4, 3, 3, 3))
     args = ((1, 1), (1, 1), (1, 1), 1)
     T64 = dict(rtol=1e-12, atol=1e-12)  # noqa: N806
     y1 = cpu.conv2d_forward(x, w, *args)
