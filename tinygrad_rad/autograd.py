@@ -108,6 +108,17 @@ def _trace_line(kind: str, name: str, ins, outs, seconds: float) -> None:
 
 
 # ------------------------------------------------------------------------------------ Function
+_Tensor = None  # tinygrad_rad.tensor.Tensor, bound on first use (tensor.py imports this module)
+
+
+def _bind_tensor():
+    global _Tensor
+    from .tensor import Tensor
+
+    _Tensor = Tensor
+    return Tensor
+
+
 class Function:
     """One differentiable op. Subclasses implement ``forward(*arrays, **kw)`` and ``backward(grad)``.
 
@@ -132,19 +143,20 @@ class Function:
     @classmethod
     def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
         """Run ``forward`` on the inputs' arrays and, when grad is on, link the result into the graph."""
-        from .tensor import Tensor
-
+        # NOTE: this runs once per op, so it avoids a function-level import (~5 us) and generators
+        Tensor = _Tensor or _bind_tensor()
         ctx = cls()
-        device = tensors[0].device
+        device = tensors[0]._device
         for t in tensors[1:]:
-            if t.device != device:
+            if t._device != device:
                 raise RuntimeError(
                     f"{cls.__name__}: expected all tensors on one device, got {device!r} and {t.device!r}; "
                     "move them with .to(device)"
                 )
         ctx.device = device
-        requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
-        ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        needs = tuple([t.requires_grad for t in tensors])
+        requires_grad = True in needs and is_grad_enabled()
+        ctx.needs_input_grad = needs
         arrays = [t.data for t in tensors]
         if _TRACE["on"]:
             t0 = time.perf_counter()
@@ -238,7 +250,9 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
             _trace_line("bwd", ctx.name, [g], in_grads, time.perf_counter() - t0)
         parents = ctx.parents
         if len(in_grads) != len(parents):
-            raise RuntimeError(f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(parents)} inputs")
+            raise RuntimeError(
+                f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(parents)} inputs"
+            )
         for p, pg in zip(parents, in_grads):
             if pg is None or not p.requires_grad:
                 continue

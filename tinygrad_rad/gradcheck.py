@@ -89,5 +89,5 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
             f"  input {r['input']} {r['shape']}: max abs err {r['max_abs_err']:.3e}, max rel err "
             f"{r['max_rel_err']:.3e} {'ok' if r['ok'] else 'FAIL'}" for r in report if r is not None
         ]
-        raise GradcheckError("gradcheck failed (atol=%g, rtol=%g):\n" % (atol, rtol) + "\n".join(lines), report)
+        raise GradcheckError(f"gradcheck failed (atol={atol:g}, rtol={rtol:g}):\n" + "\n".join(lines), report)
     return report

@@ -570,7 +570,9 @@ class GetItem(Function):
         try:
             return a[index]
         except IndexError as e:
-            raise IndexError(f"index {index!r} is invalid for a tensor of shape {tuple(a.shape)}: {e}") from None
+            raise IndexError(
+                f"index {index!r} is invalid for a tensor of shape {tuple(a.shape)}: {e}"
+            ) from None
 
     def backward(self, g):
         xp = xp_of(g)
@@ -694,7 +696,9 @@ def matmul(a, b):
     try:
         np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
-        raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} cannot be broadcast") from None
+        raise ValueError(
+            f"matmul: batch dims of shapes {a.shape} and {b.shape} cannot be broadcast"
+        ) from None
     out = MatMul.apply(a2, b2)
     if a.ndim == 1:
         out = out.squeeze(-2)

@@ -187,7 +187,8 @@ class Tensor:
 
     def to(self, device=None, dtype=None) -> Tensor:
         """``t.to("cuda")``, ``t.to(float64)`` or both. Differentiable across devices and dtypes."""
-        if dtype is None and device is not None and not isinstance(device, str) and not hasattr(device, "type"):
+        is_device = isinstance(device, str) or hasattr(device, "type")
+        if dtype is None and device is not None and not is_device:
             device, dtype = None, device  # t.to(tinygrad_rad.float64)
         out = self
         if device is not None:
@@ -482,7 +483,8 @@ class Tensor:
         n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         return ops.Sum.apply(self, dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n, 1))
 
-    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction=None) -> Tensor:
         """Variance; ``correction=1`` (or ``unbiased=True``, the default) divides by N-1."""
         if correction is None:
             correction = 1 if unbiased is None or unbiased else 0
@@ -492,7 +494,8 @@ class Tensor:
         d = self - mu
         return (d * d).sum(dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n - correction, 1e-300))
 
-    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction=None) -> Tensor:
         return self.var(dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction).sqrt()
 
     def _maxmin(self, fn, dim, keepdim):
@@ -592,7 +595,9 @@ class Tensor:
     def permute(self, *dims) -> Tensor:
         dims = _shape_arg(dims)
         if sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+            raise ValueError(
+                f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}"
+            )
         dims = tuple(d % self.ndim for d in dims)
         if dims == tuple(range(self.ndim)):
             return self
@@ -784,7 +789,8 @@ def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     return _new(np.ones(_shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
 
 
-def full(size: Sequence[int], fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def full(size: Sequence[int], fill_value: float, dtype=None, device=None,
+         requires_grad: bool = False) -> Tensor:
     if dtype is None and isinstance(fill_value, builtins.bool):
         dtype = np.bool_
     elif dtype is None and isinstance(fill_value, builtins.int):
@@ -806,7 +812,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
     return _new(np.arange(start, end, step, dtype=to_dtype(dtype)), device, requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+def linspace(start: float, end: float, steps: int, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
     return _new(np.linspace(start, end, steps, dtype=_creation_dtype(dtype)), device, requires_grad)
 
 
@@ -850,7 +857,8 @@ def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -
 
 
 def full_like(t: Tensor, fill_value: float, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
 
 
 def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

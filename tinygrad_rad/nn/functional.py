@@ -121,7 +121,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if input.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {input.shape}")
     if weight.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
+        raise ValueError(
+            f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got shape {weight.shape}"
+        )
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     same = isinstance(padding, str) and padding == "same"
     padding = _conv_padding(padding, weight.shape[2:], dilation, stride, "conv2d")
@@ -130,10 +132,14 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         if any(extra):
             input = _ops.pad(input, (0, extra[1], 0, extra[0]))
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
-        raise ValueError(f"conv2d: invalid stride {stride}, padding {padding}, dilation {dilation} or groups {groups}")
+        raise ValueError(
+            f"conv2d: invalid stride {stride}, padding {padding}, dilation {dilation} or groups {groups}"
+        )
     cin = input.shape[1]
     if cin % groups or weight.shape[0] % groups:
-        raise ValueError(f"conv2d: groups={groups} must divide in_channels={cin} and out_channels={weight.shape[0]}")
+        raise ValueError(
+            f"conv2d: groups={groups} must divide in_channels={cin} and out_channels={weight.shape[0]}"
+        )
     if weight.shape[1] * groups != cin:
         raise ValueError(
             f"conv2d: weight of shape {weight.shape} with groups={groups} expects input to have "
@@ -161,7 +167,9 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     """Transposed convolution; weight has shape (C_in, C_out/groups, kH, kW) as in PyTorch."""
     _check_float("conv_transpose2d", input=input, weight=weight, bias=bias)
     if input.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"conv_transpose2d: expected 4-D input and weight, got {input.shape} and {weight.shape}")
+        raise ValueError(
+            f"conv_transpose2d: expected 4-D input and weight, got {input.shape} and {weight.shape}"
+        )
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
     if input.shape[1] != weight.shape[0]:
@@ -173,8 +181,11 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
         raise ValueError(f"conv_transpose2d: groups={groups} must divide in_channels={input.shape[1]}")
     for i in (0, 1):
         if output_padding[i] >= max(stride[i], dilation[i]):
-            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be smaller than stride or dilation")
-    args = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+            raise ValueError(
+                f"conv_transpose2d: output_padding {output_padding} must be smaller than stride or dilation"
+            )
+    args = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+                groups=groups)
     if bias is None:
         return nnops.ConvTranspose2d.apply(input, weight, **args)
     return nnops.ConvTranspose2d.apply(input, weight, bias, **args)
@@ -184,7 +195,8 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1):
     if input.ndim != 4:
         raise ValueError(f"{fn}: expected a 4-D input (N, C, H, W), got shape {input.shape}")
     k = _pair(kernel_size, "kernel_size")
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else _pair(stride, "stride")
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    s = k if no_stride else _pair(stride, "stride")
     p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
         raise ValueError(f"{fn}: padding {p} should be at most half of kernel_size {k}")
@@ -274,7 +286,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
     if input.ndim != 4:
         raise ValueError(f"interpolate: expected a 4-D input (N, C, H, W), got shape {input.shape}")
     if mode not in ("nearest", "bilinear"):
-        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported (use 'nearest' or 'bilinear')")
+        raise NotImplementedError(
+            f"interpolate: mode {mode!r} is not supported (use 'nearest' or 'bilinear')"
+        )
     if mode == "nearest" and align_corners is not None:
         raise ValueError("interpolate: align_corners only applies to mode='bilinear'")
     if (size is None) == (scale_factor is None):
@@ -312,13 +326,17 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                     ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input {input.shape}")
+            raise ValueError(
+                f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input {input.shape}"
+            )
     if (weight is None) != (bias is None):
         raise ValueError("batch_norm: give both weight and bias, or neither")
     if training:
         m = input.numel() // c
         if m <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {input.shape}")
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel when training, got input {input.shape}"
+            )
         out = (nnops.BatchNormTrain.apply(input, weight, bias, eps=eps) if weight is not None
                else nnops.BatchNormTrain.apply(input, eps=eps))
         if running_mean is not None:
@@ -330,15 +348,18 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 var = 1.0 / (invstd.astype(np.float64) ** 2) - eps
             else:
                 mean, var = input.data.mean(axis=axes), input.data.var(axis=axes)
-            running_mean.data = ((1 - momentum) * running_mean.data + momentum * mean).astype(running_mean.dtype)
+            new_mean = (1 - momentum) * running_mean.data + momentum * mean
+            running_mean.data = new_mean.astype(running_mean.dtype)
             unbiased = var * (m / (m - 1))
-            running_var.data = ((1 - momentum) * running_var.data + momentum * unbiased).astype(running_var.dtype)
+            new_var = (1 - momentum) * running_var.data + momentum * unbiased
+            running_var.data = new_var.astype(running_var.dtype)
         return out
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     # eval: y = (x - mean) / sqrt(var + eps) * w + b, with mean and var constants
     shp = (1, c) + (1,) * (input.ndim - 2)
-    inv = Tensor._wrap((1.0 / xp_for(input.device).sqrt(running_var.data + eps)).astype(input.dtype), input.device)
+    inv_arr = 1.0 / xp_for(input.device).sqrt(running_var.data + eps)
+    inv = Tensor._wrap(inv_arr.astype(input.dtype), input.device)
     mean = running_mean.detach()
     if weight is None:
         return (input - mean.reshape(shp)) * inv.reshape(shp)
@@ -393,7 +414,9 @@ def _targets(fn, input: Tensor, target: Tensor):
         )
     expect = (input.shape[0],) + input.shape[2:]
     if target.shape != expect:
-        raise ValueError(f"{fn}: input of shape {input.shape} needs a target of shape {expect}, got {target.shape}")
+        raise ValueError(
+            f"{fn}: input of shape {input.shape} needs a target of shape {expect}, got {target.shape}"
+        )
     return target.numpy().reshape(-1).astype(np.int64)
 
 
