@@ -194,3 +194,17 @@ def test_setitem_on_leaf_under_no_grad_and_on_expanded():
     e = tr.ones(3).expand(2, 3)  # a read-only broadcast view: setitem copies it first
     e[0, 0] = 7.0
     np.testing.assert_array_equal(e.numpy(), [[7, 1, 1], [1, 1, 1]])
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", [(1, 2), (2, 0, 1, 1), (0, 3, 2, 2)])
+def test_pad_modes(mode, pad):
+    shape = (1, 2, 4, 5) if len(pad) == 4 else (2, 3, 5)
+    check_op(lambda x: F.pad(x, pad, mode=mode), lambda x: TF.pad(x, pad, mode=mode), [shape])
+
+
+def test_pad_mode_errors():
+    with pytest.raises(ValueError, match=r"reflect padding \(4, 0\) of dim 2 must be at most 3"):
+        F.pad(tr.zeros(1, 1, 4), (4, 0), mode="reflect")
+    with pytest.raises(NotImplementedError, match="'symmetric'"):
+        F.pad(tr.zeros(1, 1, 4), (1, 1), mode="symmetric")

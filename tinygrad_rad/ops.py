@@ -647,10 +647,28 @@ class Pad(Function):
         return (g[idx],)
 
 
+def _pad_source(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """For each output position of a padded axis, the input position it copies (non-constant modes)."""
+    i = np.arange(-lo, n + hi)
+    if mode == "reflect":  # mirror without repeating the edge: -1 -> 1, n -> n - 2
+        period = 2 * (n - 1)
+        i = np.abs(i) % period if period else np.zeros_like(i)
+        return np.where(i >= n, period - i, i)
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    return i % n  # circular
+
+
 def pad(t, pad, mode: str = "constant", value: float = 0.0):
-    """``F.pad`` with PyTorch's ordering: ``pad=(left, right, top, bottom, ...)`` from the last dim back."""
-    if mode != "constant":
-        raise NotImplementedError(f"pad: only mode='constant' is implemented, got {mode!r}")
+    """``F.pad`` with PyTorch's ordering: ``pad=(left, right, top, bottom, ...)`` from the last dim back.
+
+    ``mode``: 'constant' (fill with ``value``), 'reflect', 'replicate' or 'circular'. The last three
+    gather input elements with an index array, so their backward is GetItem's scatter-add.
+    """
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(
+            f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}"
+        )
     pad = tuple(int(p) for p in pad)
     if len(pad) % 2 or len(pad) // 2 > t.ndim:
         raise ValueError(f"pad: {pad} must hold (before, after) pairs for at most {t.ndim} dims")
@@ -659,7 +677,24 @@ def pad(t, pad, mode: str = "constant", value: float = 0.0):
     widths = [(0, 0)] * t.ndim
     for i in range(len(pad) // 2):
         widths[t.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return Pad.apply(t, widths=tuple(widths), value=value)
+    if mode == "constant":
+        return Pad.apply(t, widths=tuple(widths), value=value)
+    out = t
+    for d, (lo, hi) in enumerate(widths):
+        if lo == 0 and hi == 0:
+            continue
+        n = t.shape[d]
+        limit = n - 1 if mode == "reflect" else n
+        if mode != "replicate" and max(lo, hi) > limit:
+            raise ValueError(
+                f"pad: {mode} padding ({lo}, {hi}) of dim {d} must be at most {limit} for a size of {n} "
+                f"(input shape {t.shape})"
+            )
+        if n == 0:
+            raise ValueError(f"pad: cannot {mode}-pad the empty dim {d} of shape {t.shape}")
+        idx = _pad_source(n, lo, hi, mode)
+        out = out[(slice(None),) * d + (idx,)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------- matmul
