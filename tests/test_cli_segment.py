@@ -173,3 +173,29 @@ def test_segment_real_ct_lung_few_steps(data_dir, tmp_path):
     )
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_test"] == 4 and m["config"]["size"] == 128
+
+
+def test_segmentation_folder_reads_png_pairs_and_joint_augmentation(tmp_path):
+    pytest.importorskip("PIL")
+    from tinygrad_rad.data.segmentation import JointRandomAffine, SegmentationFolder
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for k in range(3):
+        img = np.zeros((32, 32), np.uint8)
+        img[8 + k : 20 + k, 10:22] = 200
+        write_png(tmp_path / "img" / f"case{k}.png", img)
+        write_png(tmp_path / "msk" / f"case{k}.png", (img > 0).astype(np.uint8) * 255)
+    write_png(tmp_path / "img" / "unpaired.png", np.zeros((32, 32), np.uint8))
+    ds = SegmentationFolder(
+        tmp_path / "img",
+        tmp_path / "msk",
+        size=(16, 16),
+        augment=JointRandomAffine(degrees=15, translate=0.1),
+    )
+    assert len(ds) == 3 and ds.images.shape == (3, 1, 16, 16) and list(ds.ids) == ["case0", "case1", "case2"]
+    assert set(np.unique(ds.masks)) == {0.0, 1.0} and ds.images.max() <= 1.0
+    x, y = ds.get_batch([0, 1, 2], rng=np.random.default_rng(0))
+    assert set(np.unique(y)) <= {0.0, 1.0}  # nearest-neighbour keeps masks binary
+    # the bright square and its mask move together
+    assert ((x > 0.5) == (y > 0.5)).mean() > 0.95
