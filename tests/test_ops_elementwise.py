@@ -63,6 +63,8 @@ UNARY = {
     "tanh": (lambda x: x.tanh(), False),
     "sin": (lambda x: x.sin(), False),
     "cos": (lambda x: x.cos(), False),
+    "log1p": (lambda x: x.log1p(), True),
+    "expm1": (lambda x: x.expm1(), False),
 }
 
 
@@ -240,3 +242,13 @@ def test_pow_zero_has_zero_gradient_at_zero():
     x = tr.tensor([0.0, 2.0], requires_grad=True)
     (x**0).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])  # PyTorch gives 0, not nan
+
+
+@pytest.mark.parametrize("op", ["floor", "ceil", "round"])
+def test_rounding_has_no_grad(op):
+    x = tr.tensor([-1.5, -0.4, 0.5, 1.2, 2.5], requires_grad=True)
+    out = getattr(x, op)()
+    assert not out.requires_grad
+    np.testing.assert_array_equal(out.numpy(), getattr(np, op)(x.numpy()))
+    if HAS_TORCH:
+        np.testing.assert_array_equal(out.numpy(), getattr(torch.tensor(x.numpy()), op)().numpy())

@@ -208,3 +208,9 @@ def test_pad_mode_errors():
         F.pad(tr.zeros(1, 1, 4), (4, 0), mode="reflect")
     with pytest.raises(NotImplementedError, match="'symmetric'"):
         F.pad(tr.zeros(1, 1, 4), (1, 1), mode="symmetric")
+
+
+@pytest.mark.parametrize("dims", [(0,), (1, 2), (-1,), (0, 1, 2)])
+def test_flip(dims):
+    check_op(lambda x: x.flip(dims), None, [(2, 3, 4)])
+    check_op(lambda x: x.flip(*dims), lambda x: x.flip(dims), [(2, 3, 4)], gradcheck=False)

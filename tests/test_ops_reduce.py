@@ -142,3 +142,17 @@ def test_module_level_reductions():
     check_op(lambda x: tr.sum(x, 1) + tr.mean(x, 1), lambda x: torch.sum(x, 1) + torch.mean(x, 1), [(3, 4)])
     check_op(lambda x: tr.softmax(x, 0) + tr.log_softmax(x, 0),
              lambda x: torch.softmax(x, 0) + torch.log_softmax(x, 0), [(3, 4)])
+
+
+@pytest.mark.parametrize("p", [2, 1, 3, float("inf")])
+@pytest.mark.parametrize("dim", [None, 1, (0, 2)])
+def test_norm(p, dim):
+    if dim is None:
+        check_op(lambda x: x.norm(p), None, [(2, 3, 4)])
+    else:
+        check_op(lambda x: x.norm(p, dim, keepdim=True), None, [(2, 3, 4)])
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_cumsum(dim):
+    check_op(lambda x: x.cumsum(dim), None, [(3, 4, 2)])

@@ -300,6 +300,37 @@ class Cos(Function):
         return (-g * xp_of(g).sin(self.a),)
 
 
+class Log1p(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).log1p(a)
+
+    def backward(self, g):
+        # d ln(1 + a)/da = 1 / (1 + a)
+        return (g / (1 + self.a),)
+
+
+class Expm1(Function):
+    def forward(self, a):
+        self.out = xp_of(a).expm1(a)
+        return self.out
+
+    def backward(self, g):
+        # d(e^a - 1)/da = e^a = out + 1
+        return (g * (self.out + 1),)
+
+
+class CumSum(Function):
+    def forward(self, a, dim):
+        self.dim = dim
+        return xp_of(a).cumsum(a, axis=dim)
+
+    def backward(self, g):
+        # out_i = sum_{j<=i} a_j  =>  da_j = sum_{i>=j} g_i: a reversed cumulative sum
+        xp = xp_of(g)
+        return (xp.flip(xp.cumsum(xp.flip(g, axis=self.dim), axis=self.dim), axis=self.dim),)
+
+
 class Clamp(Function):
     def forward(self, a, min=None, max=None):
         self.a, self.lo, self.hi = a, min, max

@@ -434,6 +434,22 @@ class Tensor:
     def cos(self) -> Tensor:
         return ops.Cos.apply(self)
 
+    def log1p(self) -> Tensor:
+        return ops.Log1p.apply(self)
+
+    def expm1(self) -> Tensor:
+        return ops.Expm1.apply(self)
+
+    def floor(self) -> Tensor:
+        """No gradient (zero almost everywhere), like PyTorch's."""
+        return Tensor._wrap(_xp(self).floor(self.data), device=self.device)
+
+    def ceil(self) -> Tensor:
+        return Tensor._wrap(_xp(self).ceil(self.data), device=self.device)
+
+    def round(self) -> Tensor:
+        return Tensor._wrap(_xp(self).round(self.data), device=self.device)
+
     def square(self) -> Tensor:
         return ops.PowScalar.apply(self, exponent=2.0)
 
@@ -497,6 +513,21 @@ class Tensor:
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction=None) -> Tensor:
         return self.var(dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction).sqrt()
+
+    def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
+        """Vector p-norm over ``dim`` (all elements by default): ``(sum |x|^p)^(1/p)``; p=2 is sqrt(sum x^2).
+
+        NOTE: like PyTorch's, the 2-norm's gradient x / ||x|| is nan at x = 0."""
+        if p in (2, "fro"):
+            return (self * self).sum(dim, keepdim=keepdim).sqrt()
+        if p == 1:
+            return self.abs().sum(dim, keepdim=keepdim)
+        if p == float("inf"):
+            return self.abs().amax(dim, keepdim=keepdim)
+        return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
+
+    def cumsum(self, dim: int) -> Tensor:
+        return ops.CumSum.apply(self, dim=_dims(dim, self.ndim)[0])
 
     def _maxmin(self, fn, dim, keepdim):
         if dim is None:
@@ -682,6 +713,11 @@ class Tensor:
 
     def pad(self, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
         return ops.pad(self, pad, mode=mode, value=value)
+
+    def flip(self, *dims) -> Tensor:
+        """Reverse the order along ``dims`` (a view with negative steps; backward flips back)."""
+        d = _dims(_shape_arg(dims) if dims else (), self.ndim) or ()
+        return self[tuple(slice(None, None, -1) if i in d else slice(None) for i in range(self.ndim))]
 
     def contiguous(self) -> Tensor:
         return self
