@@ -415,3 +415,29 @@ def test_cross_entropy_probability_targets(kw, spatial):
                                 weight=None if w is None else torch.tensor(w, dtype=x.dtype), **kw)
 
     check_op(fn, tfn, [shape])
+
+
+CEIL_CASES = [
+    dict(kernel_size=2),  # 5 -> 3 (a partial last window)
+    dict(kernel_size=3, stride=2),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(2, 3), stride=(2, 2), padding=(1, 0)),
+    dict(kernel_size=2, stride=3),
+    dict(kernel_size=4, stride=2, padding=2),  # the last window would start in the right padding
+]
+
+
+@pytest.mark.parametrize("kw", CEIL_CASES, ids=_ids)
+def test_max_pool2d_ceil_mode(kw):
+    check_op(lambda x: F.max_pool2d(x, ceil_mode=True, **kw),
+             lambda x: TF.max_pool2d(x, ceil_mode=True, **kw), [(1, 2, 5, 7)])
+    check_op(lambda x: F.max_pool2d(x, ceil_mode=True, dilation=2, **kw),
+             lambda x: TF.max_pool2d(x, ceil_mode=True, dilation=2, **kw), [(1, 1, 8, 9)], gradcheck=False)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("kw", CEIL_CASES, ids=_ids)
+def test_avg_pool2d_ceil_mode(kw, count_include_pad):
+    check_op(lambda x: F.avg_pool2d(x, ceil_mode=True, count_include_pad=count_include_pad, **kw),
+             lambda x: TF.avg_pool2d(x, ceil_mode=True, count_include_pad=count_include_pad, **kw),
+             [(1, 2, 5, 7)])

@@ -206,22 +206,58 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1):
     return k, s, p, d
 
 
+def _ceil_extra(n: int, k: int, s: int, p: int, d: int = 1) -> int:
+    """Extra bottom/right padding that ``ceil_mode=True`` needs, by PyTorch's rule: the output size is
+    rounded up, but the last window must start inside the input or its left padding."""
+    eff = d * (k - 1) + 1
+    out = -(-(n + 2 * p - eff) // s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return max((out - 1) * s + eff - (n + 2 * p), 0)
+
+
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                return_indices: bool = False) -> Tensor:
-    if ceil_mode or return_indices:
-        raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
+    """Max over each (dilated) window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
+    if return_indices:
+        raise NotImplementedError("max_pool2d: return_indices is not supported")
     _check_float("max_pool2d", input=input)
     k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation)
+    if ceil_mode:
+        eh, ew = (_ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1))
+        if eh or ew:  # pad with -inf: a padded element is never a window's max
+            input = _ops.pad(input, (0, ew, 0, eh), value=float("-inf"))
     return nnops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
+
+
+def _avg_divisor_axis(n: int, k: int, s: int, p: int, n_out: int, count_include_pad: bool) -> np.ndarray:
+    """PyTorch's per-window divisor along one axis: the window clipped to the padded input (or, without
+    count_include_pad, to the input itself)."""
+    start = np.arange(n_out) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_include_pad:
+        return (end - start).astype(np.float64)
+    return (np.minimum(end, n) - np.maximum(start, 0)).astype(np.float64)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True) -> Tensor:
-    if ceil_mode:
-        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
+    """Mean over each window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
     _check_float("avg_pool2d", input=input)
     k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
-    return nnops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p, count_include_pad=count_include_pad)
+    h, w = input.shape[2:]
+    eh, ew = (_ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
+    if not (eh or ew):
+        return nnops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p,
+                                     count_include_pad=count_include_pad)
+    # partial windows: window sums over the zero-padded input, divided by PyTorch's divisors
+    x = _ops.pad(input, (p[1], p[1] + ew, p[0], p[0] + eh))
+    sums = nnops.AvgPool2d.apply(x, kernel=k, stride=s, padding=(0, 0), count_include_pad=True)
+    oh, ow = sums.shape[2:]
+    dh = _avg_divisor_axis(h, k[0], s[0], p[0], oh, count_include_pad)
+    dw = _avg_divisor_axis(w, k[1], s[1], p[1], ow, count_include_pad)
+    scale = (k[0] * k[1]) / (dh[:, None] * dw[None, :])
+    return sums * Tensor._wrap(xp_for(input.device).asarray(scale.astype(input.dtype)), device=input.device)
 
 
 def _adaptive_matrix(n_in: int, n_out: int, dtype) -> np.ndarray:
