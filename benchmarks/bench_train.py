@@ -279,13 +279,33 @@ def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, repeat
         print("# PyTorch is not installed: absolute numbers only, no baseline", flush=True)
     payload = {
         "benchmark": "train", "tiny": tiny, "threads": n, "torch_available": with_torch,
-        "torch_version": _torch_version(), "machine": machine_info(),
+        "torch_version": _torch_version(), "torch_threads": _torch_threads(),
+        "numba_threading_layer_used": _numba_layer(), "machine": machine_info(),
         "reference_torch_train_img_s": REFERENCE_TORCH_TRAIN_IMG_S,
         "results": results, "table": rows, "wall_s": time.perf_counter() - t0,
     }
     path = write_json("train", payload, out_dir)
     print(f"# wrote {path}", flush=True)
     return payload
+
+
+def _torch_threads():
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None
+
+
+def _numba_layer():
+    """The threading layer Numba actually picked (known only after a parallel kernel ran)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
 
 
 def _torch_version():
