@@ -154,10 +154,16 @@ def test_avg_pool2d(kw, count_include_pad):
              lambda x: TF.avg_pool2d(x, count_include_pad=count_include_pad, **kw), [(2, 2, 6, 7)])
 
 
-@pytest.mark.parametrize("out", [1, 2, 3, (2, 3), (5, 4), (None, 2)])
+@pytest.mark.parametrize("out", [1, 2, 3, (2, 3), (5, 4), (None, 2), (3, None), (8, 9)])
 def test_adaptive_avg_pool2d(out):
     check_op(lambda x: F.adaptive_avg_pool2d(x, out), lambda x: TF.adaptive_avg_pool2d(x, out),
              [(2, 2, 6, 7)])
+
+
+@pytest.mark.parametrize("out", [1, 2, (2, 3), (4, 5), (3, None), 7])
+def test_adaptive_max_pool2d(out):
+    check_op(lambda x: F.adaptive_max_pool2d(x, out), lambda x: TF.adaptive_max_pool2d(x, out),
+             [(1, 2, 6, 7)])
 
 
 # -------------------------------------------------------------------------------- interpolate

@@ -14,6 +14,7 @@ from ..device import xp_for
 from ..dtypes import is_floating
 from ..random import get_generator
 from ..tensor import Tensor, where
+from ..tensor import stack as _stack
 from . import ops as nnops
 
 __all__ = [
@@ -275,7 +276,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input, got shape {input.shape}")
     h, w = input.shape[2:]
     oh, ow = _pair(output_size if not isinstance(output_size, (tuple, list)) else
-                   tuple(h if o is None else o for o in output_size), "output_size")
+                   tuple(n if o is None else o for o, n in zip(output_size, (h, w))), "output_size")
     if (oh, ow) == (1, 1):
         return input.mean(dim=(2, 3), keepdim=True)
     if h % oh == 0 and w % ow == 0:
@@ -287,11 +288,23 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 
 
 def adaptive_max_pool2d(input: Tensor, output_size) -> Tensor:
+    """Max over PyTorch's adaptive bins [floor(i n/o), ceil((i+1) n/o)) (bins may overlap)."""
+    if input.ndim != 4:
+        raise ValueError(f"adaptive_max_pool2d: expected a 4-D input, got shape {input.shape}")
     h, w = input.shape[2:]
-    oh, ow = _pair(output_size, "output_size")
-    if h % oh or w % ow:
-        raise NotImplementedError("adaptive_max_pool2d: the input size must be a multiple of output_size")
-    return max_pool2d(input, (h // oh, w // ow))
+    oh, ow = _pair(output_size if not isinstance(output_size, (tuple, list)) else
+                   tuple(n if o is None else o for o, n in zip(output_size, (h, w))), "output_size")
+    if h % oh == 0 and w % ow == 0:
+        return max_pool2d(input, (h // oh, w // ow))
+    # uneven bins: one small max per output pixel (output sizes are small: 1x1 .. 7x7)
+    def bins(n, o):
+        return [((i * n) // o, -((-(i + 1) * n) // o)) for i in range(o)]
+
+    cols = []
+    for a, b in bins(h, oh):
+        row = [input[:, :, a:b, c:d].flatten(2).max(2).values for c, d in bins(w, ow)]
+        cols.append(_stack(row, dim=2))
+    return _stack(cols, dim=2)
 
 
 def _interp_matrix(n_in: int, n_out: int, mode: str, align_corners: bool | None, scale, dtype) -> np.ndarray:
