@@ -178,6 +178,10 @@ INTERP_CASES = [
     dict(scale_factor=(1.5, 0.5), mode="bilinear", align_corners=False),
     dict(scale_factor=2, mode="bilinear", align_corners=True),
     dict(size=(2, 3), mode="bilinear", align_corners=False),
+    dict(scale_factor=1.3, mode="nearest"),  # H: 4 -> 5, W: 5 -> 6
+    dict(scale_factor=1.2, mode="bilinear"),  # H: 4 -> 4 is copied as is, whatever the scale says
+    dict(scale_factor=(1.1, 2.2), mode="nearest"),  # W: 5 -> 11, not the exact 2x shortcut
+    dict(scale_factor=(2.2, 1.0), mode="nearest"),  # H: 4 -> 8 takes PyTorch's exact-2x shortcut
 ]
 
 

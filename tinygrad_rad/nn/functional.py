@@ -313,7 +313,10 @@ def _interp_matrix(n_in: int, n_out: int, mode: str, align_corners: bool | None,
     # PyTorch uses 1/scale_factor when it is given, else in/out
     ratio = (1.0 / scale) if scale is not None else n_in / n_out
     if mode == "nearest":
-        src = np.minimum(np.floor(np.arange(n_out) * ratio).astype(np.int64), n_in - 1)
+        if n_out == 2 * n_in:  # PyTorch's exact 2x shortcut (ignores a scale_factor like 2.2)
+            src = np.arange(n_out) // 2
+        else:
+            src = np.minimum(np.floor(np.arange(n_out) * ratio).astype(np.int64), n_in - 1)
         m[np.arange(n_out), src] = 1.0
         return m.astype(dtype)
     if align_corners:
@@ -351,10 +354,11 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         oh, ow = int(np.floor(h * sh)), int(np.floor(w * sw))
     xp = xp_for(input.device)
     out = input
-    if oh != h or sh not in (None, 1):
+    # NOTE: as in PyTorch, an axis whose size does not change is copied as is, whatever scale_factor says
+    if oh != h:
         ah = _interp_matrix(h, oh, mode, align_corners, sh, input.dtype)
         out = Tensor._wrap(xp.asarray(ah), device=input.device) @ out
-    if ow != w or sw not in (None, 1):
+    if ow != w:
         aw = _interp_matrix(w, ow, mode, align_corners, sw, input.dtype)
         out = out @ Tensor._wrap(xp.asarray(aw.T.copy()), device=input.device)
     return out
