@@ -160,7 +160,7 @@ def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, steps:
                         "train ratio": entry["train_increment_ratio_vs_torch"] or "n/a"})
         results.append(entry)
         rows.append(row)
-    print_table(rows)
+    print_table(rows, floatfmt=".4g")
     print("# peak = whole-process ru_maxrss (imports included); train = peak during the timed steps minus "
           "RSS before them")
     if "torch" not in frameworks:

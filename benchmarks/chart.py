@@ -74,6 +74,7 @@ def plot(combined: dict, path: Path | str) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, format="png")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, path)
     finally:
         plt.close(fig)
