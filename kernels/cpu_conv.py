@@ -37,8 +37,10 @@ scratch buffers are reused. The ground truth is ``kernels/reference.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -50,6 +52,16 @@ CHUNK_BYTES = 24 << 20
 DIRECT_MAX_CG = 4
 
 _local = threading.local()
+
+# NOTE: Numba's default "omp" threading layer (GNU OpenMP) leaves its threads spinning after each
+# parallel loop; OpenBLAS's threads do the same after each GEMM. We alternate between the two dozens of
+# times per convolution, so on a 2-core machine the spinners starved each other: with 2 threads convs
+# ran 3-5x slower than with 1. The "workqueue" layer's threads sleep between loops (measured: 2-5x faster
+# here). It is process-wide and must be chosen before the first parallel kernel runs, so we choose it on
+# import unless the user already did (NUMBA_THREADING_LAYER). workqueue does not support two Python threads
+# running parallel kernels at the same time: call the kernels from one thread (the training loop).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -222,31 +234,24 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
 # im2col becomes kh*kw memcpys per plane instead of Ho*kh*kw short row copies with padding checks (~4x
 # faster), at the price of (Wp - Wo) / Wo extra GEMM columns (7% at 28x28): used when that is small.
 @njit(parallel=True, cache=True)
-def _pad_planes(x, n0, nb, ph, pw, xp):
-    """xp[b, c, :] <- x[n0 + b, c] zero-padded by (ph, pw), flattened row by row, zeros after the end."""
+def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
+    """Pad each plane of x[n0:n0+nb] into xp[b, c] (flat, row length wp = W + 2 pw, zeros after the end),
+    then cols[(c*kh + u)*kw + v, b, q] = xp[b, c, u*dh*wp + v*dw + q] for q < Ho*wp: one copy per tap."""
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
     wp = wd + 2 * pw
+    length = cols.shape[2]
     for t in prange(nb * c):
         b, ch = t // c, t % c
-        dst = xp[b, ch]
-        dst[:] = 0
+        plane = xp[b, ch]
+        plane[:] = 0
         src = x[n0 + b, ch]
         for i in range(h):
             start = (i + ph) * wp + pw
-            dst[start : start + wd] = src[i]
-
-
-@njit(parallel=True, cache=True)
-def _im2col_wide(xp, nb, kh, kw, dh, dw, wp, length, cols):
-    """cols[(c*kh + u)*kw + v, b, q] = xp[b, c, u*dh*wp + v*dw + q] for q < length (= Ho*Wp)."""
-    c = xp.shape[1]
-    for t in prange(nb * c):
-        b, ch = t // c, t % c
-        src = xp[b, ch]
+            plane[start : start + wd] = src[i]
         for u in range(kh):
             for v in range(kw):
                 off = u * dh * wp + v * dw
-                cols[(ch * kh + u) * kw + v, b, :] = src[off : off + length]
+                cols[(ch * kh + u) * kw + v, b, :] = plane[off : off + length]
 
 
 @njit(parallel=True, cache=True)
@@ -368,8 +373,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         if p == ho * wo:
             _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
         else:
-            _pad_planes(x, n0, b, ph, pw, xp)
-            _im2col_wide(xp, b, kh, kw, dh, dw, wp, p, cols.reshape(k, nb, p))
+            _im2col_wide(x, n0, b, kh, kw, ph, pw, dh, dw, xp, cols.reshape(k, nb, p))
         for g in range(groups):
             # y_g (og, b*P) = w_g (og, Kg) @ cols_g (Kg, b*P): one GEMM for the whole chunk
             np.matmul(wm[g * og : (g + 1) * og], cols[g * kg : (g + 1) * kg, : b * p],
@@ -444,8 +448,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     for n0 in range(0, n, nb):
         b = min(nb, n - n0)
         if wide:
-            _pad_planes(x, n0, b, ph, pw, xp)
-            _im2col_wide(xp, b, kh, kw, dh, dw, wp, p, cols.reshape(k, nb, p))
+            _im2col_wide(x, n0, b, kh, kw, ph, pw, dh, dw, xp, cols.reshape(k, nb, p))
             _widen(gy, n0, b, wp, gyw)  # junk columns get gy = 0, so they add nothing
             g2 = gyw.reshape(o, nb * p) if b == nb else np.ascontiguousarray(gyw[:, :b]).reshape(o, -1)
         else:
