@@ -103,6 +103,8 @@ CONVT_CASES = [
     ((1, 2, 3, 3), (2, 2, 2, 2), dict(stride=2, dilation=2, output_padding=1)),
     ((1, 4, 3, 3), (4, 3, 3, 3), dict(groups=2)),
     ((1, 4, 3, 3), (4, 1, 3, 3), dict(groups=4, stride=2, padding=1, output_padding=1)),
+    ((1, 2, 3, 4), (2, 2, 2, 2), dict(dilation=2, output_padding=1)),  # output_padding >= stride
+    ((1, 2, 3, 3), (2, 1, 2, 3), dict(stride=(1, 2), dilation=(3, 1), padding=(1, 0), output_padding=(2, 1))),
 ]
 
 
@@ -434,6 +436,7 @@ CEIL_CASES = [
     dict(kernel_size=(2, 3), stride=(2, 2), padding=(1, 0)),
     dict(kernel_size=2, stride=3),
     dict(kernel_size=4, stride=2, padding=2),  # the last window would start in the right padding
+    dict(kernel_size=(2, 6), stride=(2, 3)),  # dilated by 2 (11 wide) it hangs past a 9-wide input
 ]
 
 

@@ -192,7 +192,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     return nnops.ConvTranspose2d.apply(input, weight, bias, **args)
 
 
-def _pool_args(fn, input, kernel_size, stride, padding, dilation=1):
+def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     if input.ndim != 4:
         raise ValueError(f"{fn}: expected a 4-D input (N, C, H, W), got shape {input.shape}")
     k = _pair(kernel_size, "kernel_size")
@@ -202,7 +202,9 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1):
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
         raise ValueError(f"{fn}: padding {p} should be at most half of kernel_size {k}")
     for i in (0, 1):
-        if input.shape[2 + i] + 2 * p[i] < d[i] * (k[i] - 1) + 1:
+        # ceil_mode keeps a window that hangs past the end, as long as it starts inside
+        slack = s[i] - 1 if ceil_mode else 0
+        if input.shape[2 + i] + 2 * p[i] + slack < d[i] * (k[i] - 1) + 1:
             raise ValueError(f"{fn}: input of shape {input.shape} is smaller than the kernel {k}")
     return k, s, p, d
 
@@ -223,7 +225,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     if return_indices:
         raise NotImplementedError("max_pool2d: return_indices is not supported")
     _check_float("max_pool2d", input=input)
-    k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation)
+    k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     if ceil_mode:
         eh, ew = (_ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1))
         if eh or ew:  # pad with -inf: a padded element is never a window's max
@@ -245,7 +247,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
                count_include_pad: bool = True) -> Tensor:
     """Mean over each window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
     _check_float("avg_pool2d", input=input)
-    k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
+    k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding, ceil_mode=ceil_mode)
     h, w = input.shape[2:]
     eh, ew = (_ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
     if not (eh or ew):

@@ -44,6 +44,13 @@ class ConvTranspose2d(Function):
         ow = (wd - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
         self.out_shape = (n, cog * groups, oh, ow)
         self.args = (stride, padding, dilation, groups)
+        # NOTE: with output_padding >= stride (allowed when dilation > stride) conv2d of the output has
+        # more rows than x: the missing rows of x are zeros, so pad x to that size (cropped in backward)
+        ch = (oh + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        cw = (ow + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+        self.in_hw = (h, wd)
+        if (ch, cw) != (h, wd):
+            x = xp_of(x).pad(x, ((0, 0), (0, 0), (0, ch - h), (0, cw - wd)))
         self.x, self.w, self.has_bias = x, w, b is not None
         y = backend(self.device).conv2d_backward_input(x, w, self.out_shape, *self.args)
         if b is not None:
@@ -55,6 +62,8 @@ class ConvTranspose2d(Function):
         bk = backend(self.device)
         need = self.needs_input_grad
         gx = bk.conv2d_forward(g, self.w, *self.args) if need[0] else None
+        if gx is not None and tuple(gx.shape[2:]) != self.in_hw:
+            gx = gx[:, :, : self.in_hw[0], : self.in_hw[1]]
         gw = bk.conv2d_backward_weight(self.x, g, self.w.shape, *self.args) if need[1] else None
         if self.has_bias:
             return gx, gw, (g.sum(axis=(0, 2, 3)) if need[2] else None)
