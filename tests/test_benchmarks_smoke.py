@@ -106,3 +106,33 @@ def test_report_replaces_only_the_marked_region(bench_dir, tmp_path):
     half.write_text("<!-- perf:start -->\n")
     with pytest.raises(ValueError, match="only one of the markers"):
         report.update_readme(half, "body\n")
+
+
+def test_summary_ratios_and_targets():
+    from benchmarks.run_all import kernel_ratios, summarize
+
+    def stats(ms):
+        return {"median_ms": ms, "img_s": {"median": 128e3 / ms}}
+
+    payloads = {
+        "train": {"results": [
+            {"model": "smallcnn", "train": {"tinygrad_rad": stats(200.0), "torch": stats(250.0),
+                                            "ratio_vs_torch": 1.25},
+             "eval": {"tinygrad_rad": stats(50.0), "torch": stats(40.0), "ratio_vs_torch": 0.8}}]},
+        "memory": {"results": [{"model": "smallcnn", "peak_ratio_vs_torch": 1.2},
+                               {"model": "resnet18", "peak_ratio_vs_torch": 1.6}]},
+        "bench_kernels": {"rows": [
+            {"section": "matmul", "baseline": "numpy", "ratio": 0.9},
+            {"section": "matmul", "baseline": "numpy", "ratio": 1.1},
+            {"section": "conv2d.fwd", "baseline": "torch", "ratio": 2.0},
+            {"section": "conv2d.fwd", "baseline": "torch", "ratio": 0.5}]},
+    }
+    s = summarize(payloads)
+    assert s["smallcnn_train_img_s"] == pytest.approx(640.0) and s["smallcnn_train_vs_torch"] == 1.25
+    assert s["matmul_vs_numpy"] == 1.1 and s["matmul_vs_numpy_min"] == 0.9  # largest size is last
+    assert s["kernel_conv2d.fwd_vs_torch"] == pytest.approx(1.0)  # geometric mean of 2 and 0.5
+    t = s["targets"]
+    assert t["smallcnn_train_vs_torch"]["met"] and t["matmul_vs_numpy"]["met"]
+    assert t["peak_memory_vs_torch_max"] == {"value": 1.6, "target": 1.5, "met": False}
+    assert "resnet18_train_vs_torch" not in t  # not measured: no verdict
+    assert kernel_ratios({}) == {}
