@@ -223,9 +223,9 @@ class DetectionDataset:
         xs, heat, size, off, mask = [], [], [], [], []
         for i in np.asarray(indices, dtype=np.int64):
             img, b = self.images[i], np.asarray(self.boxes[i], np.float64).reshape(-1, 4)
+            img, b = self._crop(img, b, rng)  # crop first: augmenting the small crop is cheaper
             if self.augment is not None:
                 img, b = self.augment(img, b, rng)
-            img, b = self._crop(img, b, rng)
             _, h, w = img.shape
             t = centernet_targets(b, h // self.stride, w // self.stride, self.stride)
             xs.append(img)
