@@ -454,3 +454,22 @@ def test_avg_pool2d_ceil_mode(kw, count_include_pad):
     check_op(lambda x: F.avg_pool2d(x, ceil_mode=True, count_include_pad=count_include_pad, **kw),
              lambda x: TF.avg_pool2d(x, ceil_mode=True, count_include_pad=count_include_pad, **kw),
              [(1, 2, 5, 7)])
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_all_targets_ignored_gives_nan_loss_and_zero_gradient(label_smoothing):
+    x = tr.randn(3, 4, dtype=tr.float64, requires_grad=True)
+    loss = F.cross_entropy(x, tr.tensor([2, 2, 2]), ignore_index=2, label_smoothing=label_smoothing)
+    loss.backward()
+    assert np.isnan(loss.item())
+    np.testing.assert_array_equal(x.grad.numpy(), 0.0)  # PyTorch: nan loss but zero gradient
+    x.grad = None
+    loss = F.nll_loss(x.log_softmax(1), tr.tensor([-100, -100, -100]))
+    loss.backward()
+    assert np.isnan(loss.item())
+    np.testing.assert_array_equal(x.grad.numpy(), 0.0)
+    if HAS_TORCH:
+        tx = torch.tensor(x.numpy(), requires_grad=True)
+        tl = TF.cross_entropy(tx, torch.tensor([2, 2, 2]), ignore_index=2, label_smoothing=label_smoothing)
+        tl.backward()
+        np.testing.assert_array_equal(tx.grad.numpy(), 0.0)

@@ -512,9 +512,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     denom = w[t[valid]].sum() if reduction == "mean" else 1.0
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    scale = 1.0 / denom if denom > 0 else float("nan")
     tgt = xp.asarray(dense.astype(input.dtype))
-    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
+    if denom <= 0:
+        # NOTE: every target ignored: the mean is 0/0 = nan, but the gradient is zero (as in PyTorch),
+        # so one fully-ignored batch cannot poison the weights
+        return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
+    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=1.0 / denom)
 
 
 def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
@@ -557,7 +560,10 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     if reduction == "sum":
         return per.sum()
     if reduction == "mean":
-        return per.sum() * (1.0 / w[t[valid]].sum())
+        denom = w[t[valid]].sum()
+        if denom <= 0:  # every target ignored: nan loss, zero gradient (as in PyTorch)
+            return per.sum() * 0.0 + float("nan")
+        return per.sum() * (1.0 / denom)
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
