@@ -63,6 +63,10 @@ INDICES = [
     (np.array([0, 2, 2, 1]),),  # repeated index: gradients must add up
     (slice(None), np.array([1, 1, 0])),
     (np.array([0, 3, 0]), np.array([1, 2, 1])),
+    (2, slice(1, None, 2), np.array([[0, 0], [0, 2]])),  # int + array: PyTorch selects the int first
+    (slice(None), 1, np.array([3, 0])),
+    (np.array([1, 0]), 2, slice(None)),
+    (Ellipsis, np.array([True, False, True]), 0),
 ]
 
 

@@ -623,7 +623,26 @@ class GetItem(Function):
 
 def getitem(t, index):
     """``t[index]`` with ints, slices (any step), None, Ellipsis, integer arrays and boolean masks."""
-    return GetItem.apply(t, index=normalize_index(t, index))
+    index = normalize_index(t, index)
+    if any(isinstance(i, int) for i in index) and any(hasattr(i, "shape") for i in index):
+        # NOTE: PyTorch applies integers first (as select), NumPy treats them as advanced indices, which
+        # moves the array dims elsewhere (x[0, :, [1, 2]] is (2, d1) in NumPy, (d1, 2) in PyTorch):
+        # index with the ints (and slices) first, then with the arrays
+        first, second = [], []
+        for i in index:
+            if isinstance(i, int):
+                first.append(i)
+            elif hasattr(i, "shape"):
+                first.extend([slice(None)] * (i.ndim if i.dtype == bool else 1))
+                second.append(i)
+            elif i is None or i is Ellipsis:
+                first.append(i)
+                second.append(slice(None) if i is None else i)
+            else:
+                first.append(i)
+                second.append(slice(None))
+        return GetItem.apply(GetItem.apply(t, index=tuple(first)), index=tuple(second))
+    return GetItem.apply(t, index=index)
 
 
 def normalize_index(t, index) -> tuple:
