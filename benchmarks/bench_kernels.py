@@ -196,7 +196,8 @@ def main(argv=None) -> int:
     if torch is not None:
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
-    path = write_json("bench_kernels_tiny" if args.tiny else "bench_kernels",
+    name = "bench_kernels" + (f"_{args.only}" if args.only else "") + ("_tiny" if args.tiny else "")
+    path = write_json(name,
                       {"machine": info, "batch": batch, "repeats": repeats, "rows": rows,
                        "wall_s": time.perf_counter() - t0,
                        "note": "ratio = baseline median / ours median (> 1: ours faster); interleaved"},

@@ -57,13 +57,15 @@ def _check4d(name, x):
 
 
 # ------------------------------------------------------------------------------------- max pool
+# NOTE: inside these loops we index with full subscripts (x[b, c, i, j]) rather than taking row views
+# (row = x[b, c, i]): every view created in a parallel Numba loop does an atomic reference-count update on
+# the parent array, and with both cores hammering the same counter that made max-pool ~10x slower.
 @njit(parallel=True, cache=True)
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
     n, c, h, wd = x.shape
     ho, wo = y.shape[2], y.shape[3]
     for t in prange(n * c):
         b, ch = t // c, t % c
-        xi = x[b, ch]
         for i in range(ho):
             for j in range(wo):
                 best = -np.inf
@@ -72,9 +74,30 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
                     hi = i * sh - ph + u * dh
                     for v in range(kw):
                         wi = j * sw - pw + v * dw
-                        val = xi[hi, wi] if 0 <= hi < h and 0 <= wi < wd else -np.inf
+                        val = x[b, ch, hi, wi] if 0 <= hi < h and 0 <= wi < wd else -np.inf
                         # first maximum wins, and a NaN beats everything (NumPy's argmax rule)
                         if (u == 0 and v == 0) or val > best or (val != val and best == best):
+                            best = val
+                            bi = u * kw + v
+                y[b, ch, i, j] = best
+                idx[b, ch, i, j] = bi
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_fwd_nopad(x, kh, kw, sh, sw, dh, dw, y, idx):
+    """Same as _max_pool_fwd when padding is 0: every window lies inside the image, no bounds checks."""
+    n, c = x.shape[0], x.shape[1]
+    ho, wo = y.shape[2], y.shape[3]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        for i in range(ho):
+            for j in range(wo):
+                best = x[b, ch, i * sh, j * sw]
+                bi = 0
+                for u in range(kh):
+                    for v in range(kw):
+                        val = x[b, ch, i * sh + u * dh, j * sw + v * dw]
+                        if val > best or (val != val and best == best):
                             best = val
                             bi = u * kw + v
                 y[b, ch, i, j] = best
@@ -87,15 +110,16 @@ def _max_pool_bwd(gy, idx, kh, kw, sh, sw, ph, pw, dh, dw, gx):
     ho, wo = gy.shape[2], gy.shape[3]
     for t in prange(n * c):
         b, ch = t // c, t % c
-        dst = gx[b, ch]
-        dst[:, :] = 0
+        for hi in range(h):
+            for wi in range(wd):
+                gx[b, ch, hi, wi] = 0
         for i in range(ho):
             for j in range(wo):
                 k = idx[b, ch, i, j]
                 hi = i * sh - ph + (k // kw) * dh
                 wi = j * sw - pw + (k % kw) * dw
                 if 0 <= hi < h and 0 <= wi < wd:
-                    dst[hi, wi] += gy[b, ch, i, j]
+                    gx[b, ch, hi, wi] += gy[b, ch, i, j]
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
@@ -107,7 +131,10 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     idx = np.empty((n, c, ho, wo), dtype=np.int32)
-    _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
+    if ph == pw == 0:
+        _max_pool_fwd_nopad(x, kh, kw, sh, sw, dh, dw, y, idx)
+    else:
+        _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
     return y, idx
 
 
@@ -126,7 +153,6 @@ def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y):
     ho, wo = y.shape[2], y.shape[3]
     for t in prange(n * c):
         b, ch = t // c, t % c
-        xi = x[b, ch]
         for i in range(ho):
             h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
             for j in range(wo):
@@ -134,7 +160,7 @@ def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y):
                 s = 0.0
                 for hi in range(h0, h1):
                     for wi in range(w0, w1):
-                        s += xi[hi, wi]
+                        s += x[b, ch, hi, wi]
                 y[b, ch, i, j] = s / div[i, j]
 
 
@@ -144,8 +170,9 @@ def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
     ho, wo = gy.shape[2], gy.shape[3]
     for t in prange(n * c):
         b, ch = t // c, t % c
-        dst = gx[b, ch]
-        dst[:, :] = 0
+        for hi in range(h):
+            for wi in range(wd):
+                gx[b, ch, hi, wi] = 0
         for i in range(ho):
             h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
             for j in range(wo):
@@ -153,7 +180,7 @@ def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
                 g = gy[b, ch, i, j] / div[i, j]
                 for hi in range(h0, h1):
                     for wi in range(w0, w1):
-                        dst[hi, wi] += g
+                        gx[b, ch, hi, wi] += g
 
 
 def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
