@@ -71,6 +71,14 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
         lines.append("")
         lines.append("Training = forward + cross-entropy + backward + Adam step on random 28x28x1 images; "
                      "first step = Numba cache load / compile, excluded from the medians.")
+        ref = train.get("reference_torch_train_img_s")
+        if ref:
+            load = train.get("machine", {}).get("load_avg")
+            load_s = f" (1-minute load average as the training benchmark ended: {load[0]:.1f})" if load else ""
+            refs = ", ".join(f"{k} about {v:.0f} img/s" for k, v in ref.items())
+            lines.append(f"For scale: PyTorch trains at {refs} on this machine when it is otherwise idle; "
+                         "PyTorch figures well below those mean the machine was busy with other work during "
+                         f"the run{load_s}.")
         lines.append("")
     mem = res.get("memory", {})
     if mem.get("results"):
