@@ -74,7 +74,7 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
         ref = train.get("reference_torch_train_img_s")
         if ref:
             load = train.get("machine", {}).get("load_avg")
-            load_s = "" if not load else f" (1-minute load average as the training benchmark ended: {load[0]:.1f})"
+            load_s = f" (load average as the training run ended: {load[0]:.1f})" if load else ""
             refs = ", ".join(f"{k} about {v:.0f} img/s" for k, v in ref.items())
             lines.append(f"For scale: PyTorch trains at {refs} on this machine when it is otherwise idle; "
                          "PyTorch figures well below those mean the machine was busy with other work during "
