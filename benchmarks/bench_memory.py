@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import resource
@@ -137,8 +136,9 @@ def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, steps:
     steps = steps or (1 if tiny else 2)
     threads = threads or (1 if tiny else (os.cpu_count() or 1))
     models = ("smallcnn",) if tiny and tuple(models) == MODEL_NAMES else tuple(models)
-    # NOTE: find_spec, not import: the parent process needs no torch
-    frameworks = FRAMEWORKS if importlib.util.find_spec("torch") is not None else FRAMEWORKS[:1]
+    from benchmarks.bench_train import torch_available
+
+    frameworks = FRAMEWORKS if torch_available() else FRAMEWORKS[:1]
     t0 = time.perf_counter()
     results, rows = [], []
     for model in models:
