@@ -96,6 +96,14 @@ def check_op(tr_fn, torch_fn=None, inputs=(), *, dtype: str = "float64", grad: b
 
     Returns the tinygrad_rad output(s) so a test can assert more on them.
     """
+    with _serial_kernels():
+        return _check_op(tr_fn, torch_fn, inputs, dtype=dtype, grad=grad, device=device, positive=positive,
+                         low=low, high=high, rtol=rtol, atol=atol, gradcheck=gradcheck, gc_atol=gc_atol,
+                         gc_rtol=gc_rtol, seed=seed)
+
+
+def _check_op(tr_fn, torch_fn, inputs, *, dtype, grad, device, positive, low, high, rtol, atol, gradcheck,
+              gc_atol, gc_rtol, seed):
     torch_fn = tr_fn if torch_fn is None else torch_fn
     arrays = make_arrays(inputs, positive=positive, seed=seed, low=low, high=high)
     d_rtol, d_atol = TOL[dtype]
@@ -154,16 +162,15 @@ def check_op(tr_fn, torch_fn=None, inputs=(), *, dtype: str = "float64", grad: b
                 return fl[0]
             return tr.cat([x.reshape(-1) for x in fl])
 
-        with _serial_kernels():
-            tr.gradcheck(f, ts64, atol=gc_atol, rtol=gc_rtol)
+        tr.gradcheck(f, ts64, atol=gc_atol, rtol=gc_rtol)
     return out
 
 
 @contextmanager
 def _serial_kernels():
-    """Run Numba kernels on one thread: gradcheck makes hundreds of tiny calls, and on a loaded machine
-    waking the parallel threads costs ~100x the work itself. (The PyTorch comparison above still runs
-    the kernels with all threads.)"""
+    """Run Numba kernels on one thread: op tests (gradcheck above all) make hundreds of tiny calls, and
+    on a loaded machine waking the parallel threads costs ~100x the work itself. The kernels run the same
+    ``prange`` code on one thread; multi-threaded runs are covered by the e2e and kernel tests."""
     try:
         import numba
 
