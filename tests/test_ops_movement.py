@@ -85,16 +85,33 @@ def test_getitem(index):
     if HAS_TORCH and _torch_index(index) is not None:
         check_op(lambda t: t[index], lambda t: t[_torch_index(index)], [x])
     else:
-        # negative steps (not in PyTorch): forward vs NumPy, gradient vs a hand scatter + gradcheck
+        # no PyTorch, or negative steps (not in PyTorch): forward vs NumPy (with PyTorch's rule that
+        # integers select first), gradient by gradcheck and, for basic indices, a hand scatter
         t = tr.tensor(x, dtype=tr.float64, requires_grad=True)
         out = t[index]
-        np.testing.assert_array_equal(out.numpy(), x[index])
-        r = np.random.default_rng(1).standard_normal(out.shape)
-        (out * tr.tensor(r)).sum().backward()
-        want = np.zeros_like(x)
-        want[index] = r
-        np.testing.assert_array_equal(t.grad.numpy(), want)
+        np.testing.assert_array_equal(out.numpy(), _np_index(x, index))
+        if not any(isinstance(i, np.ndarray) for i in index):
+            r = np.random.default_rng(1).standard_normal(out.shape)
+            (out * tr.tensor(r)).sum().backward()
+            want = np.zeros_like(x)
+            want[index] = r  # basic indices select each element at most once
+            np.testing.assert_array_equal(t.grad.numpy(), want)
         tr.gradcheck(lambda t: t[index], [tr.tensor(x, dtype=tr.float64, requires_grad=True)])
+
+
+def _np_index(x, index):
+    """NumPy indexing, but integers select first (PyTorch's rule when they are mixed with arrays)."""
+    if not (any(isinstance(i, int) for i in index) and any(isinstance(i, np.ndarray) for i in index)):
+        return x[index]
+    first = []
+    for i in index:
+        if isinstance(i, np.ndarray):
+            first.extend([slice(None)] * (i.ndim if i.dtype == bool else 1))
+        else:
+            first.append(i)
+    second = [i if isinstance(i, np.ndarray) or i is Ellipsis else slice(None)
+              for i in index if not isinstance(i, int)]
+    return x[tuple(first)][tuple(second)]
 
 
 def test_getitem_repeated_index_accumulates():
