@@ -195,3 +195,29 @@ def test_retain_graph_allows_a_second_backward():
     np.testing.assert_allclose(x.grad.numpy(), 2 * first, rtol=1e-6)
     with pytest.raises(RuntimeError, match="second time"):
         y.backward()
+
+
+def test_gradient_flows_across_devices(device):
+    x = tr.tensor([1.0, 2.0, 3.0], requires_grad=True)  # a cpu leaf
+    y = x.to(device)
+    assert y.device == device and y.requires_grad
+    z = (y * y).sum().to("cpu")
+    z.backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0, 6.0])
+
+
+def test_gradient_flows_across_dtypes():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    y = x.to(tr.float64) * tr.tensor(np.array([3.0, 4.0]))
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+@pytest.mark.parametrize("dt", [tr.float64, "float64", "double", np.float64])
+def test_to_accepts_every_dtype_spelling(dt):
+    x = tr.ones(2, requires_grad=True)
+    y = x.to(dt)
+    assert y.dtype == np.float64 and y.device == "cpu" and y.requires_grad

@@ -150,3 +150,10 @@ def test_setitem_errors():
         h[0] = 1.0  # saved for backward by the op that made it
     with pytest.raises(ValueError, match=r"value of shape \(5,\) to index 0 of a tensor of shape \(3, 4\)"):
         tr.zeros(3, 4)[0] = tr.ones(5)
+
+
+def test_to_unknown_device_or_dtype():
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        tr.ones(2).to("tpu")
+    with pytest.raises(TypeError, match="unsupported dtype complex64"):
+        tr.ones(2).to("complex64")

@@ -187,9 +187,8 @@ class Tensor:
 
     def to(self, device=None, dtype=None) -> Tensor:
         """``t.to("cuda")``, ``t.to(float64)`` or both. Differentiable across devices and dtypes."""
-        is_device = isinstance(device, str) or hasattr(device, "type")
-        if dtype is None and device is not None and not is_device:
-            device, dtype = None, device  # t.to(tinygrad_rad.float64)
+        if dtype is None and device is not None and _is_dtype_like(device):
+            device, dtype = None, device  # t.to(tinygrad_rad.float64), t.to("float64"), t.to(np.float32)
         out = self
         if device is not None:
             dev = canonical_device(device)
@@ -736,6 +735,22 @@ class Tensor:
 # ------------------------------------------------------------------------------------ helpers
 def _xp(t: Tensor):
     return xp_for(t.device)
+
+
+def _is_dtype_like(x) -> bool:
+    """True for dtypes (``np.dtype``, ``np.float32``, ``float``, "float64"); False for devices."""
+    # NOTE: np.dtype has a ``.type`` attribute too, so "has .type" cannot tell a device from a dtype
+    if isinstance(x, np.dtype):
+        return True
+    if isinstance(x, type):
+        return issubclass(x, (np.generic, builtins.float, builtins.int, builtins.bool))
+    if isinstance(x, str):
+        try:
+            np.dtype(x)
+        except TypeError:
+            return False  # "cuda:0", or a typo that the device check will name
+        return True
+    return False
 
 
 def _promote(a: Tensor, b: Tensor, true_div: bool = False) -> tuple:
