@@ -32,7 +32,7 @@ from tinygrad_rad.optim import Adam
 DATA_DIR = os.environ.get("TINYGRAD_RAD_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 SIZE, CROP, STRIDE = 256, 128, 2
 FOLDS = 4
-EPOCHS = 30
+EPOCHS = 20
 BATCH_SIZE = 8
 LR = 2e-3
 BASE_CHANNELS, DEPTH = 8, 3

@@ -58,7 +58,7 @@ class DetectConfig:
     size: int = 256
     folds: int = 4
     fold: int | None = 0
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 8
     lr: float = 2e-3
     base_channels: int = 8
