@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nn as _nn  # noqa: F401  (makes sure nn.functional is importable)
 from .device import xp_for
 from .nn import functional as F
 from .tensor import Tensor
@@ -51,24 +50,20 @@ def _const(arr: np.ndarray, like: Tensor) -> Tensor:
     return Tensor._wrap(xp_for(like.device).asarray(np.asarray(arr, dtype=like.dtype)), device=like.device)
 
 
-def _target_like(fn: str, input: Tensor, target, to_onehot: bool) -> Tensor:
-    """Bring ``target`` to the shape of ``input`` (N, C, *spatial), one-hot encoding labels if needed."""
+def _target_like(fn: str, input: Tensor, target) -> Tensor:
+    """A constant target of ``input``'s shape (N, C, *spatial); (N, *spatial) is accepted when C = 1."""
     if input.ndim < 3:
         raise ValueError(f"{fn}: input must be (N, C, *spatial) logits, got shape {input.shape}")
     t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
-    n, c = input.shape[:2]
+    n = input.shape[0]
     spatial = input.shape[2:]
-    if t.shape == (n,) + spatial:
+    if t.shape == (n,) + spatial and input.shape[1] == 1:
         t = t[:, None]
     if t.shape != input.shape:
         raise ValueError(
             f"{fn}: target shape {t.shape} does not fit input shape {input.shape} "
-            f"(expected {input.shape} or {(n,) + spatial})"
+            f"(expected {input.shape}{' or ' + str((n,) + spatial) if input.shape[1] == 1 else ''})"
         )
-    if to_onehot and c > 1 and t.shape[1] == c and np.issubdtype(t.dtype, np.floating):
-        return _const(t, input)  # already one-hot / soft
-    if to_onehot and c > 1:
-        raise ValueError(f"{fn}: for {c} classes give labels of shape {(n,) + spatial} or a one-hot target")
     return _const(t, input)
 
 
@@ -109,7 +104,7 @@ def _probs_and_target(fn: str, input: Tensor, target, sigmoid: bool, softmax: bo
         if c > 1 and not np.issubdtype(t.dtype, np.floating):
             g = _labels_to_onehot(fn, input, target)
         else:
-            g = _target_like(fn, input, target, to_onehot=False)
+            g = _target_like(fn, input, target)
     if not include_background:
         if c == 1:
             raise ValueError(f"{fn}: include_background=False needs more than one channel")
@@ -322,7 +317,7 @@ class DiceBCELoss(_Loss):
         self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
 
     def forward(self, input: Tensor, target) -> Tensor:
-        g = _target_like("DiceBCELoss", input, target, to_onehot=False)
+        g = _target_like("DiceBCELoss", input, target)
         d = dice_loss(
             input, g, sigmoid=True, smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, batch=self.batch
         )
