@@ -114,7 +114,7 @@ def test_segment_train_evaluate_predict(tmp_path, capsys):
                 str(src),
                 "--out",
                 str(tmp_path / "pred"),
-                "--ct-window",
+                "--hu-window",
                 "-1000",
                 "400",
             ]

@@ -51,6 +51,7 @@ __all__ = [
 
 DEFAULT_DATA = "ct_lung/lung_ct_128.npz"
 BEST_NAME, LAST_NAME = "best.safetensors", "last.safetensors"
+PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @dataclass
@@ -526,7 +527,7 @@ def _write_history(path: Path, history: list) -> None:
 
 
 # ------------------------------------------------------------------------------- predict inputs
-def _read_inputs(path: Path, ct_window) -> list[tuple[str, np.ndarray]]:
+def _read_inputs(path: Path, hu_window=None) -> list[tuple[str, np.ndarray]]:
     """(name, 2-D float image) pairs from a file or a folder (PNG/JPEG/DICOM/NIfTI/.npy/.npz)."""
     from .data.segmentation import _IMAGE_EXTS, _read, _stem
 
@@ -540,7 +541,11 @@ def _read_inputs(path: Path, ct_window) -> list[tuple[str, np.ndarray]]:
         raise FileNotFoundError(f"segment predict: no such file or folder {path}")
     out = []
     for f in files:
-        a = np.squeeze(_read(f, ct_window))
+        # DICOM / NIfTI go through read_image's window, given as (center, width)
+        win = None
+        if hu_window is not None and not f.name.lower().endswith((".npy", *PICTURES)):
+            win = ((hu_window[0] + hu_window[1]) / 2, hu_window[1] - hu_window[0])
+        a = np.squeeze(_read(f, win))
         if a.ndim == 3 and a.shape[-1] in (3, 4):
             a = a[..., :3].mean(-1)
         stack = a if a.ndim == 3 else a[None]
@@ -552,10 +557,10 @@ def _read_inputs(path: Path, ct_window) -> list[tuple[str, np.ndarray]]:
 
 
 def _to_unit(im: np.ndarray, hu_window) -> np.ndarray:
-    from .data.segmentation import ct_window
+    from .data.segmentation import window_hu
 
     if hu_window is not None:
-        return ct_window(im, *hu_window)
+        return window_hu(im, *hu_window)
     lo, hi = float(im.min()), float(im.max())
     if lo >= 0.0 and hi <= 1.0:
         return im
@@ -653,12 +658,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="image file or folder (PNG/JPEG/DICOM/NIfTI/.npy)")
     p.add_argument("--out", required=True)
     p.add_argument(
-        "--ct-window",
+        "--hu-window",
         type=float,
         nargs=2,
         default=None,
         metavar=("LOW", "HIGH"),
-        help="HU window for DICOM/NIfTI/.npy CT inputs (the ct_lung models use -1000 400)",
+        help="HU window for DICOM/NIfTI/.npy CT inputs; use the training window (ct_lung: -1000 400)",
     )
     p.add_argument("--threshold", type=float, default=None)
     p.set_defaults(segment_func=_cmd_predict)
@@ -718,11 +723,12 @@ def _cmd_predict(a) -> int:
     thr = cfg.threshold if a.threshold is None else a.threshold
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = _read_inputs(Path(a.input), tuple(a.ct_window) if a.ct_window else None)
+    hu = tuple(a.hu_window) if a.hu_window else None
+    items = _read_inputs(Path(a.input), hu)
     m = 2**cfg.depth
     written = []
     for name, im in items:
-        unit = _to_unit(im, tuple(a.ct_window) if a.ct_window and im.min() < 0 else None)
+        unit = _to_unit(im, hu if hu and (im.min() < 0 or im.max() > 1) else None)
         h, w = unit.shape
         size = cfg.size or None
         th, tw = (size, size) if size else (-(-h // m) * m, -(-w // m) * m)

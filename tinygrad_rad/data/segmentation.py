@@ -20,19 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ct_window", "JointRandomAffine", "SegmentationNPZ", "SegmentationFolder", "affine_warp"]
+__all__ = ["window_hu", "JointRandomAffine", "SegmentationNPZ", "SegmentationFolder", "affine_warp"]
 
 LUNG_WINDOW = (-1000.0, 400.0)
 
 
-def ct_window(hu, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
-    """Clip Hounsfield units to ``[low, high]`` and scale to [0, 1] (float32). Lung window by default.
+def window_hu(hu, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
+    """Clip Hounsfield units to ``[low, high]`` and scale to [0, 1] (float32). Lung window -1000..400 by
+    default (``tinygrad_rad.data.transforms.ct_window`` does the same from a (center, width) pair).
 
-    >>> ct_window(np.array([-2000, -300, 1000]))
+    >>> window_hu(np.array([-2000, -300, 1000]))
     array([0. , 0.5, 1. ], dtype=float32)
     """
     if high <= low:
-        raise ValueError(f"ct_window: high ({high}) must be above low ({low})")
+        raise ValueError(f"window_hu: high ({high}) must be above low ({low})")
     a = np.asarray(hu, dtype=np.float32)
     return ((np.clip(a, low, high) - low) / (high - low)).astype(np.float32)
 
@@ -210,7 +211,7 @@ class SegmentationNPZ(_PairDataset):
                 f"SegmentationNPZ: images {imgs.shape} and masks {masks.shape} in {path} do not match"
             )
         if np.issubdtype(imgs.dtype, np.integer) and window is not None:
-            imgs = ct_window(imgs, *window)
+            imgs = window_hu(imgs, *window)
         imgs = imgs.astype(np.float32)
         if imgs.ndim == 3:
             imgs = imgs[:, None]
@@ -234,12 +235,13 @@ def _stem(p: Path) -> str:
     return p.stem
 
 
-def _read(path: Path, ct_window_: tuple | None) -> np.ndarray:
+def _read(path: Path, ct_window: tuple | str | None) -> np.ndarray:
+    """An image as an array; ``ct_window`` is read_image's (center, width) or preset name."""
     if path.name.lower().endswith(".npy"):
         return np.load(path, allow_pickle=False)
     from . import read_image
 
-    return np.asarray(read_image(path, ct_window=ct_window_))
+    return np.asarray(read_image(path, ct_window=ct_window))
 
 
 def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -262,8 +264,9 @@ class SegmentationFolder(_PairDataset):
     """Images and masks from two folders, paired by file name stem (``case1.png`` ↔ ``case1.png``).
 
     Files may be PNG/JPEG, DICOM, NIfTI (2-D or one slice) or ``.npy``; they are read with
-    :func:`tinygrad_rad.data.read_image` (``ct_window=(low, high)`` applies a HU window to DICOM/NIfTI
-    images). Images are scaled to [0, 1] if they are not already; masks are thresholded at > 0.
+    :func:`tinygrad_rad.data.read_image`; ``ct_window`` is passed to it for DICOM/NIfTI images
+    (``(center, width)`` or a preset name such as ``"lung"``). Images are scaled to [0, 1] if they are
+    not already; masks are thresholded at > 0.
     ``size=(H, W)`` resizes everything (block mean for images, nearest for masks).
 
         >>> ds = SegmentationFolder("data/images", "data/masks", size=(128, 128))
@@ -273,7 +276,7 @@ class SegmentationFolder(_PairDataset):
         self,
         images_dir: str | os.PathLike,
         masks_dir: str | os.PathLike,
-        ct_window: tuple | None = None,
+        ct_window: tuple | str | None = None,
         size: tuple[int, int] | None = None,
         augment=None,
     ):
