@@ -75,10 +75,10 @@ def test_second_backward_through_freed_graph():
 @pytest.mark.parametrize(
     "arr,name",
     [
-        (np.array([1 + 2j]), "complex128"),
+        (np.array([1 + 2j]), r"complex128 \(complex numbers\)"),
         (np.array([1 + 2j], dtype=np.complex64), "complex64"),
-        (np.array(["a", "b"]), "<U1"),
-        (np.array([object()]), "object"),
+        (np.array(["a", "b"]), r"<U1 \(strings\)"),
+        (np.array([object()]), r"object \(Python objects\)"),
         (np.array([1], dtype=np.uint16), "uint16"),
     ],
 )

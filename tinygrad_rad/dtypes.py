@@ -45,7 +45,10 @@ def check_dtype(dt) -> None:
     dt = np.dtype(dt)
     if dt not in SUPPORTED:
         names = ", ".join(str(d) for d in SUPPORTED)
-        raise TypeError(f"unsupported dtype {dt}; tinygrad_rad supports {names}")
+        what = {"U": " (strings)", "S": " (byte strings)", "O": " (Python objects)",
+                "c": " (complex numbers)", "M": " (datetimes)", "m": " (timedeltas)",
+                "V": " (structured/void)"}.get(dt.kind, "")
+        raise TypeError(f"unsupported dtype {dt}{what}; tinygrad_rad supports {names}")
 
 
 def is_floating(dt) -> bool:
