@@ -255,6 +255,27 @@ def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
 
 
 @njit(parallel=True, cache=True)
+def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xp, gx):
+    """The adjoint of _im2col_wide: add each tap's run back into a zeroed padded plane, then crop it
+    into gx[n0 + b, c]. Needs zeros in the junk columns of gcols (guaranteed by zero gy there)."""
+    c, h, wd = gx.shape[1], gx.shape[2], gx.shape[3]
+    wp = wd + 2 * pw
+    length = gcols.shape[2]
+    for t in prange(nb * c):
+        b, ch = t // c, t % c
+        plane = xp[b, ch]
+        plane[:] = 0
+        for u in range(kh):
+            for v in range(kw):
+                off = u * dh * wp + v * dw
+                plane[off : off + length] += gcols[(ch * kh + u) * kw + v, b, :]
+        dst = gx[n0 + b, ch]
+        for i in range(h):
+            start = (i + ph) * wp + pw
+            dst[i, :] = plane[start : start + wd]
+
+
+@njit(parallel=True, cache=True)
 def _unwiden(yw, n0, nb, wp, y):
     """y[n0 + b, o, i, j] = yw[o, b, i*wp + j] for j < Wo (drop the junk columns)."""
     o, ho, wo = y.shape[1], y.shape[2], y.shape[3]
@@ -397,13 +418,37 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         gx = np.empty((n, c, h, wd), dtype=gy.dtype)
         _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx)
         return gx
+    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
+    wm = w.reshape(o, kg)
+    if _use_wide(stride, padding, dilation, kw, wo) and og >= 2 * cg:
+        # NOTE: two ways for stride 1, picked by GEMM shape. Here the GEMM is (Kg x og) @ (og x b*P):
+        # good when og is large next to cg; the conv with flipped weights below is (cg x og*k*k) @ (...),
+        # whose M = cg is too small then (measured: 32->64 @28 159-258 ms here vs 341-366 ms there),
+        # but it wins when og ~ cg (64->64 @28: 263-552 ms there vs 1000+ ms here, a shallow K = og GEMM).
+        # gcols (K, b*P) = w.T @ gy on the wide grid (junk columns of gy = 0), then add the taps' runs back
+        wp = wd + 2 * pw
+        p = ho * wp
+        plane = (h + 2 * ph) * wp + (kw - 1) * dw
+        nb = _chunk(n, (k * p + o * p + c * plane) * gy.itemsize)
+        xp = scratch("xpad", (nb, c, plane), gy.dtype)
+        gcols = scratch("gcols", (k, nb * p), gy.dtype)
+        gyw = scratch("wide_in", (o, nb, p), gy.dtype)
+        gx = np.empty((n, c, h, wd), dtype=gy.dtype)
+        for n0 in range(0, n, nb):
+            b = min(nb, n - n0)
+            _widen(gy, n0, b, wp, gyw)
+            g2 = gyw.reshape(o, nb * p)
+            for g in range(groups):
+                np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og, : b * p],
+                          out=gcols[g * kg : (g + 1) * kg, : b * p])
+            _col2im_wide(gcols.reshape(k, nb, p), n0, b, kh, kw, ph, pw, dh, dw, xp, gx)
+        return gx
     qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
     if (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
         # stride 1: dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
         return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), dilation, groups)
     gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-    k, og, kg, p = c * kh * kw, o // groups, cg * kh * kw, ho * wo
-    wm = w.reshape(o, kg)
+    p = ho * wo
     gym = gy.reshape(n, o, p)
     nb = _chunk(n, (k + o) * p * gy.itemsize)
     gcols = scratch("gcols", (k, nb * p), gy.dtype)

@@ -48,6 +48,8 @@ CONV_CASES = [
     (1, 2, 30, 28, 3, 3, 1, 2, 2, 1),
     (2, 3, 9, 20, 5, (3, 1), 1, (1, 0), 1, 1),
     (2, 4, 12, 21, 6, (2, 3), 1, (0, 1), (1, 1), 1),
+    (2, 2, 14, 16, 6, 3, 1, 1, 1, 1),  # og >= 2 cg: backward input as GEMM + wide col2im
+    (2, 4, 9, 30, 8, 3, 1, (1, 2), (1, 2), 2),
 ]
 
 
@@ -73,12 +75,12 @@ def test_conv2d_matches_reference(case, dtype):
     assert gx.shape == x.shape and gw.shape == w.shape and gx.dtype == gw.dtype == dtype
 
 
-@pytest.mark.parametrize("width", [5, 16])  # 16: the stride-1 "wide rows" path
-def test_conv2d_chunks_and_fresh_outputs(monkeypatch, width):
+@pytest.mark.parametrize("width,cout", [(5, 4), (16, 4), (16, 8)])  # 16: the stride-1 "wide rows" path
+def test_conv2d_chunks_and_fresh_outputs(monkeypatch, width, cout):
     """Force several chunks of images with a remainder; outputs must not alias the scratch buffers."""
     monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 3000 * width // 5)
     rng = np.random.default_rng(1)
-    x, w = rng.standard_normal((7, 3, 6, width)), rng.standard_normal((4, 3, 3, 3))
+    x, w = rng.standard_normal((7, 3, 6, width)), rng.standard_normal((cout, 3, 3, 3))
     args = ((1, 1), (1, 1), (1, 1), 1)
     T64 = dict(rtol=1e-12, atol=1e-12)  # noqa: N806
     y1 = cpu.conv2d_forward(x, w, *args)
