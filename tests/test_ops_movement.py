@@ -235,3 +235,23 @@ def test_pad_mode_errors():
 def test_flip(dims):
     check_op(lambda x: x.flip(dims), None, [(2, 3, 4)])
     check_op(lambda x: x.flip(*dims), lambda x: x.flip(dims), [(2, 3, 4)], gradcheck=False)
+
+
+DEVICE_MOVEMENT = {
+    "getitem_basic": (lambda x: x[1:, None, ::2], [(3, 4, 5)]),
+    "getitem_array": (lambda x: x[np.array([0, 0, 2]), 1], [(3, 4, 5)]),
+    "getitem_mask": (lambda x: x[np.array([True, False, True])], [(3, 4)]),
+    "permute_reshape": (lambda x: x.permute(2, 0, 1).reshape(5, -1), [(3, 4, 5)]),
+    "expand": (lambda x: x.expand(2, 3, 4), [(3, 1)]),
+    "cat_split": (lambda a, b: tr.cat([a, b], 1).split(2, 1) if isinstance(a, tr.Tensor)
+                  else torch.cat([a, b], 1).split(2, 1), [(2, 3), (2, 2)]),
+    "pad_reflect": (lambda x: F.pad(x, (1, 2), mode="reflect") if isinstance(x, tr.Tensor)
+                    else TF.pad(x, (1, 2), mode="reflect"), [(1, 2, 5)]),
+    "flip": (lambda x: x.flip(0, 2), [(2, 3, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_MOVEMENT))
+def test_movement_on_device(device, name):
+    fn, shapes = DEVICE_MOVEMENT[name]
+    check_op(fn, None, shapes, device=device, gradcheck=False)

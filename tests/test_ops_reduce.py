@@ -156,3 +156,22 @@ def test_norm(p, dim):
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_cumsum(dim):
     check_op(lambda x: x.cumsum(dim), None, [(3, 4, 2)])
+
+
+DEVICE_REDUCE = {
+    "sum": lambda x: x.sum((0, 2), keepdim=True),
+    "mean_var": lambda x: x.mean(1) + x.var(1),
+    "max_dim": lambda x: x.max(1).values,
+    "amax": lambda x: x.amax(-1),
+    "logsumexp": lambda x: x.logsumexp(1),
+    "softmax": lambda x: x.softmax(-1),
+    "cumsum": lambda x: x.cumsum(1),
+    "norm": lambda x: x.norm(dim=0),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_REDUCE))
+def test_reductions_on_device(device, name):
+    check_op(DEVICE_REDUCE[name], None, [(2, 3, 4)], device=device, gradcheck=False)
+    out = tr.randn(2, 3, device=device).argmax(1)
+    assert out.device == device and out.dtype == np.int64
