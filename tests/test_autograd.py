@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import HAS_TORCH
 
 import tinygrad_rad as tr
+
+if HAS_TORCH:
+    import torch
 
 
 def test_grads_accumulate_until_reset():
@@ -221,3 +225,36 @@ def test_to_accepts_every_dtype_spelling(dt):
     x = tr.ones(2, requires_grad=True)
     y = x.to(dt)
     assert y.dtype == np.float64 and y.device == "cpu" and y.requires_grad
+
+
+def test_register_hook_sees_and_replaces_the_gradient():
+    x = tr.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    seen = []
+    handle = h.register_hook(lambda g: seen.append(g.numpy().copy()))
+    h.register_hook(lambda g: g * 0.5)  # halves what flows on to x
+    (h * h).sum().backward()
+    np.testing.assert_allclose(seen[0], 2 * h.numpy())  # the full gradient, summed over all uses
+    np.testing.assert_allclose(x.grad.numpy(), 0.5 * 18 * x.numpy())
+    if HAS_TORCH:
+        tx = torch.tensor([1.0, 2.0], requires_grad=True)
+        th = tx * 3
+        th.register_hook(lambda g: g * 0.5)
+        (th * th).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    handle.remove()
+    x.grad = None
+    h2 = x * 3
+    h2.register_hook(lambda g: g * 2)
+    h2.sum().backward()
+    assert len(seen) == 1  # the removed hook did not run again (it was on h, not h2)
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_hook_on_a_leaf_runs_before_accumulation():
+    w = tr.tensor([1.0, -1.0], requires_grad=True)
+    w.register_hook(lambda g: g.clamp(-0.1, 0.1))  # gradient clipping by hook
+    (w * 5).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [0.1, 0.1])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tr.ones(2).register_hook(lambda g: g)

@@ -227,6 +227,18 @@ def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
         g = grads.pop(id(node), None)
         if g is None:
             continue
+        hooks = getattr(node, "_hooks", None)
+        if hooks:  # register_hook: each hook sees the full gradient and may replace it
+            for hook in list(hooks):
+                res = hook(Tensor._wrap(g, device=node.device))
+                if res is not None:
+                    res_arr = res.data if isinstance(res, Tensor) else res
+                    if tuple(res_arr.shape) != tuple(node.shape):
+                        raise RuntimeError(
+                            f"hook returned a gradient of shape {tuple(res_arr.shape)} for a tensor of "
+                            f"shape {node.shape}"
+                        )
+                    g = res_arr
         ctx = node._ctx
         if ctx is None or node._retains_grad:
             # leaf (or a tensor that asked for retain_grad): accumulate into .grad with +=

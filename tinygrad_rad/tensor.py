@@ -65,7 +65,7 @@ class Tensor:
     dtype), Python ints int64; NumPy arrays keep their dtype (as ``torch.from_numpy`` does).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_retains_grad", "_hooks", "__weakref__")
     __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype=None, device=None):
@@ -90,6 +90,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self._ctx = None
         self._retains_grad = False
+        self._hooks = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -103,6 +104,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._retains_grad = False
+        t._hooks = None
         t.requires_grad = requires_grad
         return t
 
@@ -158,6 +160,19 @@ class Tensor:
             )
         self.requires_grad = bool(requires_grad)
         return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor replaces it.
+
+            >>> h = x.register_hook(lambda g: g * 0.5)   # halve the gradient flowing through x
+            >>> h.remove()
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook() on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return _HookHandle(self._hooks, hook)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward (used by Grad-CAM)."""
@@ -733,6 +748,17 @@ class Tensor:
 
 
 # ------------------------------------------------------------------------------------ helpers
+class _HookHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook) -> None:
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self) -> None:
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 def _xp(t: Tensor):
     return xp_for(t.device)
 
