@@ -96,7 +96,7 @@ def check_op(tr_fn, torch_fn=None, inputs=(), *, dtype: str = "float64", grad: b
 
     Returns the tinygrad_rad output(s) so a test can assert more on them.
     """
-    with _serial_kernels():
+    with serial_kernels():
         return _check_op(tr_fn, torch_fn, inputs, dtype=dtype, grad=grad, device=device, positive=positive,
                          low=low, high=high, rtol=rtol, atol=atol, gradcheck=gradcheck, gc_atol=gc_atol,
                          gc_rtol=gc_rtol, seed=seed)
@@ -167,7 +167,7 @@ def _check_op(tr_fn, torch_fn, inputs, *, dtype, grad, device, positive, low, hi
 
 
 @contextmanager
-def _serial_kernels():
+def serial_kernels():
     """Run Numba kernels on one thread: op tests (gradcheck above all) make hundreds of tiny calls, and
     on a loaded machine waking the parallel threads costs ~100x the work itself. The kernels run the same
     ``prange`` code on one thread; multi-threaded runs are covered by the e2e and kernel tests."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from oracle import serial_kernels
 
 import tinygrad_rad as tr
 import tinygrad_rad.nn.functional as F
@@ -50,13 +51,15 @@ def test_two_layer_cnn_learns_quadrants():
 
     t0 = time.perf_counter()
     lr = 0.05
-    for _step in range(60):
-        x, y = make_batch(rng, 16)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        for p in params.values():
-            p.data -= lr * p.grad.data  # plain SGD on the raw arrays
-            p.grad = None
+    # NOTE: one Numba thread: on a loaded CI box waking threads for 16x16 images costs more than the work
+    with serial_kernels():
+        for _step in range(60):
+            x, y = make_batch(rng, 16)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            for p in params.values():
+                p.data -= lr * p.grad.data  # plain SGD on the raw arrays
+                p.grad = None
     elapsed = time.perf_counter() - t0
 
     with tr.no_grad():
