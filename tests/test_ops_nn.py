@@ -83,9 +83,23 @@ DEVICE_NN = {
     "cross_entropy": (lambda x: F.cross_entropy(x, tr.tensor([0, 2, 1], device=x.device)),
                       lambda x: TF.cross_entropy(x, torch.tensor([0, 2, 1])), [(3, 4)]),
     "softmax": (lambda x: x.log_softmax(1), None, [(3, 4)]),
+    "interpolate": (lambda x: F.interpolate(x, scale_factor=1.5, mode="bilinear"),
+                    lambda x: TF.interpolate(x, scale_factor=1.5, mode="bilinear"), [(1, 2, 3, 4)]),
+    "adaptive_avg": (lambda x: F.adaptive_avg_pool2d(x, (2, 3)), lambda x: TF.adaptive_avg_pool2d(x, (2, 3)),
+                     [(1, 2, 5, 5)]),
+    "adaptive_max": (lambda x: F.adaptive_max_pool2d(x, 2), lambda x: TF.adaptive_max_pool2d(x, 2),
+                     [(1, 2, 5, 5)]),
+    "max_pool_ceil": (lambda x: F.max_pool2d(x, 2, ceil_mode=True),
+                      lambda x: TF.max_pool2d(x, 2, ceil_mode=True), [(1, 2, 5, 5)]),
+    "avg_pool_ceil": (lambda x: F.avg_pool2d(x, 2, ceil_mode=True),
+                      lambda x: TF.avg_pool2d(x, 2, ceil_mode=True), [(1, 2, 5, 5)]),
+    "conv_same_even": (lambda x, w: F.conv2d(x, w, padding="same"),
+                       lambda x, w: TF.conv2d(x, w, padding="same"),
+                       [(1, 2, 4, 4), (2, 2, 2, 2)]),
 }
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("name", list(DEVICE_NN))
 def test_nn_ops_on_device(device, name):
     if not backend_ready(device):
