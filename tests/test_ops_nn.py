@@ -487,3 +487,21 @@ def test_all_targets_ignored_gives_nan_loss_and_zero_gradient(label_smoothing):
         tl = TF.cross_entropy(tx, torch.tensor([2, 2, 2]), ignore_index=2, label_smoothing=label_smoothing)
         tl.backward()
         np.testing.assert_array_equal(tx.grad.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("kw", POOL_CASES + [dict(kernel_size=3, stride=2, padding=1, dilation=2),
+                                             dict(kernel_size=2, ceil_mode=True)], ids=_ids)
+def test_max_pool2d_return_indices(kw):
+    x = np.random.default_rng(0).standard_normal((2, 2, 7, 6))
+    out, idx = F.max_pool2d(tr.tensor(x, requires_grad=True), return_indices=True, **kw)
+    assert idx.dtype == np.int64 and idx.shape == out.shape
+    # each index points at the value the window returned
+    flat = x.reshape(2, 2, -1)
+    picked = np.take_along_axis(flat, idx.numpy().reshape(2, 2, -1), 2).reshape(out.shape)
+    np.testing.assert_array_equal(picked, out.numpy())
+    with tr.no_grad():  # same indices without a graph
+        _, idx2 = F.max_pool2d(tr.tensor(x), return_indices=True, **kw)
+    np.testing.assert_array_equal(idx.numpy(), idx2.numpy())
+    if HAS_TORCH:
+        _, tidx = TF.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(idx.numpy(), tidx.numpy())

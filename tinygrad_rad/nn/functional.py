@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops as _ops
-from ..device import xp_for
+from ..device import backend, xp_for
 from ..dtypes import is_floating
 from ..random import get_generator
 from ..tensor import Tensor, where
@@ -221,16 +221,28 @@ def _ceil_extra(n: int, k: int, s: int, p: int, d: int = 1) -> int:
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                return_indices: bool = False) -> Tensor:
-    """Max over each (dilated) window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
-    if return_indices:
-        raise NotImplementedError("max_pool2d: return_indices is not supported")
+    """Max over each (dilated) window; ``ceil_mode`` keeps the partial windows at the bottom/right.
+
+    ``return_indices=True`` also returns, as in PyTorch, each max's flat index ``h * W + w`` in its
+    input plane (int64)."""
     _check_float("max_pool2d", input=input)
     k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    width = input.shape[3]
     if ceil_mode:
         eh, ew = (_ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1))
         if eh or ew:  # pad with -inf: a padded element is never a window's max
             input = _ops.pad(input, (0, ew, 0, eh), value=float("-inf"))
-    return nnops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
+    out = nnops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
+    if not return_indices:
+        return out
+    # the kernels give each argmax's position u * kW + v inside its window: turn it into h * W + w
+    win = out._ctx.idx if out._ctx is not None else backend(input.device).max_pool2d_forward(
+        input.data, k, s, p, d)[1]
+    xp = xp_for(input.device)
+    ho, wo = out.shape[2:]
+    rows = xp.arange(ho).reshape(-1, 1) * s[0] - p[0] + (win // k[1]) * d[0]
+    cols = xp.arange(wo).reshape(1, -1) * s[1] - p[1] + (win % k[1]) * d[1]
+    return out, Tensor._wrap((rows * width + cols).astype(np.int64), device=input.device)
 
 
 def _avg_divisor_axis(n: int, k: int, s: int, p: int, n_out: int, count_include_pad: bool) -> np.ndarray:
