@@ -34,7 +34,8 @@ def _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo):
     """View of padded input (N, C, Hp, Wp) as (N, C, kh, kw, Ho, Wo) without copying (im2col view)."""
     n, c = xp.shape[:2]
     s0, s1, s2, s3 = xp.strides
-    return as_strided(xp, (n, c, kh, kw, ho, wo), (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+    strides = (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw)
+    return as_strided(xp, (n, c, kh, kw, ho, wo), strides, writeable=False)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -63,7 +64,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     og = o // groups
     gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
     for g in range(groups):
-        gcols = np.einsum("noij,ocuv->ncuvij", gy[:, g * og : (g + 1) * og], w[g * og : (g + 1) * og], optimize=True)
+        gy_g, w_g = gy[:, g * og : (g + 1) * og], w[g * og : (g + 1) * og]
+        gcols = np.einsum("noij,ocuv->ncuvij", gy_g, w_g, optimize=True)
         for u in range(kh):
             for v in range(kw):
                 gxp[:, g * cg : (g + 1) * cg, u * dh : u * dh + sh * (ho - 1) + 1 : sh,
@@ -109,9 +111,9 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
     for u in range(kh):
         for v in range(kw):
-            gxp[:, :, u * dh : u * dh + sh * (ho - 1) + 1 : sh, v * dw : v * dw + sw * (wo - 1) + 1 : sw] += gy * (
-                idx == u * kw + v
-            )
+            rows = slice(u * dh, u * dh + sh * (ho - 1) + 1, sh)
+            cols = slice(v * dw, v * dw + sw * (wo - 1) + 1, sw)
+            gxp[:, :, rows, cols] += gy * (idx == u * kw + v)
     return gxp[:, :, ph : ph + h, pw : pw + wd]
 
 
@@ -177,7 +179,8 @@ def batch_norm_forward_train(x, weight, bias, eps):
 
 
 def batch_norm_backward(gy, x, weight, mean, invstd):
-    """dx = invstd/M (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gy w; dw = sum gy xhat; db = sum gy."""
+    """dx = invstd/M (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gy w;
+    dw = sum gy xhat; db = sum gy."""
     axes, shp = _bn_axes(x), _bn_shape(x)
     m = x.size // x.shape[1]
     xhat = (x - mean.reshape(shp)) * invstd.reshape(shp)
