@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
+from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward, serialized  # noqa: F401
 from .reference import _avg_divisor, out_size
 
 __all__ = [
@@ -122,6 +122,7 @@ def _max_pool_bwd(gy, idx, kh, kw, sh, sw, ph, pw, dh, dw, gx):
                     gx[b, ch, hi, wi] += gy[b, ch, i, j]
 
 
+@serialized
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     """Max over each window -> (y, idx); idx (int32) is the argmax's position inside its window."""
     _check4d("max_pool2d", x)
@@ -138,6 +139,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     return y, idx
 
 
+@serialized
 def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 1)):
     """Route each output gradient to the element that was its window's max: gx[argmax] += gy."""
     gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
@@ -183,6 +185,7 @@ def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
                         gx[b, ch, hi, wi] += g
 
 
+@serialized
 def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     """Mean over each window (padded zeros counted when ``count_include_pad``, as in PyTorch)."""
     _check4d("avg_pool2d", x)
@@ -196,6 +199,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     return y
 
 
+@serialized
 def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=True):
     """Every element of a window receives gy / window_size."""
     gy = np.ascontiguousarray(gy)
@@ -264,6 +268,7 @@ def _bn_view(x):
     return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
 
 
+@serialized
 def batch_norm_forward_train(x, weight, bias, eps):
     """Normalise with the batch's per-channel mean and biased variance -> (y, mean, invstd)."""
     x3 = _bn_view(x)
@@ -276,6 +281,7 @@ def batch_norm_forward_train(x, weight, bias, eps):
     return y.reshape(x.shape), mean, invstd
 
 
+@serialized
 def batch_norm_backward(gy, x, weight, mean, invstd):
     """-> (gx, gw, gb); gw, gb are per-channel sums (returned even when ``weight`` is None)."""
     x3, gy3 = _bn_view(x), _bn_view(gy)

@@ -37,6 +37,7 @@ scratch buffers are reused. The ground truth is ``kernels/reference.py``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -62,6 +63,21 @@ _local = threading.local()
 # running parallel kernels at the same time: call the kernels from one thread (the training loop).
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+# Serialises the public kernels across Python threads (re-entrant: backward-input may call forward), so
+# that a second thread waits instead of making workqueue abort the process.
+PARALLEL_LOCK = threading.RLock()
+
+
+def serialized(fn):
+    """Decorator: run ``fn`` under PARALLEL_LOCK (one parallel Numba kernel at a time in the process)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with PARALLEL_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -366,6 +382,7 @@ def _flip_transpose(w, groups):
     return np.ascontiguousarray(wg).reshape(groups * cg, o // groups, kh, kw)
 
 
+@serialized
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
     x = _prep(x)
@@ -406,6 +423,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     return y
 
 
+@serialized
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv2d (= a transposed convolution of ``gy``), NCHW, fresh array of ``x_shape``."""
     gy = _prep(gy)
@@ -464,6 +482,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     return gx
 
 
+@serialized
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv2d: sum over images of gy[n] @ cols[n].T, fresh array of ``w_shape``."""
     gy = _prep(gy)

@@ -7,6 +7,7 @@ plus the chunking (several chunks with a remainder), non-contiguous inputs and f
 from __future__ import annotations
 
 import inspect
+import threading
 
 import numpy as np
 import pytest
@@ -198,3 +199,29 @@ def test_matmul_and_erf(dtype):
     e = cpu.erf(x)
     assert e.dtype == dtype
     np.testing.assert_allclose(e, reference.erf(x), **TOL[dtype])
+
+
+def test_kernels_from_two_threads():
+    """Numba's workqueue layer aborts on concurrent parallel launches: the kernels must serialise them."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((4, 3, 16, 16)), rng.standard_normal((5, 3, 3, 3))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    expect = reference.conv2d_forward(x, w, *args)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(cpu.conv2d_forward(x, w, *args))
+                cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 40
+    for y in results:
+        np.testing.assert_allclose(y, expect, atol=1e-12)
