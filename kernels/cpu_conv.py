@@ -1,4 +1,4 @@
-"""CPU convolution kernels: Numba im2col / col2im around one BLAS GEMM per image (and per group).
+"""CPU convolution kernels: Numba im2col / col2im around one BLAS GEMM per chunk of images (and group).
 
 How a convolution becomes a matrix product (the scheme, for learners)
 ---------------------------------------------------------------------
@@ -7,29 +7,31 @@ kernel tap ``(c, u, v)`` sees at output position ``(i, j)`` into a matrix, "colu
 
     cols[(c*kh + u)*kw + v, i*Wo + j] = xpad[c, i*s + u*d, j*s + v*d]      (K = C*kh*kw rows, Ho*Wo columns)
 
-Then the whole convolution of that image is ONE matrix product, and it lands directly in NCHW order:
+Then the whole convolution of that image is ONE matrix product:
 
     y[n] (O, Ho*Wo) = w.reshape(O, K) @ cols                               (BLAS sgemm / dgemm)
 
 The backward passes are the same product turned around:
 
     gw (O, K)      += gy[n] (O, Ho*Wo) @ cols.T          (weight gradient; summed over images)
-    gcols (K, HoWo) = w.reshape(O, K).T @ gy[n]           (then col2im scatters gcols back into gx[n])
+    gcols (K, HoWo) = w.reshape(O, K).T @ gy[n]           (then col2im adds gcols back into gx[n])
 
-Where the time goes, and what we do about it:
+Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md):
 
+* Images are processed in chunks of B, laid side by side: cols is (K, B*Ho*Wo), so each chunk costs ONE
+  big GEMM per group (small per-image GEMMs were slower, and ``np.matmul(2-D, 3-D)`` silently leaves
+  BLAS). The (O, B, Ho*Wo) result is then copied into the NCHW output.
+* The chunk's buffers (~CHUNK_BYTES) are scratch arrays kept between calls (``scratch``): a fresh
+  allocation over ~32 MB costs tens of milliseconds, because glibc hands large blocks back to the OS.
 * im2col / col2im are pure memory traffic (K times the input size), as costly as the GEMM if written
-  naively with NumPy slicing. Here they are Numba loops, parallel over (image, channel) planes, whose
-  inner loop is a contiguous run of one image row (the padding is handled by computing the valid
-  range of ``j`` once, not by an ``if`` per element).
-* We never im2col the whole batch at once: images are processed in chunks of ``B`` so that the column
-  buffer (B x K x Ho*Wo) stays in the last-level cache while the GEMM reads it. The buffer is a scratch
-  array kept between calls: a fresh allocation over ~32 MB costs tens of milliseconds because glibc
-  hands large blocks back to the OS every time.
-* A 1x1 convolution with stride 1 and no padding needs no im2col at all (``cols`` is ``x[n]`` itself).
-* ``np.matmul`` on stacks (B, K, HoWo) calls BLAS once per image; one Python call per chunk.
+  naively. They are Numba loops, parallel over (image, channel) planes, whose inner loop is a
+  contiguous run (the padding is handled by computing the valid range of ``j`` once per row).
+* Stride 1 (most layers) uses "wide rows" (see ``_im2col_wide``): one memcpy per tap and plane.
+* Stride-1 backward-data is either GEMM + wide col2im, or a plain forward conv of ``gy`` with the
+  flipped, transposed weights, whichever gives BLAS the better-shaped product.
+* The weight gradient's GEMM is computed in the orientation that makes the larger side its M.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
-  make many tiny GEMMs, so they use a direct Numba loop instead (``_direct_*``).
+  make many tiny GEMMs, so they use direct Numba loops instead (``_direct_*``).
 
 Every function here takes and returns NCHW float32/float64 arrays and returns fresh arrays; only the
 scratch buffers are reused. The ground truth is ``kernels/reference.py``.
@@ -59,8 +61,8 @@ _local = threading.local()
 # times per convolution, so on a 2-core machine the spinners starved each other: with 2 threads convs
 # ran 3-5x slower than with 1. The "workqueue" layer's threads sleep between loops (measured: 2-5x faster
 # here). It is process-wide and must be chosen before the first parallel kernel runs, so we choose it on
-# import unless the user already did (NUMBA_THREADING_LAYER). workqueue does not support two Python threads
-# running parallel kernels at the same time: call the kernels from one thread (the training loop).
+# import unless the user already did (NUMBA_THREADING_LAYER). workqueue aborts the process when two Python
+# threads launch parallel kernels at the same time, hence the lock below.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
