@@ -51,6 +51,9 @@ CONV_CASES = [
     (2, 4, 12, 21, 6, (2, 3), 1, (0, 1), (1, 1), 1),
     (2, 2, 14, 16, 6, 3, 1, 1, 1, 1),  # og >= 2 cg: backward input as GEMM + wide col2im
     (2, 4, 9, 30, 8, 3, 1, (1, 2), (1, 2), 2),
+    # C_out >= chunk columns: the forward GEMM is not computed transposed (generic and wide grids)
+    (2, 4, 3, 3, 40, 3, 1, 1, 1, 1),
+    (1, 1, 14, 14, 240, 3, 1, 1, 1, 1),
 ]
 
 
