@@ -16,6 +16,12 @@ a fixed number of epochs and the final weights are tested once. Every result is 
 non-learned blob baseline (:func:`tinygrad_rad.detect.blob_detect`) on the same test slices: FROC
 sensitivity at 1/8..8 false positives per slice and its mean, AP at IoU 0.5 and 0.1 (see
 :mod:`tinygrad_rad.metrics.detection` for the hit criterion).
+
+Measured (default settings, 4 folds x 20 epochs, 2-core CPU shared with other jobs; FROC mean / AP50):
+fold 0 (patients 1, 5) 0.248 / 0.187 vs baseline 0.095 / 0.038; fold 1 (2, 6) 0.236 / 0.098 vs 0.058 / 0.008;
+fold 2 (3, 7) 0.119 / 0.033 vs 0.152 / 0.062; fold 3 (4, 8) 0.089 / 0.030 vs 0.000 / 0.004; pooled
+0.154 / 0.046 vs 0.124 / 0.033. With 40 epochs fold 0 reached 0.343 / 0.235. Small data (18 nodules):
+expect a large spread between folds and seeds.
 """
 
 from __future__ import annotations

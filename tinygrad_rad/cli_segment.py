@@ -12,6 +12,9 @@ A training run writes into ``out``: ``last.safetensors`` (every epoch), ``best.s
 validation Dice), ``history.csv``, ``metrics.json`` (test Dice / IoU / HD95 / ASD of the best checkpoint,
 measured once at the end) and ``overlays/*.png`` (test images with the ground-truth outline in green and
 the prediction in red). Predictions are ``sigmoid(logit) > threshold`` (0.5, fixed, not tuned).
+Measured (default settings, ct_lung/lung_ct_128.npz, 2-core CPU shared with other jobs): 30 epochs in
+726 s of training (12.8 min wall in all), best validation Dice 0.968 at epoch 23, test Dice 0.988, IoU
+0.976, HD95 1.72 px, ASD 0.29 px (53 test slices).
 Data: an ``.npz`` in the ct_lung format (``--data``, relative to ``--data-dir``), or two folders of
 images and masks (``--images``/``--masks``), split 70/10/20 into train/val/test by ``--seed``.
 """
