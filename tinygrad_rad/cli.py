@@ -68,7 +68,8 @@ def _add_train(sub) -> None:
                    help="use only the first N training images")
     p.add_argument("--limit-eval", type=_positive_int, default=None,
                    help="use only the first N validation and test images")
-    p.add_argument("--num-threads", type=_positive_int, default=None, help="Numba/BLAS threads")
+    p.add_argument("--num-threads", type=_positive_int, default=None,
+                   help="Numba and BLAS threads (default: Numba on all cores, BLAS on one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")
     p.set_defaults(func=cmd_train)
