@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .random import get_rng_state, set_rng_state
+from .utils import atomic_output
 
 __all__ = ["save_checkpoint", "load_checkpoint", "restore_rng_state", "CheckpointError"]
 
@@ -134,18 +134,9 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch: int | No
             "the scheduler state", {"type": type(scheduler).__name__, "state": scheduler.state_dict()}
         )
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    # NOTE: any failure (or Ctrl-C) mid-write leaves the previous checkpoint at `path` untouched
+    with atomic_output(path) as tmp:
         st_numpy.save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # NOTE: any failure (or Ctrl-C) mid-write leaves the previous checkpoint at `path` untouched
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import __version__
 from . import train as T
+from .utils import default_data_dir, json_safe, write_json
 
 EXIT_INTERRUPTED = 130
 
@@ -90,7 +91,7 @@ def cmd_train(args) -> int:
             momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
             warmup_epochs=args.warmup_epochs,
             augment=args.augment, size=args.size, seed=args.seed, device=args.device,
-            data_dir=args.data_dir or T.default_data_dir(), out=args.out, limit_train=args.limit_train,
+            data_dir=args.data_dir or default_data_dir(), out=args.out, limit_train=args.limit_train,
             limit_eval=args.limit_eval, num_threads=args.num_threads, plots=not args.no_plots,
             progress=not args.no_progress, download=not args.no_download)
         resume = False
@@ -121,7 +122,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _data_dir(args, cfg) -> str | None:
-    return args.data_dir or cfg.data_dir or T.default_data_dir()
+    return args.data_dir or cfg.data_dir or default_data_dir()
 
 
 def cmd_evaluate(args) -> int:
@@ -136,7 +137,7 @@ def cmd_evaluate(args) -> int:
     if args.limit:
         split = T.Split(split.images[:args.limit], split.labels[:args.limit])
     res = T.evaluate(model, split.images, split.labels, meta["task"], args.batch_size, args.device)
-    res = T._json_safe({**res, "dataset": name, "split": args.split, "n": len(split.images),
+    res = json_safe({**res, "dataset": name, "split": args.split, "n": len(split.images),
                         "checkpoint": meta["path"], "epoch": meta["epoch"], "version": __version__})
     print(f"{name} {args.split} ({len(split.images)} images), {meta['path']}:")
     for k in ("auc", "acc", "sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "loss"):
@@ -146,7 +147,7 @@ def cmd_evaluate(args) -> int:
         print(f"  confusion matrix (rows true, cols predicted): {res['confusion_matrix']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        T.atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0
 
@@ -212,7 +213,7 @@ def cmd_predict(args) -> int:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in cls.items())
         print(f"{path}: {shown}  -> {pred}")
     if args.json:
-        T.atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

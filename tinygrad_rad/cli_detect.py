@@ -39,7 +39,8 @@ import numpy as np
 
 import tinygrad_rad as tr
 
-from .cli_segment import _Bar, _json_safe, _set_num_threads, default_data_dir, write_json, write_png
+from .cli_segment import _set_num_threads, write_png
+from .utils import ConfigDictMixin, ProgressBar, default_data_dir, json_safe, write_json
 
 __all__ = [
     "DetectConfig",
@@ -57,7 +58,7 @@ MODEL_NAME = "model.safetensors"
 
 
 @dataclass
-class DetectConfig:
+class DetectConfig(ConfigDictMixin):
     """Everything that defines a detection run (stored in checkpoints and metrics files)."""
 
     data_dir: str | None = None
@@ -84,13 +85,6 @@ class DetectConfig:
     draw: int = 6
     progress: bool = True
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DetectConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # ----------------------------------------------------------------------------------------- drawing
@@ -182,7 +176,7 @@ def fit_detector(cfg: DetectConfig, images: np.ndarray, boxes: list, log=None):
     total, step, history = len(loader) * cfg.epochs, 0, []
     for epoch in range(cfg.epochs):
         model.train()
-        bar = _Bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
+        bar = ProgressBar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
         t0, sums, n = time.perf_counter(), {"loss": 0.0, "heat": 0.0, "size": 0.0, "offset": 0.0}, 0
         for x, heat, size, off, mask in loader:
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(total, 1)))
@@ -236,7 +230,7 @@ def _save(path: Path, model, cfg: DetectConfig, extra: dict) -> None:
         model,
         epoch=cfg.epochs,
         config=cfg.to_dict(),
-        extra=_json_safe({"kind": "detection", "version": tr.__version__, **extra}),
+        extra=json_safe({"kind": "detection", "version": tr.__version__, **extra}),
     )
 
 
@@ -360,7 +354,7 @@ def train_one(cfg: DetectConfig, log=None) -> dict:
         "version": tr.__version__,
     }
     write_json(out / "metrics.json", res)
-    return _json_safe(res)
+    return json_safe(res)
 
 
 def cross_validate(cfg: DetectConfig, log=None) -> dict:
@@ -389,7 +383,7 @@ def cross_validate(cfg: DetectConfig, log=None) -> dict:
     write_json(out / "cv_metrics.json", res)
     log(f"pooled over {cfg.folds} folds: model {_fmt(res['pooled']['model'])}")
     log(f"pooled over {cfg.folds} folds: blob baseline {_fmt(res['pooled']['baseline'])}")
-    return _json_safe(res)
+    return json_safe(res)
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -512,7 +506,7 @@ def _cmd_evaluate(a) -> int:
     res.update({"fold": fold, "checkpoint": str(a.checkpoint)})
     if a.out:
         write_json(Path(a.out) / "metrics.json", res)
-    print(json.dumps(_json_safe(res)))
+    print(json.dumps(json_safe(res)))
     return 0
 
 

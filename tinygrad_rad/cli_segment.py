@@ -30,7 +30,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_rad as tr
+
+from .utils import ConfigDictMixin, ProgressBar, atomic_write_bytes, default_data_dir, json_safe, write_json
 
 __all__ = [
     "SegmentConfig",
@@ -58,7 +59,7 @@ PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(ConfigDictMixin):
     """Everything that defines a segmentation run (stored in checkpoints and ``metrics.json``)."""
 
     data: str = DEFAULT_DATA
@@ -86,60 +87,9 @@ class SegmentConfig:
     overlays: int = 8
     progress: bool = True
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SegmentConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # ------------------------------------------------------------------------------------ small I/O
-def default_data_dir() -> str | None:
-    """``$TINYGRAD_RAD_DATA``, else ``../shared/data`` beside the project (or the cwd) when it exists."""
-    env = os.environ.get("TINYGRAD_RAD_DATA")
-    if env:
-        return env
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return str(cand)
-    return None
-
-
-def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_safe(v):
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None  # NOTE: JSON has no inf/nan; they are written as null
-    if isinstance(v, np.ndarray):
-        return _json_safe(v.tolist())
-    return v
-
-
-def write_json(path, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(_json_safe(obj), indent=2) + "\n").encode())
-
-
 def write_png(path: str | os.PathLike, img: np.ndarray) -> Path:
     """Write a uint8 (H, W) gray or (H, W, 3) RGB array as a PNG, atomically (zlib only, no imaging library).
     Float arrays in [0, 1] are scaled by 255."""
@@ -164,7 +114,7 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> Path:
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    _atomic_write_bytes(path, png)
+    atomic_write_bytes(path, png)
     return Path(path)
 
 
@@ -188,35 +138,6 @@ def overlay(
     if scale > 1:
         rgb = rgb.repeat(scale, 0).repeat(scale, 1)
     return rgb
-
-
-class _Bar:
-    """tqdm when installed and wanted, else a line every ~10% of the epoch (stderr)."""
-
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.total, self.desc, self.enabled, self.n, self.bar = total, desc, enabled, 0, None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(
-                    total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True, file=sys.stderr
-                )
-            except ImportError:
-                pass
-
-    def update(self, **postfix) -> None:
-        self.n += 1
-        if self.bar is not None:
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(1)
-        elif self.enabled and (self.n == self.total or self.n % max(1, self.total // 10) == 0):
-            items = " ".join(f"{k}={v}" for k, v in postfix.items())
-            print(f"{self.desc} {self.n}/{self.total} {items}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _set_num_threads(n: int | None) -> None:
@@ -375,7 +296,7 @@ def _save(path: Path, model, optimizer, cfg: SegmentConfig, epoch: int, extra: d
         optimizer=optimizer,
         epoch=epoch,
         config=cfg.to_dict(),
-        extra=_json_safe({"kind": "segmentation", "version": tr.__version__, **extra}),
+        extra=json_safe({"kind": "segmentation", "version": tr.__version__, **extra}),
     )
 
 
@@ -445,7 +366,7 @@ def fit_segmentation(config: SegmentConfig, log=None) -> dict:
     history, best, best_epoch, step, t_train = [], -1.0, None, 0, 0.0
     for epoch in range(cfg.epochs):
         model.train()
-        bar = _Bar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
+        bar = ProgressBar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
         t0, loss_sum, seen = time.perf_counter(), 0.0, 0
         for x, y in loader:
             lr = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(total, 1)))  # cosine per step
@@ -517,7 +438,7 @@ def fit_segmentation(config: SegmentConfig, log=None) -> dict:
         f"test (best epoch {best_epoch}): Dice {tm['dice']:.4f} IoU {tm['iou']:.4f} HD95 {tm['hd95']:.2f} px "
         f"ASD {tm['asd']:.2f} px | train {t_train:.0f}s | {out / 'metrics.json'}"
     )
-    return _json_safe(result)
+    return json_safe(result)
 
 
 def _write_history(path: Path, history: list) -> None:
@@ -526,7 +447,7 @@ def _write_history(path: Path, history: list) -> None:
     w.writeheader()
     for r in history:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 # ------------------------------------------------------------------------------- predict inputs
@@ -716,7 +637,7 @@ def _cmd_evaluate(a) -> int:
         )
         res["per_image"] = [{"id": str(i), **r} for i, r in zip(ds.ids, rows)]
         write_json(out / "metrics.json", res)
-    print(json.dumps(_json_safe({k: v for k, v in res.items() if k not in ("per_image", "overlays")})))
+    print(json.dumps(json_safe({k: v for k, v in res.items() if k not in ("per_image", "overlays")})))
     return 0
 
 

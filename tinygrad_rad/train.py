@@ -20,14 +20,11 @@ multi-label tasks BCE-with-logits (macro AUC, ACC at 0.5 averaged over labels). 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import json
 import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +39,7 @@ import tinygrad_rad as tr
 from .autograd import no_grad
 from .nn import functional as F
 from .tensor import Tensor
+from .utils import ConfigDictMixin, ProgressBar, atomic_write_text, default_data_dir, json_safe, write_json
 
 # The default recipe (PneumoniaMNIST, 2-core CPU, <= 15 minutes of training): the SmallCNN reference
 # recipe (Adam 1e-3, batch 128, cosine schedule, random affine augmentation without flips), with 20
@@ -51,20 +49,8 @@ LAST_NAME = "last.safetensors"
 BEST_NAME = "best.safetensors"
 
 
-def default_data_dir() -> str | None:
-    """``$TINYGRAD_RAD_DATA``, else ``../shared/data`` beside the project if it exists, else None (cache)."""
-    env = os.environ.get("TINYGRAD_RAD_DATA")
-    if env:
-        return env
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return str(cand)
-    return None
-
-
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigDictMixin):
     """Everything that defines a training run (stored in every checkpoint and in ``metrics.json``).
 
         >>> TrainConfig(dataset="breastmnist", epochs=5).model
@@ -101,17 +87,15 @@ class TrainConfig:
     download: bool = True
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = super().to_dict()
         d["scale"] = list(self.scale)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if "scale" in kw:
-            kw["scale"] = tuple(kw["scale"])
-        return cls(**kw)
+        cfg = super().from_dict(d)
+        cfg.scale = tuple(cfg.scale)
+        return cfg
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -491,35 +475,6 @@ def set_num_threads(n: int | None) -> None:
         pass
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_safe(v):
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.ndarray):
-        return _json_safe(v.tolist())
-    return v
-
-
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_auc", "val_acc", "epoch_seconds",
                   "images_per_second"]
 
@@ -558,42 +513,12 @@ class _SigintGuard:
         return False
 
 
-class _Bar:
-    """tqdm when installed (and wanted), else a line every ~10% of the epoch."""
-
-    def __init__(self, total: int, desc: str, enabled: bool, initial: int = 0):
-        self.total, self.desc, self.enabled, self.n = total, desc, enabled, initial
-        self.bar = None
-        self._t0 = time.perf_counter()
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", leave=True,
-                                dynamic_ncols=True, file=sys.stderr)
-            except ImportError:
-                pass
-
-    def update(self, **postfix):
-        self.n += 1
-        if self.bar is not None:
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(1)
-        elif self.enabled and (self.n == self.total or self.n % max(1, self.total // 10) == 0):
-            items = " ".join(f"{k}={v}" for k, v in postfix.items())
-            print(f"{self.desc} {self.n}/{self.total} {items}", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ------------------------------------------------------------------------------------------- fit
 def _save(path: Path, model, optimizer, scheduler, cfg: TrainConfig, info: DatasetInfo, epoch: int,
           state: dict) -> None:
     from .checkpoint import save_checkpoint
 
-    extra = {"train_state": _json_safe(state), "rng": tr.get_rng_state(), "task": info.task,
+    extra = {"train_state": json_safe(state), "rng": tr.get_rng_state(), "task": info.task,
              "label_names": info.label_names, "in_channels": info.in_channels, "num_classes": info.n_outputs,
              "version": tr.__version__}
     save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
@@ -669,7 +594,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
         for epoch in range(state["epoch"], cfg.epochs):
             model.train()
             part = state["partial"]
-            bar = _Bar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress, initial=state["step"])
+            bar = ProgressBar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress, initial=state["step"])
             t_epoch = t_prev = time.perf_counter()
             lr0 = current_lr(optimizer)
             stop = False
@@ -714,7 +639,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
                    "val_loss": vm["loss"], "val_auc": vm["auc"], "val_acc": vm["acc"],
                    "epoch_seconds": time.perf_counter() - t_epoch,
                    "images_per_second": part["seen"] / max(part["seconds"], 1e-9)}
-            state["history"].append(_json_safe(row))
+            state["history"].append(json_safe(row))
             state["epoch"], state["step"] = epoch + 1, 0
             state["partial"] = {"loss_sum": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}
             finite = math.isfinite(vm["auc"])
@@ -753,8 +678,8 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Iterable[Callable]
         "checkpoint": str(best_path), "checkpoint_epoch": ck.get("epoch"),
         "config": cfg.to_dict(), "version": tr.__version__,
     })
-    result = _json_safe(result)
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    result = json_safe(result)
+    write_json(out / "metrics.json", result)
     np.savez(out / "test_predictions.npz", y_true=test.labels, y_prob=probs)  # small; for later analysis
     if cfg.plots:
         _write_plots(out, state_hist, task, test.labels, probs, tm, info, log)

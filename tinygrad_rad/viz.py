@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from .tensor import Tensor
+from .utils import atomic_write_bytes
 
 
 def _tensor_label(t: Tensor, name: str | None) -> str:
@@ -62,28 +62,16 @@ def save_graph(tensor: Tensor, path: str | os.PathLike, names: dict | None = Non
     When ``dot`` is not installed, the DOT text is written next to ``path`` with a ``.dot`` suffix.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     dot_text = to_dot(tensor, names)
     fmt = path.suffix.lstrip(".").lower()
     exe = shutil.which("dot")
     if fmt == "dot" or exe is None or fmt not in ("svg", "png", "pdf"):
         out = path if fmt == "dot" else path.with_suffix(".dot")
-        _atomic_write(out, dot_text.encode())
+        atomic_write_bytes(out, dot_text.encode())
         return out
     res = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"dot failed on {path}: {res.stderr.decode(errors='replace')}")
-    _atomic_write(path, res.stdout)
+    atomic_write_bytes(path, res.stdout)
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from ..utils import atomic_output
 
 ENV_VAR = "TINYGRAD_RAD_DATA"
 _CHUNK = 1 << 20
@@ -107,10 +108,9 @@ def download_url(
             "(pass allow_unverified=True to accept it without a checksum)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     h = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_output(path, suffix=".part") as tmp:
+        with open(tmp, "wb") as out:
             req = urllib.request.Request(url, headers={"User-Agent": "tinygrad_rad"})
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
@@ -127,9 +127,4 @@ def download_url(
             raise DownloadError(
                 f"MD5 mismatch for {url}: expected {md5.lower()}, got {got}; the download was deleted"
             )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
