@@ -53,3 +53,24 @@ def test_config_dict_roundtrip_ignores_unknown_keys():
     d = Cfg(epochs=5).to_dict()
     assert d == {"epochs": 5, "out": "runs/x"}
     assert Cfg.from_dict({**d, "removed_option": 1}) == Cfg(epochs=5)
+
+
+def test_load_run_checkpoint_checks_file_and_kind(tmp_path):
+    from tinygrad_rad.checkpoint import save_checkpoint
+    from tinygrad_rad.models import SmallCNN
+    from tinygrad_rad.utils import load_run_checkpoint
+
+    @dataclasses.dataclass
+    class Cfg(ConfigDictMixin):
+        device: str = "cpu"
+
+    with pytest.raises(FileNotFoundError, match="segment: no checkpoint at"):
+        load_run_checkpoint(tmp_path / "nope.safetensors", "segment", "segmentation", Cfg, None)
+    ck = tmp_path / "m.safetensors"
+    model = SmallCNN(1, 2)
+    save_checkpoint(ck, model, config=Cfg().to_dict(), extra={"kind": "detection"})
+    with pytest.raises(ValueError, match="is not a segmentation checkpoint \\(kind 'detection'\\)"):
+        load_run_checkpoint(ck, "segment", "segmentation", Cfg, None)
+    loaded, cfg = load_run_checkpoint(ck, "detect", "detection", Cfg, lambda c: SmallCNN(1, 2))
+    assert cfg == Cfg() and not loaded.training
+    np.testing.assert_array_equal(loaded.fc.weight.numpy(), model.fc.weight.numpy())

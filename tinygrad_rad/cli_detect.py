@@ -40,7 +40,15 @@ import numpy as np
 import tinygrad_rad as tr
 
 from .cli_segment import _set_num_threads, write_png
-from .utils import ConfigDictMixin, ProgressBar, default_data_dir, json_safe, write_json
+from .utils import (
+    ConfigDictMixin,
+    ProgressBar,
+    default_data_dir,
+    json_safe,
+    load_run_checkpoint,
+    run_subcommand,
+    write_json,
+)
 
 __all__ = [
     "DetectConfig",
@@ -236,20 +244,7 @@ def _save(path: Path, model, cfg: DetectConfig, extra: dict) -> None:
 
 def load_detector(checkpoint, device: str = "cpu"):
     """(CenterNet in eval mode, DetectConfig) from a checkpoint written by ``detect train``."""
-    from .checkpoint import load_checkpoint
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"detect: no checkpoint at {checkpoint}")
-    stored = load_checkpoint(str(checkpoint))
-    kind = (stored.get("extra") or {}).get("kind")
-    if kind != "detection":
-        raise ValueError(f"detect: {checkpoint} is not a detection checkpoint (kind {kind!r})")
-    cfg = DetectConfig.from_dict({**stored["config"], "device": device})
-    model = build_model(cfg)
-    load_checkpoint(str(checkpoint), model=model)
-    model.eval()
-    return model, cfg
+    return load_run_checkpoint(checkpoint, "detect", "detection", DetectConfig, build_model, device)
 
 
 def _report(pb, ps, gb) -> dict:
@@ -451,8 +446,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> int:
-    names = {f.name for f in dataclasses.fields(DetectConfig)}
-    cfg = DetectConfig(**{k: v for k, v in vars(a).items() if k in names})
+    cfg = DetectConfig.from_dict(vars(a))
     cfg.crop = cfg.crop or None
     if a.all_data:
         cfg.fold = None
@@ -549,11 +543,7 @@ def _cmd_predict(a) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry: ``python -m tinygrad_rad.cli_detect train ...``."""
-    parser = argparse.ArgumentParser(prog="tinygrad-rad")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    a = parser.parse_args(["detect", *(sys.argv[1:] if argv is None else argv)])
-    return a.detect_func(a)
+    return run_subcommand(register, "detect", argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -39,7 +38,16 @@ import numpy as np
 
 import tinygrad_rad as tr
 
-from .utils import ConfigDictMixin, ProgressBar, atomic_write_bytes, default_data_dir, json_safe, write_json
+from .utils import (
+    ConfigDictMixin,
+    ProgressBar,
+    atomic_write_bytes,
+    default_data_dir,
+    json_safe,
+    load_run_checkpoint,
+    run_subcommand,
+    write_json,
+)
 
 __all__ = [
     "SegmentConfig",
@@ -302,20 +310,7 @@ def _save(path: Path, model, optimizer, cfg: SegmentConfig, epoch: int, extra: d
 
 def load_segmenter(checkpoint: str | os.PathLike, device: str = "cpu"):
     """(model in eval mode, SegmentConfig) from a checkpoint written by :func:`fit_segmentation`."""
-    from .checkpoint import load_checkpoint
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"segment: no checkpoint at {checkpoint}")
-    stored = load_checkpoint(str(checkpoint))
-    kind = (stored.get("extra") or {}).get("kind")
-    if kind != "segmentation":
-        raise ValueError(f"segment: {checkpoint} is not a segmentation checkpoint (kind {kind!r})")
-    cfg = SegmentConfig.from_dict({**stored["config"], "device": device})
-    model = build_model(cfg)
-    load_checkpoint(str(checkpoint), model=model)
-    model.eval()
-    return model, cfg
+    return load_run_checkpoint(checkpoint, "segment", "segmentation", SegmentConfig, build_model, device)
 
 
 def _write_overlays(out_dir: Path, images, preds, masks, ids, rows, n: int) -> list[str]:
@@ -595,8 +590,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> int:
-    names = {f.name for f in dataclasses.fields(SegmentConfig)}
-    cfg = SegmentConfig(**{k: v for k, v in vars(a).items() if k in names})
+    cfg = SegmentConfig.from_dict(vars(a))
     r = fit_segmentation(cfg)
     print(
         json.dumps(
@@ -669,11 +663,7 @@ def _cmd_predict(a) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry: ``python -m tinygrad_rad.cli_segment train ...``."""
-    parser = argparse.ArgumentParser(prog="tinygrad-rad")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    a = parser.parse_args(["segment", *(sys.argv[1:] if argv is None else argv)])
-    return a.segment_func(a)
+    return run_subcommand(register, "segment", argv)
 
 
 if __name__ == "__main__":

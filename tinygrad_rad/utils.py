@@ -10,6 +10,7 @@ and no temporary file behind.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -31,6 +32,8 @@ __all__ = [
     "default_data_dir",
     "ConfigDictMixin",
     "ProgressBar",
+    "load_run_checkpoint",
+    "run_subcommand",
 ]
 
 
@@ -160,3 +163,38 @@ class ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, config_cls, build_model,
+                        device: str = "cpu"):
+    """(model in eval mode, config) from a checkpoint whose ``extra["kind"]`` is ``kind``.
+
+        >>> model, cfg = load_run_checkpoint("runs/lung/best.safetensors", "segment", "segmentation",
+        ...                                  SegmentConfig, build_model)
+
+    ``command`` starts the error messages (a missing file, a checkpoint of another kind).
+    """
+    from .checkpoint import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{command}: no checkpoint at {checkpoint}")
+    stored = load_checkpoint(str(checkpoint))
+    found = (stored.get("extra") or {}).get("kind")
+    if found != kind:
+        raise ValueError(f"{command}: {checkpoint} is not a {kind} checkpoint (kind {found!r})")
+    cfg = config_cls.from_dict({**stored["config"], "device": device})
+    model = build_model(cfg)
+    load_checkpoint(str(checkpoint), model=model)
+    model.eval()
+    return model, cfg
+
+
+def run_subcommand(register, command: str, argv=None) -> int:
+    """Stand-alone entry of a ``tinygrad-rad <command>`` group: ``register(subparsers)`` adds it, and its
+    parsers set ``<command>_func``. ``argv`` defaults to ``sys.argv[1:]``."""
+    parser = argparse.ArgumentParser(prog="tinygrad-rad")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    a = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
+    return getattr(a, f"{command}_func")(a)
