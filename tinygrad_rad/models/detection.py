@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import nn
 from ..tensor import Tensor, cat
-from .unet import DoubleConv
+from .unet import DoubleConv, UNetEncoderMixin
 
 __all__ = ["CenterNet", "centernet_loss"]
 
@@ -39,7 +39,7 @@ class _Head(nn.Module):
         return self.out(self.relu(self.conv(x)))
 
 
-class CenterNet(nn.Module):
+class CenterNet(UNetEncoderMixin, nn.Module):
     """``CenterNet(in_channels=1, base_channels=8, depth=3, stride=2, batch_norm=True)``.
 
     Input (N, C, H, W) with H, W divisible by ``2**depth``; returns a dict of ``heat`` (N, 1, H/s, W/s)
@@ -67,13 +67,7 @@ class CenterNet(nn.Module):
             stride,
         )
         chans = [base_channels * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList()
-        cin = in_channels
-        for c in chans[:-1]:
-            self.down.append(DoubleConv(cin, c, batch_norm))
-            cin = c
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(chans[-2], chans[-1], batch_norm)
+        self._build_encoder(in_channels, chans, batch_norm)
         n_up = depth - int(math.log2(stride))
         self.ups = nn.ModuleList()
         self.up_convs = nn.ModuleList()
@@ -87,20 +81,8 @@ class CenterNet(nn.Module):
         self.offset = _Head(c_out, 2)
 
     def forward(self, x: Tensor) -> dict:
-        m = 2**self.depth
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"CenterNet: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
-        if x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(
-                f"CenterNet: input height and width must be divisible by 2**depth = {m}, got "
-                f"{x.shape[2]}x{x.shape[3]}"
-            )
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck(x)
+        self._check_input(x)
+        x, skips = self._encode(x)
         for up, conv, skip in zip(self.ups, self.up_convs, reversed(skips)):
             x = conv(cat([up(x), skip], dim=1))
         return {"heat": self.heat(x), "size": self.size(x), "offset": self.offset(x)}

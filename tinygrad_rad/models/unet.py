@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import nn
 from ..tensor import Tensor, cat
 
-__all__ = ["UNet", "DoubleConv"]
+__all__ = ["UNet", "DoubleConv", "UNetEncoderMixin"]
 
 
 class DoubleConv(nn.Module):
@@ -36,6 +36,44 @@ class DoubleConv(nn.Module):
         return self.block(x)
 
 
+class UNetEncoderMixin:
+    """The U-Net contracting path for a :class:`~tinygrad_rad.nn.Module` (``UNet``, ``CenterNet``).
+
+    ``_build_encoder`` sets ``down`` (a :class:`DoubleConv` per level), ``pool`` and ``bottleneck`` on the
+    module itself, so parameter names (``down.0.block.0.weight``...) match across models and checkpoints.
+
+        >>> x, skips = self._encode(x)   # x: bottleneck output; skips: one per level, finest first
+    """
+
+    def _build_encoder(self, in_channels: int, chans: list, batch_norm: bool) -> None:
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in chans[:-1]:
+            self.down.append(DoubleConv(cin, c, batch_norm))
+            cin = c
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = DoubleConv(chans[-2], chans[-1], batch_norm)
+
+    def _check_input(self, x: Tensor, hint: str = "") -> None:
+        name = type(self).__name__
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{name}: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
+        m = 2**self.depth
+        if x.shape[2] % m or x.shape[3] % m:
+            raise ValueError(
+                f"{name}: input height and width must be divisible by 2**depth = {m}, got "
+                f"{x.shape[2]}x{x.shape[3]}{hint}"
+            )
+
+    def _encode(self, x: Tensor) -> tuple[Tensor, list]:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        return self.bottleneck(x), skips
+
+
 class _Up(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, up: str, batch_norm: bool):
         super().__init__()
@@ -53,7 +91,7 @@ class _Up(nn.Module):
         return self.conv(cat([self.up(x), skip], dim=1))
 
 
-class UNet(nn.Module):
+class UNet(UNetEncoderMixin, nn.Module):
     """``UNet(in_channels=1, num_classes=1, depth=4, base_channels=32, batch_norm=True, up="transpose")``.
 
     Input (N, in_channels, H, W) with H and W divisible by ``2**depth``; output logits
@@ -82,33 +120,15 @@ class UNet(nn.Module):
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
         self.base_channels, self.batch_norm, self.up_mode = base_channels, batch_norm, up
         chans = [base_channels * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList()
-        cin = in_channels
-        for c in chans[:-1]:
-            self.down.append(DoubleConv(cin, c, batch_norm))
-            cin = c
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(chans[-2], chans[-1], batch_norm)
+        self._build_encoder(in_channels, chans, batch_norm)
         self.ups = nn.ModuleList(
             [_Up(chans[i + 1], chans[i], up, batch_norm) for i in reversed(range(depth))]
         )
         self.head = nn.Conv2d(chans[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"UNet: expected input (N, {self.in_channels}, H, W), got shape {x.shape}")
-        m = 2**self.depth
-        if x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(
-                f"UNet: input height and width must be divisible by 2**depth = {m}, got "
-                f"{x.shape[2]}x{x.shape[3]} (pad or resize the image, or lower depth)"
-            )
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck(x)
+        self._check_input(x, hint=" (pad or resize the image, or lower depth)")
+        x, skips = self._encode(x)
         for up, skip in zip(self.ups, reversed(skips)):
             x = up(x, skip)
         return self.head(x)
