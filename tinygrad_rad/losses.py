@@ -50,11 +50,16 @@ def _const(arr: np.ndarray, like: Tensor) -> Tensor:
     return Tensor._wrap(xp_for(like.device).asarray(np.asarray(arr, dtype=like.dtype)), device=like.device)
 
 
+def _as_array(target) -> np.ndarray:
+    """A target (Tensor or array-like) as a NumPy array."""
+    return target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+
+
 def _target_like(fn: str, input: Tensor, target) -> Tensor:
     """A constant target of ``input``'s shape (N, C, *spatial); (N, *spatial) is accepted when C = 1."""
     if input.ndim < 3:
         raise ValueError(f"{fn}: input must be (N, C, *spatial) logits, got shape {input.shape}")
-    t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+    t = _as_array(target)
     n = input.shape[0]
     spatial = input.shape[2:]
     if t.shape == (n,) + spatial and input.shape[1] == 1:
@@ -68,7 +73,7 @@ def _target_like(fn: str, input: Tensor, target) -> Tensor:
 
 
 def _labels_to_onehot(fn: str, input: Tensor, target) -> Tensor:
-    t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+    t = _as_array(target)
     n, c = input.shape[:2]
     spatial = input.shape[2:]
     if t.shape == input.shape and np.issubdtype(t.dtype, np.floating):
@@ -100,7 +105,7 @@ def _probs_and_target(fn: str, input: Tensor, target, sigmoid: bool, softmax: bo
         g = _labels_to_onehot(fn, input, target)
     else:
         p = input.sigmoid() if sigmoid else input
-        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+        t = _as_array(target)
         if c > 1 and not np.issubdtype(t.dtype, np.floating):
             g = _labels_to_onehot(fn, input, target)
         else:
@@ -110,6 +115,11 @@ def _probs_and_target(fn: str, input: Tensor, target, sigmoid: bool, softmax: bo
             raise ValueError(f"{fn}: include_background=False needs more than one channel")
         p, g = p[:, 1:], g[:, 1:]
     return p, g
+
+
+def _sum_axes(p: Tensor, batch: bool) -> tuple:
+    """The spatial axes of (N, C, *spatial) (and the batch axis too when ``batch``): what Dice sums over."""
+    return tuple(range(2, p.ndim)) if not batch else (0,) + tuple(range(2, p.ndim))
 
 
 def dice_loss(
@@ -131,7 +141,7 @@ def dice_loss(
     (or sums) the per-(image,) channel losses, as MONAI's ``DiceLoss``.
     """
     p, g = _probs_and_target("dice_loss", input, target, sigmoid, softmax, include_background)
-    axes = tuple(range(2, p.ndim)) if not batch else (0,) + tuple(range(2, p.ndim))
+    axes = _sum_axes(p, batch)
     inter = (p * g).sum(dim=axes)
     denom = p.sum(dim=axes) + g.sum(dim=axes)
     f = 1.0 - (2.0 * inter + smooth_nr) / (denom + smooth_dr)
@@ -154,7 +164,7 @@ def tversky_loss(
     """Tversky loss ``1 - (TP + s_nr) / (TP + alpha FP + beta FN + s_dr)`` with soft counts
     TP = sum(p g), FP = sum(p (1 - g)), FN = sum((1 - p) g). alpha = beta = 0.5 is the Dice loss."""
     p, g = _probs_and_target("tversky_loss", input, target, sigmoid, softmax, include_background)
-    axes = tuple(range(2, p.ndim)) if not batch else (0,) + tuple(range(2, p.ndim))
+    axes = _sum_axes(p, batch)
     tp = (p * g).sum(dim=axes)
     fp = (p * (1.0 - g)).sum(dim=axes)
     fn = ((1.0 - p) * g).sum(dim=axes)
@@ -192,7 +202,7 @@ def centernet_focal_loss(input: Tensor, target, alpha: float = 2.0, beta: float 
     ``-1/N sum[ y=1: (1-p)^alpha log p ; else: (1-y)^beta p^alpha log(1-p) ]``, N = number of centres
     (at least 1). log p and log(1-p) come from softplus of the logits, so they stay finite.
     """
-    y = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+    y = _as_array(target)
     if y.shape != input.shape:
         raise ValueError(f"centernet_focal_loss: input {input.shape} and target {y.shape} differ in shape")
     pos = (y >= 1.0).astype(np.float64)
@@ -220,12 +230,23 @@ class _Loss:
         return f"{type(self).__name__}({args})"
 
 
-class DiceLoss(_Loss):
+class _FunctionalLoss(_Loss):
+    """A loss object that calls ``_function(input, target, **its attributes)``."""
+
+    _function = None
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return type(self)._function(input, target, **vars(self))
+
+
+class DiceLoss(_FunctionalLoss):
     """Soft Dice loss (MONAI's ``DiceLoss``); see :func:`dice_loss`.
 
     >>> DiceLoss(sigmoid=True)(logits, mask)            # binary, (N, 1, H, W)
     >>> DiceLoss(softmax=True, include_background=False)(logits, labels)   # labels (N, H, W)
     """
+
+    _function = staticmethod(dice_loss)
 
     def __init__(
         self,
@@ -240,22 +261,11 @@ class DiceLoss(_Loss):
         self.include_background, self.sigmoid, self.softmax = include_background, sigmoid, softmax
         self.smooth_nr, self.smooth_dr, self.batch, self.reduction = smooth_nr, smooth_dr, batch, reduction
 
-    def forward(self, input: Tensor, target) -> Tensor:
-        return dice_loss(
-            input,
-            target,
-            sigmoid=self.sigmoid,
-            softmax=self.softmax,
-            include_background=self.include_background,
-            smooth_nr=self.smooth_nr,
-            smooth_dr=self.smooth_dr,
-            batch=self.batch,
-            reduction=self.reduction,
-        )
 
-
-class TverskyLoss(_Loss):
+class TverskyLoss(_FunctionalLoss):
     """Tversky loss (MONAI's ``TverskyLoss``): alpha weighs false positives, beta false negatives."""
+
+    _function = staticmethod(tversky_loss)
 
     def __init__(
         self,
@@ -273,21 +283,6 @@ class TverskyLoss(_Loss):
         self.alpha, self.beta = alpha, beta
         self.smooth_nr, self.smooth_dr, self.batch, self.reduction = smooth_nr, smooth_dr, batch, reduction
 
-    def forward(self, input: Tensor, target) -> Tensor:
-        return tversky_loss(
-            input,
-            target,
-            alpha=self.alpha,
-            beta=self.beta,
-            sigmoid=self.sigmoid,
-            softmax=self.softmax,
-            include_background=self.include_background,
-            smooth_nr=self.smooth_nr,
-            smooth_dr=self.smooth_dr,
-            batch=self.batch,
-            reduction=self.reduction,
-        )
-
 
 class FocalLoss(_Loss):
     """Binary focal loss on logits; see :func:`sigmoid_focal_loss` (default reduction 'mean')."""
@@ -296,7 +291,7 @@ class FocalLoss(_Loss):
         self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
 
     def forward(self, input: Tensor, target) -> Tensor:
-        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+        t = _as_array(target)
         if t.shape != input.shape and t.shape == (input.shape[0],) + input.shape[2:] and input.shape[1] == 1:
             t = t[:, None]
         return sigmoid_focal_loss(input, _const(t, input), self.alpha, self.gamma, self.reduction)
@@ -342,7 +337,7 @@ class DiceCELoss(_Loss):
         self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
 
     def forward(self, input: Tensor, target) -> Tensor:
-        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+        t = _as_array(target)
         n = input.shape[0]
         if t.shape == (n, 1) + input.shape[2:]:
             t = t[:, 0]
