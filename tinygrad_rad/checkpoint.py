@@ -164,14 +164,20 @@ def _loads(meta: dict, key: str, path: Path):
         raise CheckpointError(f"{path}: metadata entry {key!r} is not valid JSON: {e}") from e
 
 
-def _restore_optimizer(optimizer, tensors: dict, ometa: dict, path: Path) -> None:
-    if ometa is None:
-        raise CheckpointError(f"{path} holds no optimizer state, but an optimizer was given")
-    if ometa["type"] != type(optimizer).__name__:
+def _check_stored(path: Path, meta: dict | None, obj, a_what: str) -> None:
+    """Raise unless ``meta`` (the stored state of ``a_what``, e.g. "an optimizer") exists and is of
+    ``obj``'s type."""
+    what = a_what.split()[-1]
+    if meta is None:
+        raise CheckpointError(f"{path} holds no {what} state, but {a_what} was given")
+    if meta["type"] != type(obj).__name__:
         raise CheckpointError(
-            f"{path} holds the state of a {ometa['type']} optimizer, "
-            f"but a {type(optimizer).__name__} was given"
+            f"{path} holds the state of a {meta['type']} {what}, but a {type(obj).__name__} was given"
         )
+
+
+def _restore_optimizer(optimizer, tensors: dict, ometa: dict, path: Path) -> None:
+    _check_stored(path, ometa, optimizer, "an optimizer")
     state: dict = {}
     for name, arr in tensors.items():
         if name.startswith("optim."):
@@ -219,13 +225,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict: bo
         _restore_optimizer(optimizer, tensors, _loads(meta, "optimizer", path) if ours else None, path)
     if scheduler is not None:
         smeta = _loads(meta, "scheduler", path) if ours else None
-        if smeta is None:
-            raise CheckpointError(f"{path} holds no scheduler state, but a scheduler was given")
-        if smeta["type"] != type(scheduler).__name__:
-            raise CheckpointError(
-                f"{path} holds the state of a {smeta['type']} scheduler, "
-                f"but a {type(scheduler).__name__} was given"
-            )
+        _check_stored(path, smeta, scheduler, "a scheduler")
         scheduler.load_state_dict(smeta["state"])
     rng = _loads(meta, "rng", path) if ours else None
     if restore_rng and rng is not None:
