@@ -177,35 +177,35 @@ class Normalize(Transform):
         return _unbatch(((a - m) / s).astype(np.float32, copy=False), single)
 
 
-class RandomHorizontalFlip(Transform):
+class _RandomFlip(Transform):
+    """Flip each image along ``axis`` (-1: left-right, -2: top-bottom) with probability ``p``."""
+
+    axis = -1
+
+    def __init__(self, p: float = 0.5):
+        self.p = float(p)
+
+    def __call__(self, x, rng=None):
+        a, single = _as_batch(x)
+        flip = _rng(rng).random(a.shape[0]) < self.p
+        out = a.copy()
+        out[flip] = np.flip(a[flip], self.axis)
+        return _unbatch(out, single)
+
+
+class RandomHorizontalFlip(_RandomFlip):
     """Flip each image left-right with probability ``p``.
 
     NOTE: chest X-rays are not left-right symmetric (heart on the left); don't flip them.
     """
 
-    def __init__(self, p: float = 0.5):
-        self.p = float(p)
-
-    def __call__(self, x, rng=None):
-        a, single = _as_batch(x)
-        flip = _rng(rng).random(a.shape[0]) < self.p
-        out = a.copy()
-        out[flip] = a[flip][..., ::-1]
-        return _unbatch(out, single)
+    axis = -1
 
 
-class RandomVerticalFlip(Transform):
+class RandomVerticalFlip(_RandomFlip):
     """Flip each image top-bottom with probability ``p``."""
 
-    def __init__(self, p: float = 0.5):
-        self.p = float(p)
-
-    def __call__(self, x, rng=None):
-        a, single = _as_batch(x)
-        flip = _rng(rng).random(a.shape[0]) < self.p
-        out = a.copy()
-        out[flip] = a[flip][..., ::-1, :]
-        return _unbatch(out, single)
+    axis = -2
 
 
 # ------------------------------------------------------------------------------ affine resampling
