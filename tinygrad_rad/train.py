@@ -454,19 +454,21 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, task: str, batch_siz
 
 # ------------------------------------------------------------------------------------ utilities
 def set_num_threads(n: int | None) -> None:
-    """Limit Numba and BLAS threads (``--num-threads``); by default (None) only BLAS, to one thread.
+    """Limit Numba and BLAS threads to ``n`` (``--num-threads``); None keeps both on all cores.
 
-    # NOTE: measured on the project's 2-core CPU: with OpenBLAS on 2 threads a SmallCNN training step
-    # (batch 128) took 1.2-1.4 s, with BLAS on 1 thread (Numba kernels still on 2) 0.65-0.72 s.
+    # NOTE: measured on the project's 2-core CPU (benchmarks/NOTES.md, "BLAS threads"): on an idle machine
+    # a SmallCNN step (batch 128) takes 0.49 s with OpenBLAS on 2 threads and 0.65-0.71 s on 1; when
+    # another process holds a core, 2 BLAS threads take ~1.0 s and 1 thread ~0.63 s (PyTorch suffers the
+    # same), so on a busy machine pass ``--num-threads 1``.
     """
+    if not n:
+        return
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(int(n) if n else 1, user_api="blas")
+        threadpool_limits(int(n), user_api="blas")
     except ImportError:
         pass
-    if not n:
-        return
     try:
         import numba
 
