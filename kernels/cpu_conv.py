@@ -40,6 +40,7 @@ scratch buffers are reused. The ground truth is ``kernels/reference.py``.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import threading
 
@@ -80,6 +81,37 @@ def serialized(fn):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def serial_copies_around_blas(weight_shape):
+    """Decorator for a GEMM-based conv kernel: its Numba copy loops (im2col, col2im, ...) run on the calling
+    thread only, unless ``weight_shape(bound_args)`` and ``groups`` select the direct (BLAS-free) loops.
+
+    # NOTE: after each GEMM OpenBLAS's worker threads keep spinning for a while (its THREAD_TIMEOUT), and
+    # the im2col/col2im that follow every GEMM then fought them for the 2 cores: a SmallCNN training step
+    # (batch 128, Numba and BLAS on 2 threads, idle machine) took 0.87-0.92 s; with the copies on one
+    # thread 0.60-0.62 s (benchmarks/NOTES.md, "In-step conv slowdown").
+    """
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            threads = numba.get_num_threads()
+            if threads > 1:
+                bound = sig.bind(*args, **kwargs).arguments
+                if not _use_direct(bound["groups"], weight_shape(bound)[1]):
+                    numba.set_num_threads(1)
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        numba.set_num_threads(threads)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
 
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -385,6 +417,7 @@ def _flip_transpose(w, groups):
 
 
 @serialized
+@serial_copies_around_blas(lambda b: b["w"].shape)
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
     x = _prep(x)
@@ -434,6 +467,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
 
 
 @serialized
+@serial_copies_around_blas(lambda b: b["w"].shape)
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv2d (= a transposed convolution of ``gy``), NCHW, fresh array of ``x_shape``."""
     gy = _prep(gy)
@@ -493,6 +527,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
 
 
 @serialized
+@serial_copies_around_blas(lambda b: b["w_shape"])
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv2d: sum over images of gy[n] @ cols[n].T, fresh array of ``w_shape``."""
     gy = _prep(gy)
