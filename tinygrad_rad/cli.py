@@ -70,7 +70,7 @@ def _add_train(sub) -> None:
     p.add_argument("--limit-eval", type=_positive_int, default=None,
                    help="use only the first N validation and test images")
     p.add_argument("--num-threads", type=_positive_int, default=None,
-                   help="Numba and BLAS threads (default: Numba on all cores, BLAS on one)")
+                   help="Numba and BLAS threads (default: all cores; use 1 on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")
     p.set_defaults(func=cmd_train)
