@@ -12,23 +12,12 @@ same kernel code.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
-
-def simulator() -> bool:
-    """True when Numba's CUDA simulator stands in for a GPU."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-
-
-def xp_of(a):
-    mod = type(a).__module__
-    if mod.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
+# one definition each, shared with the device layer (re-exported for the kernel modules)
+from ..cuda import is_simulator as simulator  # noqa: F401
+from ..device import xp_of  # noqa: F401
 
 
 @functools.cache

@@ -24,6 +24,7 @@ from numba import cuda
 from . import tensorcore
 from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
 from .cuda_gemm import gemm as _numba_gemm
+from .reference import out_size
 
 
 def gemm(a, b, trans_a=False, trans_b=False, splits=1):
@@ -31,10 +32,6 @@ def gemm(a, b, trans_a=False, trans_b=False, splits=1):
     if tensorcore.wants(a.dtype):
         return tensorcore.gemm(a, b, trans_a=trans_a, trans_b=trans_b).astype(a.dtype, copy=False)
     return _numba_gemm(a, b, trans_a=trans_a, trans_b=trans_b, splits=splits)
-
-
-def out_size(n: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 @cuda.jit

@@ -16,10 +16,7 @@ import math
 from numba import cuda
 
 from .cuda_common import contiguous, dev, launch_1d, xp_of
-
-
-def out_size(n: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+from .reference import out_size
 
 
 @cuda.jit

@@ -10,9 +10,10 @@ module of the tensor's device (:func:`backend`), which is loaded on first use.
 from __future__ import annotations
 
 import importlib
-import os
 
 import numpy as np
+
+from .cuda import is_simulator as simulator_enabled
 
 DEVICES = ("cpu", "cuda")
 
@@ -34,8 +35,6 @@ def canonical_device(device) -> str:
     return base
 
 
-def simulator_enabled() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def xp_of(a):
