@@ -18,20 +18,24 @@ The backward passes are the same product turned around:
 
 Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md):
 
-* Images are processed in chunks of B, laid side by side: cols is (K, B*Ho*Wo), so each chunk costs ONE
-  big GEMM per group (small per-image GEMMs were slower, and ``np.matmul(2-D, 3-D)`` silently leaves
-  BLAS). The (O, B, Ho*Wo) result is then copied into the NCHW output.
-* The chunk's buffers (~CHUNK_BYTES) are scratch arrays kept between calls (``scratch``): a fresh
-  allocation over ~32 MB costs tens of milliseconds, because glibc hands large blocks back to the OS.
+* The batch is split across threads (``threads.run_parts``): each thread takes a contiguous slice of the
+  images and runs its own copies (serial Numba code that releases the GIL) and its own GEMMs (OpenBLAS on
+  one thread), with no barrier until the end. (Threading each GEMM inside BLAS and each copy inside Numba
+  instead made the two thread pools take turns dozens of times per conv: NOTES.md sections 1e and 5.)
+* Within its slice a thread processes images in chunks of B, laid side by side: cols is (K, B*Ho*Wo), so
+  each chunk costs ONE big GEMM per group (small per-image GEMMs were slower, and
+  ``np.matmul(2-D, 3-D)`` silently leaves BLAS). The result is then copied into the NCHW output.
+* The chunk's buffers (~CHUNK_BYTES) are per-thread scratch arrays kept between calls (``scratch``): a
+  fresh allocation over ~32 MB costs tens of milliseconds, because glibc hands large blocks back to the OS.
 * im2col / col2im are pure memory traffic (K times the input size), as costly as the GEMM if written
-  naively. They are Numba loops, parallel over (image, channel) planes, whose inner loop is a
-  contiguous run (the padding is handled by computing the valid range of ``j`` once per row).
+  naively. Their inner loops are contiguous runs (the padding is handled by computing the valid range of
+  ``j`` once per row).
 * Stride 1 (most layers) uses "wide rows" (see ``_im2col_wide``): one memcpy per tap and plane.
 * Stride-1 backward-data is either GEMM + wide col2im, or a plain forward conv of ``gy`` with the
   flipped, transposed weights, whichever gives BLAS the better-shaped product.
 * The weight gradient's GEMM is computed in the orientation that makes the larger side its M.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
-  make many tiny GEMMs, so they use direct Numba loops instead (``_direct_*``).
+  make many tiny GEMMs, so they use direct Numba loops instead (``_direct_*``, parallel over planes).
 
 Every function here takes and returns NCHW float32/float64 arrays and returns fresh arrays; only the
 scratch buffers are reused. The ground truth is ``kernels/reference.py``.
@@ -40,30 +44,44 @@ scratch buffers are reused. The ground truth is ``kernels/reference.py``.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import threading
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from . import cpu_winograd as wino
 from .reference import out_size
+from .threads import run_parts
 
-# images per chunk are chosen so that one chunk's columns take about this many bytes (fits in L3)
-CHUNK_BYTES = 24 << 20
+# images per chunk are chosen so that one chunk's buffers take about this many bytes per thread
+CHUNK_BYTES = 4 << 20
 # grouped convs with fewer input channels per group than this use the direct loops, not GEMMs
 DIRECT_MAX_CG = 4
+# 3x3 stride-1 convs with at least this many channels per group in and out use Winograd F(2x2, 3x3)
+# (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
+WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
+WINOGRAD_MIN_CHANNELS = 32
+# ... and at least this output size: at 4x4 (ResNet's layer4) the transforms cost more than they save
+WINOGRAD_MIN_SIZE = 6
+# the weight gradient by Winograd (dU = sum of dM @ V.T) measured slower here than im2col's long-K GEMM
+WINOGRAD_WEIGHT_GRAD = False
+# the weight gradient's GEMM reduces over the chunk's columns (images x positions): keep at least this many
+# so that writing and accumulating the (O, K) result does not dominate (ResNet's 512x512 @4x4: 16 per image)
+WGRAD_MIN_COLS = 1024
+# below this many multiply-adds a conv runs on the calling thread only (a thread hand-off costs ~50 us)
+SPLIT_MIN_MACS = 1 << 21
 
 _local = threading.local()
 
 # NOTE: Numba's default "omp" threading layer (GNU OpenMP) leaves its threads spinning after each
-# parallel loop; OpenBLAS's threads do the same after each GEMM. We alternate between the two dozens of
-# times per convolution, so on a 2-core machine the spinners starved each other: with 2 threads convs
-# ran 3-5x slower than with 1. The "workqueue" layer's threads sleep between loops (measured: 2-5x faster
-# here). It is process-wide and must be chosen before the first parallel kernel runs, so we choose it on
-# import unless the user already did (NUMBA_THREADING_LAYER). workqueue aborts the process when two Python
-# threads launch parallel kernels at the same time, hence the lock below.
+# parallel loop; OpenBLAS's threads do the same after each GEMM. On a 2-core machine the spinners starved
+# the threads doing work (convs ran 3-5x slower with 2 threads than with 1). The "workqueue" layer's
+# threads sleep between loops. It is process-wide and must be chosen before the first parallel kernel
+# runs, so we choose it on import unless the user already did (NUMBA_THREADING_LAYER). workqueue aborts
+# the process when two Python threads launch parallel kernels at the same time, hence the lock below.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
@@ -81,37 +99,6 @@ def serialized(fn):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-def serial_copies_around_blas(weight_shape):
-    """Decorator for a GEMM-based conv kernel: its Numba copy loops (im2col, col2im, ...) run on the calling
-    thread only, unless ``weight_shape(bound_args)`` and ``groups`` select the direct (BLAS-free) loops.
-
-    # NOTE: after each GEMM OpenBLAS's worker threads keep spinning for a while (its THREAD_TIMEOUT), and
-    # the im2col/col2im that follow every GEMM then fought them for the 2 cores: a SmallCNN training step
-    # (batch 128, Numba and BLAS on 2 threads, idle machine) took 0.87-0.92 s; with the copies on one
-    # thread 0.60-0.62 s (benchmarks/NOTES.md, "In-step conv slowdown").
-    """
-
-    def deco(fn):
-        sig = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            threads = numba.get_num_threads()
-            if threads > 1:
-                bound = sig.bind(*args, **kwargs).arguments
-                if not _use_direct(bound["groups"], weight_shape(bound)[1]):
-                    numba.set_num_threads(1)
-                    try:
-                        return fn(*args, **kwargs)
-                    finally:
-                        numba.set_num_threads(threads)
-            return fn(*args, **kwargs)
-
-        return wrapper
-
-    return deco
 
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -141,11 +128,11 @@ def _valid_range(off, stride, size, n_out):
     return lo, hi
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
     """cols[(c*kh + u)*kw + v, b, i*wo + j] = xpad[n0 + b, c, i*sh + u*dh, j*sw + v*dw] (0 in the padding)."""
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
-    for t in prange(nb * c):
+    for t in range(nb * c):
         b, ch = t // c, t % c
         xi = x[n0 + b, ch]
         for u in range(kh):
@@ -169,11 +156,11 @@ def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
                         dst[base + j] = 0
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _col2im(gcols, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, gx):
     """gx[n0 + b, c] = sum over taps (u, v) of gcols scattered back (the adjoint of _im2col)."""
     c, h, wd = gx.shape[1], gx.shape[2], gx.shape[3]
-    for t in prange(nb * c):
+    for t in range(nb * c):
         b, ch = t // c, t % c
         dst = gx[n0 + b, ch]
         dst[:, :] = 0
@@ -283,14 +270,14 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
 # column row of tap (c, u, v) is ONE contiguous run of the padded plane: xpad_flat[c, u*d*Wp + v*d :][:Ho*Wp].
 # im2col becomes kh*kw memcpys per plane instead of Ho*kh*kw short row copies with padding checks (~4x
 # faster), at the price of (Wp - Wo) / Wo extra GEMM columns (7% at 28x28): used when that is small.
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
     """Pad each plane of x[n0:n0+nb] into xp[b, c] (flat, row length wp = W + 2 pw, zeros after the end),
     then cols[(c*kh + u)*kw + v, b, q] = xp[b, c, u*dh*wp + v*dw + q] for q < Ho*wp: one copy per tap."""
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
     wp = wd + 2 * pw
     length = cols.shape[2]
-    for t in prange(nb * c):
+    for t in range(nb * c):
         b, ch = t // c, t % c
         plane = xp[b, ch]
         plane[:] = 0
@@ -304,14 +291,14 @@ def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
                 cols[(ch * kh + u) * kw + v, b, :] = plane[off : off + length]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xp, gx):
     """The adjoint of _im2col_wide: add each tap's run back into a zeroed padded plane, then crop it
     into gx[n0 + b, c]. Needs zeros in the junk columns of gcols (guaranteed by zero gy there)."""
     c, h, wd = gx.shape[1], gx.shape[2], gx.shape[3]
     wp = wd + 2 * pw
     length = gcols.shape[2]
-    for t in prange(nb * c):
+    for t in range(nb * c):
         b, ch = t // c, t % c
         plane = xp[b, ch]
         plane[:] = 0
@@ -325,23 +312,39 @@ def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xp, gx):
             dst[i, :] = plane[start : start + wd]
 
 
-@njit(parallel=True, cache=True)
-def _unwiden(yw, n0, nb, wp, y):
-    """y[n0 + b, o, i, j] = yw[o, b, i*wp + j] for j < Wo (drop the junk columns)."""
+@njit(nogil=True, cache=True)
+def _store_planes(yw, n0, nb, wp, y):
+    """y[n0 + b, o, i, j] = yw[o, b, i*wp + j] for j < Wo (the GEMM gave (O, B*P); drop junk columns)."""
     o, ho, wo = y.shape[1], y.shape[2], y.shape[3]
-    for t in prange(nb * o):
-        b, oc = t // o, t % o
-        src = yw[oc, b]
-        dst = y[n0 + b, oc]
+    for b in range(nb):
+        for oc in range(o):
+            src = yw[oc, b]
+            dst = y[n0 + b, oc]
+            for i in range(ho):
+                dst[i, :] = src[i * wp : i * wp + wo]
+
+
+@njit(nogil=True, cache=True)
+def _store_rows(ywt, n0, nb, wp, y):
+    """y[n0 + b, o, i, j] = ywt[b, i*wp + j, o] for j < Wo (the GEMM gave (B*P, O): a transposing copy).
+    The inner loop runs over o: contiguous reads, and O write streams that stay in L1 across j."""
+    o, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    for b in range(nb):
+        src = ywt[b]
+        dst = y[n0 + b]
         for i in range(ho):
-            dst[i, :] = src[i * wp : i * wp + wo]
+            for j in range(wo):
+                row = src[i * wp + j]
+                for oc in range(o):
+                    dst[oc, i, j] = row[oc]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _widen(gy, n0, nb, wp, gyw):
-    """gyw[o, b, i*wp + j] = gy[n0 + b, o, i, j], and 0 in the junk columns j >= Wo."""
+    """gyw[o, b, i*wp + j] = gy[n0 + b, o, i, j], and 0 in the junk columns j >= Wo (none if wp = Wo:
+    then this just lays the chunk's images side by side for one GEMM)."""
     o, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    for t in prange(nb * o):
+    for t in range(nb * o):
         b, oc = t // o, t % o
         src = gy[n0 + b, oc]
         dst = gyw[oc, b]
@@ -372,8 +375,91 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
     return n, c, h, wd, o, cg, kh, kw, ho, wo
 
 
-def _chunk(n, per_image_bytes):
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a conv kernel needs to know about its shapes, computed once per call."""
+
+    n: int
+    c: int
+    h: int
+    wd: int
+    o: int
+    cg: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    dh: int
+    dw: int
+    groups: int
+    wide: bool  # stride 1 on the "wide rows" grid
+    wp: int  # output grid row length: W + 2 pw when wide, else Wo
+    p: int  # GEMM columns per image: Ho * wp
+    plane: int  # flat padded-plane length (wide only)
+    nb: int  # images per chunk
+    winograd: bool = False  # 3x3 stride 1 by Winograd F(2x2, 3x3) (then wide/wp/p/plane are unused)
+
+    @property
+    def k(self):
+        return self.c * self.kh * self.kw
+
+    @property
+    def og(self):
+        return self.o // self.groups
+
+    @property
+    def kg(self):
+        return self.cg * self.kh * self.kw
+
+    def parts(self):
+        """How many threads to split the batch over (None: all), 1 for convs too small to be worth it."""
+        return None if self.n * self.o * self.kg * self.ho * self.wo >= SPLIT_MIN_MACS else 1
+
+
+def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, winograd=True, min_cols=0):
+    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    k = c * kh * kw
+    if winograd and _use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
+        th, tw = wino.tiles(ho, wo)
+        nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_cols // (th * tw))))
+        return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
+                     False, wo, ho * wo, 0, nb, winograd=True)
+    wide = not _use_direct(groups, cg) and _use_wide(stride, padding, dilation, kw, wo)
+    if wide:
+        wp = wd + 2 * pw
+        plane = (h + 2 * ph) * wp + (kw - 1) * dw  # the last tap's run reads past the padded plane
+        per_image = k * ho * wp + o * ho * wp + c * plane
+    else:
+        wp, plane = wo, 0
+        per_image = (k + o) * ho * wo
+    nb = max(_images_per_chunk(n, per_image * itemsize), min(n, -(-min_cols // (ho * wp))))
+    return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
+                 wide, wp, ho * wp, plane, nb)
+
+
+def _fill_cols(x, n0, b, q, cols, xp):
+    """cols (K, nb, P) <- the columns of images x[n0 : n0 + b] (wide-rows grid or the plain one)."""
+    if q.wide:
+        _im2col_wide(x, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xp, cols)
+    else:
+        _im2col(x, n0, b, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, q.ho, q.wo, cols)
+
+
+def _images_per_chunk(n, per_image_bytes):
     return max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
+
+
+def _use_winograd(kernel, stride, dilation, groups, cg, og, out_hw):
+    """3x3, stride 1, no dilation, enough channels per group in and out for the 16 GEMMs to pay, and an
+    output big enough for the transforms to pay."""
+    return (WINOGRAD and tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and not _use_direct(groups, cg) and min(cg, og) >= WINOGRAD_MIN_CHANNELS
+            and min(out_hw) >= WINOGRAD_MIN_SIZE)
 
 
 def _use_direct(groups, cg):
@@ -383,13 +469,6 @@ def _use_direct(groups, cg):
 def _use_wide(stride, padding, dilation, kw, wo):
     """Stride 1 and at most 15% junk columns: each row has Wp - Wo = (kw - 1) * d junk values."""
     return tuple(stride) == (1, 1) and 20 * (kw - 1) * dilation[1] <= 3 * wo
-
-
-def _side_by_side(a, n0, b, buf):
-    """buf (R, nb, P) <- a[n0:n0+b] (N, R, P): images side by side, so one GEMM covers the chunk."""
-    buf[:, :b] = a[n0 : n0 + b].transpose(1, 0, 2)
-    part = buf[:, :b] if b == buf.shape[1] else np.ascontiguousarray(buf[:, :b])
-    return part.reshape(buf.shape[0], -1)
 
 
 def _accumulate_gw(gw, gy2, cols2, og, kg, groups, part_name):
@@ -416,153 +495,170 @@ def _flip_transpose(w, groups):
     return np.ascontiguousarray(wg).reshape(groups * cg, o // groups, kh, kw)
 
 
-@serialized
-@serial_copies_around_blas(lambda b: b["w"].shape)
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
-    x = _prep(x)
-    w = _prep(w, x.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    if _use_direct(groups, cg):
-        _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y)
-        return y
-    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
-    wm = w.reshape(o, kg)
-    if _use_wide(stride, padding, dilation, kw, wo):
-        wp = wd + 2 * pw
-        p = ho * wp  # columns per image, junk included
-        plane = (h + 2 * ph) * wp + (kw - 1) * dw  # the last tap's run reads past the padded plane
-        nb = _chunk(n, (k * p + o * p + c * plane) * x.itemsize)
-        xp = scratch("xpad", (nb, c, plane), x.dtype)
-    else:
-        p = ho * wo
-        nb = _chunk(n, (k + o) * p * x.itemsize)
-    cols = scratch("cols", (k, nb * p), x.dtype)
-    # NOTE: OpenBLAS (2 threads) ran our GEMMs 1.3-8x faster when the output has at least as many rows as
-    # columns (measured 7 vs 57 GFLOP/s for 256x441 vs 441x256), so for a wide chunk we compute y.T.
+# Each *_part function does images [lo, hi) on the calling thread (run_parts calls one per thread).
+def _forward_part(x, wm, y, lo, hi, q):
+    k, og, kg, nb, p, o = q.k, q.og, q.kg, q.nb, q.p, q.o
+    cols = scratch("cols", (k, nb, p), x.dtype)
+    xp = scratch("xpad", (nb, q.c, q.plane), x.dtype) if q.wide else None
+    c2 = cols.reshape(k, nb * p)
+    # NOTE: OpenBLAS ran our GEMMs 1.3-8x faster when the output has at least as many rows as columns
+    # (measured 7 vs 57 GFLOP/s for 256x441 vs 441x256), so for a wide chunk we compute y.T.
     transposed = o < nb * p
-    yw = scratch("wide_out", (nb * p, o) if transposed else (o, nb * p), x.dtype)
-    for n0 in range(0, n, nb):
-        b = min(nb, n - n0)
-        if p == ho * wo:
-            _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
-        else:
-            _im2col_wide(x, n0, b, kh, kw, ph, pw, dh, dw, xp, cols.reshape(k, nb, p))
-        for g in range(groups):
+    yw = scratch("out", (nb * p, o) if transposed else (o, nb * p), x.dtype)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        _fill_cols(x, n0, b, q, cols, xp)
+        for g in range(q.groups):
             # y_g (og, b*P) = w_g (og, Kg) @ cols_g (Kg, b*P): one GEMM for the whole chunk
-            wg, cg_ = wm[g * og : (g + 1) * og], cols[g * kg : (g + 1) * kg, : b * p]
+            wg, cg_ = wm[g * og : (g + 1) * og], c2[g * kg : (g + 1) * kg, : b * p]
             if transposed:  # y_g.T (b*P, og) = cols_g.T @ w_g.T
                 np.matmul(cg_.T, wg.T, out=yw[: b * p, g * og : (g + 1) * og])
             else:
                 np.matmul(wg, cg_, out=yw[g * og : (g + 1) * og, : b * p])
-        if transposed:  # (b, Ho, Wp, O) -> (b, O, Ho, Wo), dropping the junk columns of the wide grid
-            y[n0 : n0 + b] = yw[: b * p].reshape(b, ho, p // ho, o)[:, :, :wo].transpose(0, 3, 1, 2)
-        elif p == ho * wo:
-            y.reshape(n, o, p)[n0 : n0 + b] = yw[:, : b * p].reshape(o, b, p).transpose(1, 0, 2)
+        if transposed:
+            _store_rows(yw.reshape(nb, p, o), n0, b, q.wp, y)
         else:
-            _unwiden(yw.reshape(o, nb, p), n0, b, wp, y)
+            _store_planes(yw.reshape(o, nb, p), n0, b, q.wp, y)
+
+
+def _backward_input_part(gy, wm, gx, lo, hi, q):
+    """gcols (K, b*P) = w.T @ gy per chunk (on the wide grid, junk columns of gy = 0), then col2im."""
+    k, og, kg, nb, p, o = q.k, q.og, q.kg, q.nb, q.p, q.o
+    gcols = scratch("gcols", (k, nb, p), gy.dtype)
+    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
+    xp = scratch("xpad", (nb, q.c, q.plane), gy.dtype) if q.wide else None
+    gc2, g2 = gcols.reshape(k, nb * p), gyw.reshape(o, nb * p)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        _widen(gy, n0, b, q.wp, gyw)
+        for g in range(q.groups):
+            # gcols_g (Kg, b*P) = w_g.T (Kg, og) @ gy_g (og, b*P)
+            np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og, : b * p],
+                      out=gc2[g * kg : (g + 1) * kg, : b * p])
+        if q.wide:
+            _col2im_wide(gcols, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xp, gx)
+        else:
+            _col2im(gcols, n0, b, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, q.ho, q.wo, gx)
+
+
+def _backward_weight_part(gy, x, lo, hi, q):
+    """This thread's share of gw (og, Kg): sum over its images of gy @ cols.T (the caller adds the shares)."""
+    k, nb, p, o = q.k, q.nb, q.p, q.o
+    gw = np.zeros((o, q.kg), dtype=gy.dtype)
+    cols = scratch("cols", (k, nb, p), gy.dtype)
+    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
+    xp = scratch("xpad", (nb, q.c, q.plane), gy.dtype) if q.wide else None
+    c2, g2 = cols.reshape(k, nb * p), gyw.reshape(o, nb * p)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        _fill_cols(x, n0, b, q, cols, xp)
+        _widen(gy, n0, b, q.wp, gyw)  # junk columns get gy = 0, so they add nothing
+        # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T
+        _accumulate_gw(gw, g2[:, : b * p], c2[:, : b * p], q.og, q.kg, q.groups, "gw_part")
+    return gw
+
+
+def _winograd_forward_part(x, u, y, lo, hi, q):
+    """Winograd: V = input transform, M[xi] = U[xi] @ V[xi] (16 GEMMs per group), y = output transform."""
+    th, tw = wino.tiles(q.ho, q.wo)
+    nb, og, cg = q.nb, q.og, q.cg
+    v = scratch("wino_v", (16, q.c, nb * th * tw), x.dtype)
+    m = scratch("wino_m", (16, q.o, nb * th * tw), x.dtype)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        cols = b * th * tw
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, v)
+        for xi in range(16):
+            for g in range(q.groups):
+                # M_g[xi] (og, tiles) = U_g[xi] (og, cg) @ V_g[xi] (cg, tiles)
+                np.matmul(u[xi, g * og : (g + 1) * og], v[xi, g * cg : (g + 1) * cg, :cols],
+                          out=m[xi, g * og : (g + 1) * og, :cols])
+        wino.output_transform(m, n0, b, th, tw, y)
+
+
+def _winograd_weight_part(gy, x, lo, hi, q):
+    """This thread's share of dU (16, O, cg): sum over tiles of dM[xi] @ V[xi].T, dM = A dY A^T."""
+    th, tw = wino.tiles(q.ho, q.wo)
+    nb, o = q.nb, q.o
+    du = np.zeros((16, o, q.cg), dtype=gy.dtype)
+    v = scratch("wino_v", (16, q.c, nb * th * tw), gy.dtype)
+    dm = scratch("wino_m", (16, o, nb * th * tw), gy.dtype)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        cols = b * th * tw
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, v)
+        wino.output_transform_adjoint(gy, n0, b, th, tw, dm)
+        for xi in range(16):
+            _accumulate_gw(du[xi], dm[xi, :, :cols], v[xi, :, :cols], q.og, q.cg, q.groups, "gw_part")
+    return du
+
+
+@serialized
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
+    x = _prep(x)
+    w = _prep(w, x.dtype)
+    q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    y = np.empty((q.n, q.o, q.ho, q.wo), dtype=x.dtype)
+    if _use_direct(groups, q.cg):
+        _direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
+        return y
+    if q.winograd:
+        u = wino.weight_transform(w)
+        run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q), q.parts())
+        return y
+    wm = w.reshape(q.o, q.kg)
+    run_parts(q.n, lambda lo, hi: _forward_part(x, wm, y, lo, hi, q), q.parts())
     return y
 
 
 @serialized
-@serial_copies_around_blas(lambda b: b["w"].shape)
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv2d (= a transposed convolution of ``gy``), NCHW, fresh array of ``x_shape``."""
     gy = _prep(gy)
     w = _prep(w, gy.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x_shape, w.shape, stride, padding, dilation, groups)
-    if gy.shape != (n, o, ho, wo):
-        raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    if _use_direct(groups, cg):
-        gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-        _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx)
+    q = _plan(x_shape, w.shape, stride, padding, dilation, groups, gy.itemsize)
+    if gy.shape != (q.n, q.o, q.ho, q.wo):
+        raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, "
+                         f"expected {(q.n, q.o, q.ho, q.wo)}")
+    gx = np.empty((q.n, q.c, q.h, q.wd), dtype=gy.dtype)
+    if _use_direct(groups, q.cg):
+        _direct_backward_input(gy, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gx)
         return gx
-    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
-    wm = w.reshape(o, kg)
-    if _use_wide(stride, padding, dilation, kw, wo) and og >= 2 * cg:
-        # NOTE: two ways for stride 1, picked by GEMM shape. Here the GEMM is (Kg x og) @ (og x b*P):
-        # good when og is large next to cg; the conv with flipped weights below is (cg x og*k*k) @ (...),
-        # whose M = cg is too small then (measured: 32->64 @28 159-258 ms here vs 341-366 ms there),
-        # but it wins when og ~ cg (64->64 @28: 263-552 ms there vs 1000+ ms here, a shallow K = og GEMM).
-        # gcols (K, b*P) = w.T @ gy on the wide grid (junk columns of gy = 0), then add the taps' runs back
-        wp = wd + 2 * pw
-        p = ho * wp
-        plane = (h + 2 * ph) * wp + (kw - 1) * dw
-        nb = _chunk(n, (k * p + o * p + c * plane) * gy.itemsize)
-        xp = scratch("xpad", (nb, c, plane), gy.dtype)
-        gcols = scratch("gcols", (k, nb * p), gy.dtype)
-        gyw = scratch("wide_in", (o, nb, p), gy.dtype)
-        gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-        for n0 in range(0, n, nb):
-            b = min(nb, n - n0)
-            _widen(gy, n0, b, wp, gyw)
-            g2 = gyw.reshape(o, nb * p)
-            for g in range(groups):
-                np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og, : b * p],
-                          out=gcols[g * kg : (g + 1) * kg, : b * p])
-            _col2im_wide(gcols.reshape(k, nb, p), n0, b, kh, kw, ph, pw, dh, dw, xp, gx)
-        return gx
-    qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-    if (sh, sw) == (1, 1) and qh >= 0 and qw >= 0:
-        # stride 1: dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
-        return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), dilation, groups)
-    gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-    p = ho * wo
-    gym = gy.reshape(n, o, p)
-    nb = _chunk(n, (k + o) * p * gy.itemsize)
-    gcols = scratch("gcols", (k, nb * p), gy.dtype)
-    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
-    for n0 in range(0, n, nb):
-        b = min(nb, n - n0)
-        g2 = _side_by_side(gym, n0, b, gyw)
-        for g in range(groups):
-            # gcols_g (Kg, b*P) = w_g.T (Kg, og) @ gy_g (og, b*P)
-            np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og],
-                      out=gcols[g * kg : (g + 1) * kg, : b * p])
-        _col2im(gcols.reshape(k, nb, p), n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, gx)
+    qh, qw = q.dh * (q.kh - 1) - q.ph, q.dw * (q.kw - 1) - q.pw
+    # the transposed conv has og inputs and cg outputs per group: Winograd if that is big enough
+    flip_wino = _use_winograd((q.kh, q.kw), (q.sh, q.sw), (q.dh, q.dw), groups, q.og, q.cg, (q.h, q.wd))
+    if (q.sh, q.sw) == (1, 1) and qh >= 0 and qw >= 0 and (flip_wino or not (q.wide and q.og >= 2 * q.cg)):
+        # NOTE: two ways for stride 1, picked by GEMM shape. GEMM + col2im multiplies (Kg x og) @ (og x b*P):
+        # good when og is large next to cg; the conv of gy with flipped weights here is (cg x og*k*k) @ (...),
+        # whose M = cg is too small then (measured: 32->64 @28 159-258 ms vs 341-366 ms), but it wins when
+        # og ~ cg (64->64 @28: 263-552 ms here vs 1000+ ms for the shallow K = og GEMM).
+        # dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
+        return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
+    wm = w.reshape(q.o, q.kg)
+    run_parts(q.n, lambda lo, hi: _backward_input_part(gy, wm, gx, lo, hi, q), q.parts())
     return gx
 
 
 @serialized
-@serial_copies_around_blas(lambda b: b["w_shape"])
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv2d: sum over images of gy[n] @ cols[n].T, fresh array of ``w_shape``."""
     gy = _prep(gy)
     x = _prep(x, gy.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x.shape, w_shape, stride, padding, dilation, groups)
-    if gy.shape != (n, o, ho, wo):
-        raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    if _use_direct(groups, cg):
+    q = _plan(x.shape, w_shape, stride, padding, dilation, groups, gy.itemsize, WINOGRAD_WEIGHT_GRAD,
+              WGRAD_MIN_COLS)
+    if gy.shape != (q.n, q.o, q.ho, q.wo):
+        raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, "
+                         f"expected {(q.n, q.o, q.ho, q.wo)}")
+    if _use_direct(groups, q.cg):
         gw = np.empty(w_shape, dtype=gy.dtype)
-        _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw)
+        _direct_backward_weight(gy, x, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gw)
         return gw
-    k, og, kg = c * kh * kw, o // groups, cg * kh * kw
-    gw = np.zeros((o, kg), dtype=gy.dtype)
-    wide = _use_wide(stride, padding, dilation, kw, wo)
-    if wide:
-        wp = wd + 2 * pw
-        p = ho * wp
-        plane = (h + 2 * ph) * wp + (kw - 1) * dw
-        nb = _chunk(n, (k * p + o * p + c * plane) * gy.itemsize)
-        xp = scratch("xpad", (nb, c, plane), gy.dtype)
-    else:
-        p = ho * wo
-        nb = _chunk(n, (k + o) * p * gy.itemsize)
-    cols = scratch("cols", (k, nb * p), gy.dtype)
-    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
-    for n0 in range(0, n, nb):
-        b = min(nb, n - n0)
-        if wide:
-            _im2col_wide(x, n0, b, kh, kw, ph, pw, dh, dw, xp, cols.reshape(k, nb, p))
-            _widen(gy, n0, b, wp, gyw)  # junk columns get gy = 0, so they add nothing
-            g2 = gyw.reshape(o, nb * p) if b == nb else np.ascontiguousarray(gyw[:, :b]).reshape(o, -1)
-        else:
-            _im2col(x, n0, b, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols.reshape(k, nb, p))
-            g2 = _side_by_side(gy.reshape(n, o, p), n0, b, gyw)
-        # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T
-        _accumulate_gw(gw, g2, cols[:, : b * p], og, kg, groups, "gw_part")
+    part = _winograd_weight_part if q.winograd else _backward_weight_part
+    shares = run_parts(q.n, lambda lo, hi: part(gy, x, lo, hi, q), q.parts())
+    gw = shares[0]
+    for share in shares[1:]:
+        gw += share
+    if q.winograd:
+        return wino.weight_transform_adjoint(gw, gy.dtype)  # dL/dw = G^T dU G
     return gw.reshape(w_shape)

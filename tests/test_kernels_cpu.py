@@ -228,3 +228,129 @@ def test_kernels_from_two_threads():
     assert not errors and len(results) == 40
     for y in results:
         np.testing.assert_allclose(y, expect, atol=1e-12)
+
+
+# ------------------------------------------------------------ batch split across threads, Winograd F(2x2, 3x3)
+@pytest.fixture
+def split_always(monkeypatch):
+    """Every conv splits its batch across threads, even tiny ones (SPLIT_MIN_MACS = 0)."""
+    monkeypatch.setattr(cpu_conv, "SPLIT_MIN_MACS", 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_batch_split_matches_reference(split_always, case, dtype):
+    test_conv2d_matches_reference(case, dtype)
+
+
+WINO_CASES = [  # (N, C, H, W, O, padding, groups): 3x3 stride 1, odd and even sizes, padding 0-2, groups
+    (3, 4, 7, 9, 5, 1, 1),
+    (2, 3, 8, 8, 6, 0, 1),
+    (2, 5, 6, 11, 4, 2, 1),
+    (3, 8, 9, 6, 8, 1, 2),
+    (1, 2, 3, 3, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WINO_CASES)
+@pytest.mark.parametrize("weight_grad", [False, True])
+def test_winograd_conv_matches_reference(monkeypatch, split_always, case, dtype, weight_grad):
+    """Forward and backward-input by Winograd F(2x2, 3x3) (and the optional Winograd weight gradient)."""
+    monkeypatch.setattr(cpu_conv, "WINOGRAD", True)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_SIZE", 1)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_WEIGHT_GRAD", weight_grad)
+    n, c, h, w_, o, p, g = case
+    assert cpu_conv._plan((n, c, h, w_), (o, c // g, 3, 3), (1, 1), (p, p), (1, 1), g, 8).winograd
+    test_conv2d_matches_reference((n, c, h, w_, o, 3, 1, p, 1, g), dtype)
+
+
+def test_winograd_transforms_are_the_textbook_matrices():
+    """The hand-written transforms equal B^T d B, A^T M A and A dY A^T with the module's matrices."""
+    from tinygrad_rad.kernels import cpu_winograd as wino
+
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((1, 1, 4, 4))
+    v = np.empty((16, 1, 1))
+    wino.input_transform(d, 0, 1, 0, 0, 1, 1, v)
+    np.testing.assert_allclose(v.reshape(4, 4), wino.BT @ d[0, 0] @ wino.BT.T, atol=1e-12)
+    m = rng.standard_normal((16, 1, 1))
+    y = np.empty((1, 1, 2, 2))
+    wino.output_transform(m, 0, 1, 1, 1, y)
+    np.testing.assert_allclose(y[0, 0], wino.AT @ m.reshape(4, 4) @ wino.AT.T, atol=1e-12)
+    dm = np.empty((16, 1, 1))
+    wino.output_transform_adjoint(y, 0, 1, 1, 1, dm)
+    np.testing.assert_allclose(dm.reshape(4, 4), wino.AT.T @ y[0, 0] @ wino.AT, atol=1e-12)
+    g = rng.standard_normal((1, 1, 3, 3))
+    np.testing.assert_allclose(wino.weight_transform(g)[:, 0, 0].reshape(4, 4), wino.G @ g[0, 0] @ wino.G.T)
+
+
+def test_winograd_is_used_where_it_pays():
+    plan = cpu_conv._plan
+    args = ((1, 1), (1, 1), (1, 1), 1, 4)
+    assert plan((128, 64, 14, 14), (128, 64, 3, 3), *args).winograd == cpu_conv.WINOGRAD
+    assert not plan((128, 1, 28, 28), (32, 1, 3, 3), *args).winograd      # one input channel
+    assert not plan((128, 512, 4, 4), (512, 512, 3, 3), *args).winograd   # 4x4 output
+    assert not plan((128, 64, 14, 14), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, 4).winograd  # stride 2
+
+
+def test_blas_thread_control_and_run_parts():
+    from tinygrad_rad.kernels import threads
+
+    before = threads.get_blas_threads()
+    seen = []
+
+    def part(lo, hi):
+        seen.append(threads.get_blas_threads())
+        return (lo, hi)
+
+    parts = threads.run_parts(10, part, parts=2)
+    if threads.BLAS_CONTROL:
+        assert parts == [(0, 5), (5, 10)] and seen == [1, 1]
+        assert threads.get_blas_threads() == before  # restored
+    else:
+        assert parts == [(0, 10)]
+    assert threads.run_parts(1, part, parts=4) == [(0, 1)]
+
+
+def test_run_parts_reraises_and_restores():
+    from tinygrad_rad.kernels import threads
+
+    before = threads.get_blas_threads()
+
+    def part(lo, hi):
+        if lo > 0:
+            raise ValueError("part failed")
+        return lo
+
+    with pytest.raises(ValueError, match="part failed"):
+        threads.run_parts(4, part, parts=2) if threads.BLAS_CONTROL else part(1, 2)
+    assert threads.get_blas_threads() == before
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_2x2_fast_path(dtype):
+    rng = np.random.default_rng(6)
+    x = _rand(rng, (2, 3, 8, 6), dtype)
+    x[0, 0, 0, :2] = 2.0          # tie: the first maximum wins
+    x[0, 1, 2, 3] = np.nan         # NaN wins its window
+    x[1, 2, 4:6, 0:2] = -np.inf
+    y, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    ry, ridx = reference.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+
+
+def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
+    import sys
+
+    from tinygrad_rad.kernels import threads
+
+    first = threads.tune_malloc()
+    assert threads.tune_malloc() is first
+    if sys.platform.startswith("linux"):
+        assert first is True  # glibc accepted both thresholds (the CPU kernels call this on import)
+    monkeypatch.setattr(threads, "_malloc_tuned", False)
+    monkeypatch.setenv("TGR_TUNE_MALLOC", "0")
+    assert threads.tune_malloc() is False
