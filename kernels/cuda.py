@@ -9,7 +9,7 @@ Numba CUDA kernels:
   tensor-core GEMM instead (:mod:`.tensorcore`).
 * convolution: im2col + GEMM + col2im (:mod:`.cuda_conv`); ConvTranspose2d reuses them.
 * pooling (:mod:`.cuda_pool`), batch norm (:mod:`.cuda_bn`), softmax-cross-entropy and row
-  reductions (:mod:`.cuda_softmax`), ``erf``.
+  reductions (:mod:`.cuda_softmax`), ``erf``, ``relu_forward`` / ``relu_backward``.
 
 Arrays are CuPy arrays on a GPU (kernels receive them through the CUDA array interface: no copies,
 no host round-trips) and NumPy arrays under ``NUMBA_ENABLE_CUDASIM=1``, where the very same kernels
@@ -118,6 +118,40 @@ def erf(x):
         blocks, threads = launch_1d(flat.size)
         _erf_kernel[blocks, threads](dev(flat), dev(out))
     return out.reshape(x.shape)
+
+
+# ------------------------------------------------------------------------------------ relu
+@cuda.jit
+def _relu_fwd_kernel(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        y[i] = v if v > 0 or v != v else 0  # NaN stays NaN
+
+
+@cuda.jit
+def _relu_bwd_kernel(g, out, gx):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        gx[i] = g[i] if out[i] > 0 else 0
+
+
+def relu_forward(x):
+    """max(x, 0) elementwise, one grid-stride kernel."""
+    flat = contiguous(x).reshape(-1)
+    y = xp_of(x).empty_like(flat)
+    if flat.size:
+        blocks, threads = launch_1d(flat.size)
+        _relu_fwd_kernel[blocks, threads](dev(flat), dev(y))
+    return y.reshape(x.shape)
+
+
+def relu_backward(g, out):
+    """g * [out > 0], one grid-stride kernel."""
+    gf, of = contiguous(g).reshape(-1), contiguous(out).reshape(-1)
+    gx = xp_of(g).empty_like(gf)
+    if gf.size:
+        blocks, threads = launch_1d(gf.size)
+        _relu_bwd_kernel[blocks, threads](dev(gf), dev(of), dev(gx))
+    return gx.reshape(g.shape)
 
 
 def synchronize() -> None:

@@ -29,6 +29,16 @@ def matmul(a, b):
     return np.matmul(a, b)
 
 
+def relu_forward(x):
+    """max(x, 0), elementwise (NaN stays NaN, as in PyTorch)."""
+    return np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(x.dtype, copy=False)
+
+
+def relu_backward(g, out):
+    """g where the forward output was positive, else 0: d relu(a)/da = [a > 0]."""
+    return np.where(out > 0, g, 0).astype(g.dtype, copy=False)
+
+
 # ---------------------------------------------------------------------------------- convolution
 def _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo):
     """View of padded input (N, C, Hp, Wp) as (N, C, kh, kw, Ho, Wo) without copying (im2col view)."""

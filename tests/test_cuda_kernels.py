@@ -198,6 +198,14 @@ def test_erf():
     close(K.erf(D(x)), R.erf(x), 1e-6)
 
 
+def test_relu_kernels():
+    x, g = rnd(3, 7), rnd(3, 7, seed=16)
+    x[0, :3] = [0.0, np.nan, -0.0]
+    y = R.relu_forward(x)
+    np.testing.assert_array_equal(H(K.relu_forward(D(x))), y)
+    np.testing.assert_array_equal(H(K.relu_backward(D(g), D(y))), R.relu_backward(g, y))
+
+
 # --------------------------------------------------------------------------- tensor-core GEMM
 def test_tensor_core_selection(monkeypatch):
     from tinygrad_rad.kernels import tensorcore

@@ -230,7 +230,7 @@ def test_kernels_from_two_threads():
         np.testing.assert_allclose(y, expect, atol=1e-12)
 
 
-# ------------------------------------------------------------ batch split across threads, Winograd F(2x2, 3x3)
+# ------------------------------------------------------------------ batch split across threads, Winograd
 @pytest.fixture
 def split_always(monkeypatch):
     """Every conv splits its batch across threads, even tiny ones (SPLIT_MIN_MACS = 0)."""
@@ -354,3 +354,16 @@ def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     monkeypatch.setattr(threads, "_malloc_tuned", False)
     monkeypatch.setenv("TGR_TUNE_MALLOC", "0")
     assert threads.tune_malloc() is False
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_kernels_match_reference(dtype):
+    rng = np.random.default_rng(7)
+    x, g = _rand(rng, (4, 3, 5, 5), dtype), _rand(rng, (4, 3, 5, 5), dtype)
+    x[0, 0, 0, :4] = [0.0, -0.0, np.nan, np.inf]
+    y = cpu.relu_forward(x)
+    np.testing.assert_array_equal(y, reference.relu_forward(x))
+    assert y.dtype == dtype and np.isnan(y[0, 0, 0, 2])
+    np.testing.assert_array_equal(cpu.relu_backward(g, y), reference.relu_backward(g, y))
+    np.testing.assert_array_equal(cpu.relu_backward(g[:, :, ::2], y[:, :, ::2]),
+                                  reference.relu_backward(g[:, :, ::2], y[:, :, ::2]))

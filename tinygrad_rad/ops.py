@@ -348,13 +348,17 @@ class Clamp(Function):
 
 class Relu(Function):
     def forward(self, a):
-        xp = xp_of(a)
-        self.out = xp.maximum(a, 0)
+        if a.dtype.kind != "f":  # integer tensors: NumPy/CuPy's maximum (no kernel needed)
+            self.out = xp_of(a).maximum(a, 0)
+        else:
+            self.out = backend(self.device).relu_forward(a)
         return self.out
 
     def backward(self, g):
-        # d relu(a)/da = [a > 0]
-        return (g * (self.out > 0),)
+        # d relu(a)/da = [a > 0] (equivalently [out > 0]): one fused kernel pass
+        if g.dtype.kind != "f" or g.shape != self.out.shape:
+            return (g * (self.out > 0),)
+        return (backend(self.device).relu_backward(g, self.out),)
 
 
 class LeakyRelu(Function):
