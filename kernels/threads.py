@@ -98,7 +98,15 @@ def set_num_threads(n: int | None) -> None:
     """
     n = numba.config.NUMBA_NUM_THREADS if not n else min(int(n), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
-    set_blas_threads(n)
+    if BLAS_CONTROL:
+        set_blas_threads(n)
+        return
+    try:  # another BLAS (MKL, Accelerate): threadpoolctl knows how, where it is installed
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n, user_api="blas")
+    except ImportError:
+        pass
 
 
 _pool: cf.ThreadPoolExecutor | None = None

@@ -367,3 +367,19 @@ def test_relu_kernels_match_reference(dtype):
     np.testing.assert_array_equal(cpu.relu_backward(g, y), reference.relu_backward(g, y))
     np.testing.assert_array_equal(cpu.relu_backward(g[:, :, ::2], y[:, :, ::2]),
                                   reference.relu_backward(g[:, :, ::2], y[:, :, ::2]))
+
+
+def test_set_num_threads_sets_numba_and_blas():
+    import numba
+
+    from tinygrad_rad.kernels import threads
+    from tinygrad_rad.train import set_num_threads
+
+    try:
+        set_num_threads(1)
+        assert numba.get_num_threads() == 1
+        if threads.BLAS_CONTROL:
+            assert threads.get_blas_threads() == 1
+    finally:
+        threads.set_num_threads(None)  # back to all cores
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS

@@ -149,20 +149,10 @@ def overlay(
 
 
 def _set_num_threads(n: int | None) -> None:
-    if not n:
-        return
-    try:
-        import numba
+    """``--num-threads``: the same setting as ``train`` (Numba, conv kernels, BLAS; None: all cores)."""
+    from .train import set_num_threads
 
-        numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(int(n))
-    except ImportError:
-        pass
+    set_num_threads(n)
 
 
 # ------------------------------------------------------------------------------------------ data

@@ -454,27 +454,18 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, task: str, batch_siz
 
 # ------------------------------------------------------------------------------------ utilities
 def set_num_threads(n: int | None) -> None:
-    """Limit Numba and BLAS threads to ``n`` (``--num-threads``); None keeps both on all cores.
+    """Use ``n`` threads (``--num-threads``) for Numba's loops, the batch-split conv kernels and BLAS;
+    None keeps all cores (``kernels.threads.set_num_threads``).
 
-    # NOTE: measured on the project's 2-core CPU (benchmarks/NOTES.md, "BLAS threads"): on an idle machine
-    # a SmallCNN step (batch 128) takes 0.49 s with OpenBLAS on 2 threads and 0.65-0.71 s on 1; when
-    # another process holds a core, 2 BLAS threads take ~1.0 s and 1 thread ~0.63 s (PyTorch suffers the
-    # same), so on a busy machine pass ``--num-threads 1``.
+    # NOTE: measured on the project's 2-core CPU (benchmarks/NOTES.md): when another process holds a core,
+    # anything running 2 threads in lock step (our kernels and PyTorch alike) gets 2-3x slower, so on a busy
+    # machine pass ``--num-threads 1``; on an idle one all cores win.
     """
     if not n:
         return
-    try:
-        from threadpoolctl import threadpool_limits
+    from .kernels.threads import set_num_threads as set_threads
 
-        threadpool_limits(int(n), user_api="blas")
-    except ImportError:
-        pass
-    try:
-        import numba
-
-        numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # noqa: BLE001
-        pass
+    set_threads(int(n))
 
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_auc", "val_acc", "epoch_seconds",
