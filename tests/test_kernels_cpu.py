@@ -371,8 +371,8 @@ def test_relu_kernels_match_reference(dtype):
 
 def test_set_num_threads_sets_numba_and_blas():
     import numba
-
     from tinygrad_rad.kernels import threads
+
     from tinygrad_rad.train import set_num_threads
 
     try:
