@@ -521,12 +521,19 @@ def _forward_part(x, wm, y, lo, hi, q):
             _store_planes(yw.reshape(o, nb, p), n0, b, q.wp, y)
 
 
+def _gemm_buffers(q, dtype, cols_name):
+    """This thread's scratch for one chunk of a backward pass: columns (K, nb, P), gy on the output grid
+    (O, nb, P), and the padded planes of the wide-rows scheme (None otherwise)."""
+    cols = scratch(cols_name, (q.k, q.nb, q.p), dtype)
+    gyw = scratch("wide_in", (q.o, q.nb, q.p), dtype)
+    xp = scratch("xpad", (q.nb, q.c, q.plane), dtype) if q.wide else None
+    return cols, gyw, xp
+
+
 def _backward_input_part(gy, wm, gx, lo, hi, q):
     """gcols (K, b*P) = w.T @ gy per chunk (on the wide grid, junk columns of gy = 0), then col2im."""
     k, og, kg, nb, p, o = q.k, q.og, q.kg, q.nb, q.p, q.o
-    gcols = scratch("gcols", (k, nb, p), gy.dtype)
-    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
-    xp = scratch("xpad", (nb, q.c, q.plane), gy.dtype) if q.wide else None
+    gcols, gyw, xp = _gemm_buffers(q, gy.dtype, "gcols")
     gc2, g2 = gcols.reshape(k, nb * p), gyw.reshape(o, nb * p)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
@@ -545,9 +552,7 @@ def _backward_weight_part(gy, x, lo, hi, q):
     """This thread's share of gw (og, Kg): sum over its images of gy @ cols.T (the caller adds the shares)."""
     k, nb, p, o = q.k, q.nb, q.p, q.o
     gw = np.zeros((o, q.kg), dtype=gy.dtype)
-    cols = scratch("cols", (k, nb, p), gy.dtype)
-    gyw = scratch("wide_in", (o, nb, p), gy.dtype)
-    xp = scratch("xpad", (nb, q.c, q.plane), gy.dtype) if q.wide else None
+    cols, gyw, xp = _gemm_buffers(q, gy.dtype, "cols")
     c2, g2 = cols.reshape(k, nb * p), gyw.reshape(o, nb * p)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
