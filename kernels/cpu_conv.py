@@ -54,7 +54,7 @@ from numba import njit, prange
 
 from . import cpu_winograd as wino
 from .reference import out_size
-from .threads import run_parts
+from .threads import blas_threads, run_parts
 
 # images per chunk are chosen so that one chunk's buffers take about this many bytes per thread
 CHUNK_BYTES = 4 << 20
@@ -609,7 +609,10 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         _direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
         return y
     if q.winograd:
-        u = wino.weight_transform(w)
+        # NOTE: a small GEMM: on one BLAS thread, or OpenBLAS's woken worker keeps spinning through the
+        # batch-split conv that follows (3 busy threads on 2 cores: +50 ms per SmallCNN step, measured)
+        with blas_threads(1):
+            u = wino.weight_transform(w)
         run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q), q.parts())
         return y
     wm = w.reshape(q.o, q.kg)
@@ -665,5 +668,6 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     for share in shares[1:]:
         gw += share
     if q.winograd:
-        return wino.weight_transform_adjoint(gw, gy.dtype)  # dL/dw = G^T dU G
+        with blas_threads(1):
+            return wino.weight_transform_adjoint(gw, gy.dtype)  # dL/dw = G^T dU G
     return gw.reshape(w_shape)
