@@ -34,6 +34,8 @@ Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md)
 * Stride-1 backward-data is either GEMM + wide col2im, or a plain forward conv of ``gy`` with the
   flipped, transposed weights, whichever gives BLAS the better-shaped product.
 * The weight gradient's GEMM is computed in the orientation that makes the larger side its M.
+* 3x3 stride-1 convs with enough channels skip im2col altogether: all three passes go through Winograd
+  F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
   make many tiny GEMMs, so they use direct Numba loops instead (``_direct_*``, parallel over planes).
 
@@ -60,14 +62,13 @@ from .threads import blas_threads, run_parts
 CHUNK_BYTES = 4 << 20
 # grouped convs with fewer input channels per group than this use the direct loops, not GEMMs
 DIRECT_MAX_CG = 4
-# 3x3 stride-1 convs with at least this many channels per group in and out use Winograd F(2x2, 3x3)
+# 3x3 stride-1 convs with at least this many channels per group in and out use Winograd F(2x2, 3x3) in
+# all three passes
 # (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
 WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 32
 # ... and at least this output size: at 4x4 (ResNet's layer4) the transforms cost more than they save
 WINOGRAD_MIN_SIZE = 6
-# the weight gradient by Winograd (dU = sum of dM @ V.T) measured slower here than im2col's long-K GEMM
-WINOGRAD_WEIGHT_GRAD = False
 # the weight gradient's GEMM reduces over the chunk's columns (images x positions): keep at least this many
 # so that writing and accumulating the (O, K) result does not dominate (ResNet's 512x512 @4x4: 16 per image)
 WGRAD_MIN_COLS = 1024
@@ -420,11 +421,11 @@ class _Plan:
         return None if self.n * self.o * self.kg * self.ho * self.wo >= SPLIT_MIN_MACS else 1
 
 
-def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, winograd=True, min_cols=0):
+def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_cols=0):
     n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     k = c * kh * kw
-    if winograd and _use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
+    if _use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
         th, tw = wino.tiles(ho, wo)
         nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_cols // (th * tw))))
         return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
@@ -653,8 +654,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv2d: sum over images of gy[n] @ cols[n].T, fresh array of ``w_shape``."""
     gy = _prep(gy)
     x = _prep(x, gy.dtype)
-    q = _plan(x.shape, w_shape, stride, padding, dilation, groups, gy.itemsize, WINOGRAD_WEIGHT_GRAD,
-              WGRAD_MIN_COLS)
+    q = _plan(x.shape, w_shape, stride, padding, dilation, groups, gy.itemsize, min_cols=WGRAD_MIN_COLS)
     if gy.shape != (q.n, q.o, q.ho, q.wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, "
                          f"expected {(q.n, q.o, q.ho, q.wo)}")

@@ -254,13 +254,11 @@ WINO_CASES = [  # (N, C, H, W, O, padding, groups): 3x3 stride 1, odd and even s
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", WINO_CASES)
-@pytest.mark.parametrize("weight_grad", [False, True])
-def test_winograd_conv_matches_reference(monkeypatch, split_always, case, dtype, weight_grad):
-    """Forward and backward-input by Winograd F(2x2, 3x3) (and the optional Winograd weight gradient)."""
+def test_winograd_conv_matches_reference(monkeypatch, split_always, case, dtype):
+    """Forward, backward-input and backward-weight by Winograd F(2x2, 3x3)."""
     monkeypatch.setattr(cpu_conv, "WINOGRAD", True)
     monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_SIZE", 1)
-    monkeypatch.setattr(cpu_conv, "WINOGRAD_WEIGHT_GRAD", weight_grad)
     n, c, h, w_, o, p, g = case
     assert cpu_conv._plan((n, c, h, w_), (o, c // g, 3, 3), (1, 1), (p, p), (1, 1), g, 8).winograd
     test_conv2d_matches_reference((n, c, h, w_, o, 3, 1, p, 1, g), dtype)
