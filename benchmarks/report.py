@@ -70,7 +70,10 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
                              f"| {_ratio(e.get('ratio_vs_torch'))} | {first} |")
         lines.append("")
         lines.append("Training = forward + cross-entropy + backward + Adam step on random 28x28x1 images; "
-                     "first step = Numba cache load / compile, excluded from the medians.")
+                     "first step = Numba cache load / compile, excluded from the medians. Importing "
+                     "tinygrad_rad's CPU kernels raises glibc's malloc thresholds for the whole process "
+                     "(`TGR_TUNE_MALLOC`), which speeds the in-process PyTorch up as well: the ratios are "
+                     "against that faster PyTorch.")
         ref = train.get("reference_torch_train_img_s")
         if ref:
             load = train.get("machine", {}).get("load_avg")
@@ -128,6 +131,9 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
             met = "met" if v["met"] else "not met"
             goals.append(f"`{k}` {v['value']:.2f} (goal {op} {v['target']}: {met})")
         lines.append("Targets: " + "; ".join(goals) + ".")
+        if not all(v["met"] for v in targets.values()):
+            lines.append("Where the time goes and what was tried: `benchmarks/NOTES.md` (section 5 for the "
+                         "training-step profile).")
         lines.append("")
     runs = combined.get("runs", {})
     bad = [f"{k}: {v['status']}" for k, v in runs.items() if v["status"] != "ok"]
