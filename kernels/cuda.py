@@ -107,17 +107,22 @@ def _erf_kernel(x, y):
         y[i] = math.erf(x[i])
 
 
+def _elementwise(kernel, shape, *arrays):
+    """Run a grid-stride ``kernel(*inputs, out)`` over the flattened ``arrays``; ``out`` is shaped like the
+    first input."""
+    flats = [contiguous(a).reshape(-1) for a in arrays]
+    out = xp_of(flats[0]).empty_like(flats[0])
+    if out.size:
+        blocks, threads = launch_1d(out.size)
+        kernel[blocks, threads](*[dev(f) for f in flats], dev(out))
+    return out.reshape(shape)
+
+
 def erf(x):
     """Elementwise error function (Numba CUDA kernel around ``math.erf``)."""
-    xp = xp_of(x)
-    flat = contiguous(x).reshape(-1)
-    if np.dtype(flat.dtype).kind != "f":
-        flat = flat.astype(np.float64)
-    out = xp.empty_like(flat)
-    if flat.size:
-        blocks, threads = launch_1d(flat.size)
-        _erf_kernel[blocks, threads](dev(flat), dev(out))
-    return out.reshape(x.shape)
+    if np.dtype(x.dtype).kind != "f":
+        x = x.astype(np.float64)
+    return _elementwise(_erf_kernel, x.shape, x)
 
 
 # ------------------------------------------------------------------------------------ relu
@@ -136,22 +141,12 @@ def _relu_bwd_kernel(g, out, gx):
 
 def relu_forward(x):
     """max(x, 0) elementwise, one grid-stride kernel."""
-    flat = contiguous(x).reshape(-1)
-    y = xp_of(x).empty_like(flat)
-    if flat.size:
-        blocks, threads = launch_1d(flat.size)
-        _relu_fwd_kernel[blocks, threads](dev(flat), dev(y))
-    return y.reshape(x.shape)
+    return _elementwise(_relu_fwd_kernel, x.shape, x)
 
 
 def relu_backward(g, out):
     """g * [out > 0], one grid-stride kernel."""
-    gf, of = contiguous(g).reshape(-1), contiguous(out).reshape(-1)
-    gx = xp_of(g).empty_like(gf)
-    if gf.size:
-        blocks, threads = launch_1d(gf.size)
-        _relu_bwd_kernel[blocks, threads](dev(gf), dev(of), dev(gx))
-    return gx.reshape(g.shape)
+    return _elementwise(_relu_bwd_kernel, g.shape, g, out)
 
 
 def synchronize() -> None:
