@@ -63,8 +63,7 @@ CHUNK_BYTES = 4 << 20
 # grouped convs with fewer input channels per group than this use the direct loops, not GEMMs
 DIRECT_MAX_CG = 4
 # 3x3 stride-1 convs with at least this many channels per group in and out use Winograd F(2x2, 3x3) in
-# all three passes
-# (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
+# all three passes (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
 WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 32
 # ... and at least this output size: at 4x4 (ResNet's layer4) the transforms cost more than they save
@@ -404,7 +403,8 @@ class _Plan:
     p: int  # GEMM columns per image: Ho * wp
     plane: int  # flat padded-plane length (wide only)
     nb: int  # images per chunk
-    winograd: bool = False  # 3x3 stride 1 by Winograd F(2x2, 3x3) (then wide/wp/p/plane are unused)
+    winograd: bool = False  # 3x3 stride 1 by Winograd F(2x2, 3x3); then nb is sized for its V and M, and
+    # wide/wp/p/plane describe the plain grid (for the im2col fallback of conv2d_backward_input)
 
     @property
     def k(self):
