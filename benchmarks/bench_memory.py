@@ -74,20 +74,20 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int, war
 
     x, y = bt.make_data(batch)
     # NOTE: each worker imports only its own framework (common.set_threads would import both)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover
-        pass
     if framework == "tinygrad_rad":
-        import numba
+        from tinygrad_rad.kernels.threads import set_num_threads
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        set_num_threads(threads)
         train_step, _ = bt.ours_steps(model, x, y)
     elif framework == "torch":
         import torch
 
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(threads)
+        except ImportError:  # pragma: no cover
+            pass
         torch.set_num_threads(threads)
         train_step, _ = bt.torch_steps(model, x, y)
     else:

@@ -146,17 +146,12 @@ def print_table(rows: list[dict], columns: list[str] | None = None, floatfmt: st
 
 
 def set_threads(n: int | None = None) -> int:
-    """Use ``n`` threads (default: all cores) in Numba, BLAS and PyTorch (if imported); returns n."""
-    import numba
+    """Use ``n`` threads (default: all cores) in Numba, our conv kernels, BLAS and PyTorch (if installed);
+    returns n. Ours through the same call as ``--num-threads`` (``kernels.threads.set_num_threads``)."""
+    from tinygrad_rad.kernels.threads import set_num_threads
 
     n = n or os.cpu_count() or 1
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
+    set_num_threads(n)
     try:
         import torch
 
