@@ -567,54 +567,54 @@ def _backward_weight_part(gy, x, lo, hi, q):
 
 
 def _planes(name, rows, cols, dtype):
-    """A (16, rows, cols) scratch view for Winograd's V or M whose 16 planes are NOT a multiple of 4 KiB
-    apart.
+    """Winograd's V or M: the flat (16, rows*cols + pad) scratch the transforms write, and its (16, rows,
+    cols) view for the GEMMs (rows = tiles, cols = channels).
 
-    # NOTE: the transforms write 16 streams, one per plane, at the same offset in each. When a plane is a
-    # multiple of 4 KiB (256 channels x 1024 tiles: ResNet's layer3 weight gradient) all 16 streams map to
-    # the same L1 cache sets and evict each other: a transform measured 3-8x slower in such a layout
-    # (2243 vs 610 us). One extra cache line per plane (PLANE_PAD_BYTES) spreads them out.
+    # NOTE: the 16 planes are NOT a multiple of 4 KiB apart: the output transform reads several planes at
+    # the same offset, and when planes were a multiple of 4 KiB apart (256 channels x 1024 tiles: ResNet's
+    # layer3 weight gradient) such streams mapped to the same L1 cache sets and evicted each other (a
+    # transform measured 3-8x slower). One extra cache line per plane (PLANE_PAD_BYTES) spreads them out.
     """
     flat = scratch(name, (16, rows * cols + PLANE_PAD_BYTES // np.dtype(dtype).itemsize), dtype)
-    return flat[:, : rows * cols].reshape(16, rows, cols)
+    return flat, flat[:, : rows * cols].reshape(16, rows, cols)
 
 
 def _winograd_forward_part(x, u, y, lo, hi, q):
-    """Winograd: V = input transform, M[xi] = U[xi] @ V[xi] (16 GEMMs per group), y = output transform."""
+    """Winograd: V = input transform, M[xi] = V[xi] @ U[xi].T (16 GEMMs per group), y = output transform."""
     th, tw = wino.tiles(q.ho, q.wo)
     nb, og, cg = q.nb, q.og, q.cg
-    v = _planes("wino_v", q.c, nb * th * tw, x.dtype)
-    m = _planes("wino_m", q.o, nb * th * tw, x.dtype)
+    vflat, v = _planes("wino_v", nb * th * tw, q.c, x.dtype)
+    mflat, m = _planes("wino_m", nb * th * tw, q.o, x.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
-        cols = b * th * tw
-        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, v)
+        tiles = b * th * tw
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat)
         for g in range(q.groups):
-            # M_g[xi] (og, tiles) = U_g[xi] (og, cg) @ V_g[xi] (cg, tiles), the 16 xi in ONE stacked matmul
+            # M_g[xi] (tiles, og) = V_g[xi] (tiles, cg) @ U_g[xi].T (cg, og), the 16 xi in ONE stacked matmul
             # call (NumPy runs one BLAS GEMM per xi, without 16 trips through Python)
-            np.matmul(u[:, g * og : (g + 1) * og], v[:, g * cg : (g + 1) * cg, :cols],
-                      out=m[:, g * og : (g + 1) * og, :cols])
-        wino.output_transform(m, n0, b, th, tw, y)
+            np.matmul(v[:, :tiles, g * cg : (g + 1) * cg], u[:, g * og : (g + 1) * og].transpose(0, 2, 1),
+                      out=m[:, :tiles, g * og : (g + 1) * og])
+        wino.output_transform(mflat, n0, b, th, tw, y)
 
 
 def _winograd_weight_part(gy, x, lo, hi, q):
-    """This thread's share of dU (16, O, cg): sum over tiles of dM[xi] @ V[xi].T, dM = A dY A^T."""
+    """This thread's share of dU (16, O, cg): sum over tiles of dM[xi].T @ V[xi], dM = A dY A^T."""
     th, tw = wino.tiles(q.ho, q.wo)
     nb, o = q.nb, q.o
     du = np.zeros((16, o, q.cg), dtype=gy.dtype)
-    v = _planes("wino_v", q.c, nb * th * tw, gy.dtype)
-    dm = _planes("wino_m", o, nb * th * tw, gy.dtype)
+    vflat, v = _planes("wino_v", nb * th * tw, q.c, gy.dtype)
+    mflat, dm = _planes("wino_m", nb * th * tw, o, gy.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
-        cols = b * th * tw
-        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, v)
-        wino.output_transform_adjoint(gy, n0, b, th, tw, dm)
-        if q.groups == 1:  # dU[xi] += dM[xi] (O, tiles) @ V[xi].T (tiles, C), the 16 xi in one stacked call
-            du += np.matmul(dm[:, :, :cols], v[:, :, :cols].transpose(0, 2, 1),
+        tiles = b * th * tw
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat)
+        wino.output_transform_adjoint(gy, n0, b, th, tw, mflat)
+        if q.groups == 1:  # dU[xi] += dM[xi].T (O, tiles) @ V[xi] (tiles, C), the 16 xi in one stacked call
+            du += np.matmul(dm[:, :tiles].transpose(0, 2, 1), v[:, :tiles],
                             out=scratch("wino_du", du.shape, du.dtype))
         else:
             for xi in range(16):
-                _accumulate_gw(du[xi], dm[xi, :, :cols], v[xi, :, :cols], q.og, q.cg, q.groups, "gw_part")
+                _accumulate_gw(du[xi], dm[xi, :tiles].T, v[xi, :tiles].T, q.og, q.cg, q.groups, "gw_part")
     return du
 
 

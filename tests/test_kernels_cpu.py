@@ -270,14 +270,14 @@ def test_winograd_transforms_are_the_textbook_matrices():
 
     rng = np.random.default_rng(5)
     d = rng.standard_normal((1, 1, 4, 4))
-    v = np.empty((16, 1, 1))
+    v = np.empty((16, 1))  # one tile, one channel: v[xi, t*C + c]
     wino.input_transform(d, 0, 1, 0, 0, 1, 1, v)
     np.testing.assert_allclose(v.reshape(4, 4), wino.BT @ d[0, 0] @ wino.BT.T, atol=1e-12)
-    m = rng.standard_normal((16, 1, 1))
+    m = rng.standard_normal((16, 1))
     y = np.empty((1, 1, 2, 2))
     wino.output_transform(m, 0, 1, 1, 1, y)
     np.testing.assert_allclose(y[0, 0], wino.AT @ m.reshape(4, 4) @ wino.AT.T, atol=1e-12)
-    dm = np.empty((16, 1, 1))
+    dm = np.empty((16, 1))
     wino.output_transform_adjoint(y, 0, 1, 1, 1, dm)
     np.testing.assert_allclose(dm.reshape(4, 4), wino.AT.T @ y[0, 0] @ wino.AT, atol=1e-12)
     g = rng.standard_normal((1, 1, 3, 3))
