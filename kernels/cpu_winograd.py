@@ -132,7 +132,7 @@ def input_transform(x, n0, nb, ph, pw, th, tw, v):
             out = (k * th + ti) * n
             for a in range(4):
                 for b in range(4):
-                    # V[a, b] = sum over the two nonzero i of row a and j of row b of B^T[a, i] B^T[b, j] d[i, j]
+                    # V[a, b] = sum of B^T[a, i] B^T[b, j] d[i, j] over the two nonzero i of row a, j of row b
                     for p in range(2):
                         for q in range(2):
                             i, j = _BT_NZ[a, p], _BT_NZ[b, q]
