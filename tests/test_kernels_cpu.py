@@ -193,6 +193,17 @@ def test_batch_norm_matches_reference(shape, affine, dtype):
         assert a.dtype == dtype and a.shape == r.shape
 
 
+def test_batch_norm_statistics_survive_a_large_mean():
+    """float32 activations around 1000 with std 0.01: the one-pass (shifted, vectorised) sums must still
+    give the variance that float64 two-pass statistics give, on planes long enough to run vector code."""
+    rng = np.random.default_rng(11)
+    x = (1000 + 0.01 * rng.standard_normal((16, 4, 32, 32))).astype(np.float32)
+    _, mean, invstd = cpu.batch_norm_forward_train(x, None, None, 1e-12)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(invstd, 1 / x64.std(axis=(0, 2, 3)), rtol=1e-3)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matmul_and_erf(dtype):
     rng = np.random.default_rng(6)
@@ -328,16 +339,25 @@ def test_run_parts_reraises_and_restores():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_pool_2x2_fast_path(dtype):
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (2, 3, 9, 7), (1, 2, 6, 9), (3, 1, 2, 2)])
+def test_max_pool_2x2_fast_path(dtype, shape):
+    """The 2x2 / stride 2 forward (two pairwise passes), for even and odd sizes (the last odd row / column
+    is dropped forward and gets 0 backward)."""
     rng = np.random.default_rng(6)
-    x = _rand(rng, (2, 3, 8, 6), dtype)
+    x = _rand(rng, shape, dtype)
     x[0, 0, 0, :2] = 2.0          # tie: the first maximum wins
-    x[0, 1, 2, 3] = np.nan         # NaN wins its window
-    x[1, 2, 4:6, 0:2] = -np.inf
+    x[-1, -1, 0:2, 0:2] = 3.0     # a four-way tie
+    x[0, -1, 1, 1] = np.nan        # NaN wins its window
+    x[-1, 0, 0, 1] = x[-1, 0, 1, 0] = np.nan  # the first of two NaNs wins
+    x[0, 0, -2:, 0:2] = -np.inf
+    assert cpu._is_2x2((2, 2), (2, 2), (0, 0), (1, 1))
     y, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
     ry, ridx = reference.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_array_equal(idx, ridx)
+    gy = _rand(rng, y.shape, dtype)
+    np.testing.assert_array_equal(cpu.max_pool2d_backward(gy, idx, x.shape, (2, 2), (2, 2), (0, 0)),
+                                  reference.max_pool2d_backward(gy, ridx, x.shape, (2, 2), (2, 2), (0, 0)))
 
 
 def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
