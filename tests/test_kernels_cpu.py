@@ -300,7 +300,8 @@ def test_winograd_is_used_where_it_pays():
     args = ((1, 1), (1, 1), (1, 1), 1, 4)
     assert plan((128, 64, 14, 14), (128, 64, 3, 3), *args).winograd == cpu_conv.WINOGRAD
     assert not plan((128, 1, 28, 28), (32, 1, 3, 3), *args).winograd      # one input channel
-    assert not plan((128, 512, 4, 4), (512, 512, 3, 3), *args).winograd   # 4x4 output
+    assert plan((128, 512, 4, 4), (512, 512, 3, 3), *args).winograd == cpu_conv.WINOGRAD  # 4x4 output
+    assert not plan((128, 512, 2, 2), (512, 512, 3, 3), *args).winograd   # 2x2 output
     assert not plan((128, 64, 14, 14), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, 4).winograd  # stride 2
 
 
