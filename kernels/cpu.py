@@ -400,3 +400,44 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
     gw, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
     _bn_bwd(gy3, x3, w, np.ascontiguousarray(mean), np.ascontiguousarray(invstd), gx, gw, gb)
     return gx.reshape(x.shape), gw, gb
+
+
+# ------------------------------------------------------------------------------------------ adam
+@njit(parallel=True, cache=True)
+def _adam(p, g, m, v, vmax, c, maximize, decay_mode, amsgrad):
+    """One fused pass of Adam over flat arrays; c holds the constants in p's dtype (see adam_step);
+    decay_mode 0: no weight decay, 1: g += wd p (Adam), 2: p *= 1 - lr wd (AdamW)."""
+    decay, wd, one_m_b1, b2, one_m_b2, bc2_sqrt, eps, step_size = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    for i in prange(p.size):
+        gi = -g[i] if maximize else g[i]
+        if decay_mode == 2:
+            p[i] *= decay
+        elif decay_mode == 1:
+            gi = gi + wd * p[i]
+        mi = m[i] + (gi - m[i]) * one_m_b1  # = b1 m + (1 - b1) g
+        m[i] = mi
+        vi = v[i] * b2 + (gi * one_m_b2) * gi
+        v[i] = vi
+        if amsgrad:
+            a = vmax[i]
+            vi = a if (a > vi) | (a != a) else vi  # np.maximum: NaN wins
+            vmax[i] = vi
+        p[i] -= (mi / (np.sqrt(vi) / bc2_sqrt + eps)) * step_size
+
+
+@serialized
+def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, maximize=False,
+              decoupled=False, amsgrad=False) -> None:
+    """Adam / AdamW update of ``p``, ``m``, ``v`` (and ``vmax`` with amsgrad) in place, in one parallel pass.
+
+    The same float operations in the same order as the NumPy code in ``optim/adam.py`` (constants rounded
+    to p's dtype first, as NumPy does with Python scalars), so both give identical bits. All arrays are
+    C-contiguous and of p's dtype; ``vmax`` may be None without amsgrad.
+    Example: ``adam_step(p, g, m, v, None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0, step=1)``
+    """
+    c = np.array([1 - lr * weight_decay, weight_decay, 1 - beta1, beta2, 1 - beta2,
+                  math.sqrt(1 - beta2**step), eps, lr / (1 - beta1**step)], dtype=p.dtype)
+    vmax = v if vmax is None else vmax
+    decay_mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
+    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), vmax.reshape(-1), c,
+          bool(maximize), decay_mode, bool(amsgrad))

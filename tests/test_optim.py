@@ -281,3 +281,38 @@ def test_schedules_follow_their_closed_forms():
     np.testing.assert_allclose(lrs(lambda o: sch.LinearLR(o, 0.25, total_iters=4), 12), lin, rtol=1e-12)
     ms = 0.2 * 0.1 ** ((t >= 2).astype(int) + 2 * (t >= 5))
     np.testing.assert_allclose(lrs(lambda o: sch.MultiStepLR(o, [2, 5, 5]), 12), ms, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", [
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, maximize=True)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True, maximize=True)),
+])
+def test_fused_adam_kernel_gives_the_numpy_bits(monkeypatch, name, kw, dtype):
+    """The one-pass CPU kernel (kernels/cpu.adam_step) and the NumPy ufunc code: identical parameters and
+    state after several steps, in float32 and float64, including a NaN gradient and an inf parameter."""
+    import tinygrad_rad.optim.adam as adam_mod
+
+    rng = np.random.default_rng(4)
+    shapes = [(64, 3, 3, 3), (7,), (1000,)]
+    init = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    init[2][5] = np.inf
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
+    grads[1][1][3] = np.nan
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(adam_mod, "FUSED", fused)
+        params = [nn.Parameter(tr.tensor(a.copy())) for a in init]
+        opt = getattr(optim, name)(params, **kw)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = tr.tensor(g)
+            with np.errstate(invalid="ignore"):  # the NaN and the inf are on purpose
+                opt.step()
+        results.append(([p.numpy().copy() for p in params],
+                        [np.array(v) for st in opt.state.values() for v in st.values()]))
+    for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
+        np.testing.assert_array_equal(a, b)
