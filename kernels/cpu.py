@@ -407,7 +407,8 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
 def _adam(p, g, m, v, vmax, c, maximize, decay_mode, amsgrad):
     """One fused pass of Adam over flat arrays; c holds the constants in p's dtype (see adam_step);
     decay_mode 0: no weight decay, 1: g += wd p (Adam), 2: p *= 1 - lr wd (AdamW)."""
-    decay, wd, one_m_b1, b2, one_m_b2, bc2_sqrt, eps, step_size = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    decay, wd, one_m_b1, b2 = c[0], c[1], c[2], c[3]
+    one_m_b2, bc2_sqrt, eps, step_size = c[4], c[5], c[6], c[7]
     for i in prange(p.size):
         gi = -g[i] if maximize else g[i]
         if decay_mode == 2:
@@ -433,7 +434,8 @@ def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, ma
     The same float operations in the same order as the NumPy code in ``optim/adam.py`` (constants rounded
     to p's dtype first, as NumPy does with Python scalars), so both give identical bits. All arrays are
     C-contiguous and of p's dtype; ``vmax`` may be None without amsgrad.
-    Example: ``adam_step(p, g, m, v, None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0, step=1)``
+    Example: ``adam_step(p, g, m, v, None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0,
+    step=1)``
     """
     c = np.array([1 - lr * weight_decay, weight_decay, 1 - beta1, beta2, 1 - beta2,
                   math.sqrt(1 - beta2**step), eps, lr / (1 - beta1**step)], dtype=p.dtype)

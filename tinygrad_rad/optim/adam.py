@@ -12,7 +12,6 @@ import numpy as np
 from ..device import xp_of
 from .optimizer import Optimizer
 
-
 # the fused CPU kernel for NumPy parameters (kernels/cpu.adam_step); False: the NumPy ufunc code below
 FUSED = True
 
@@ -26,7 +25,8 @@ def _cpu():
 def _fused_ok(xp, p, g, st, amsgrad) -> bool:
     """The fused CPU kernel applies to NumPy float32/float64 parameters with state of the same layout."""
     arrays = [p, st["exp_avg"], st["exp_avg_sq"]] + ([st["max_exp_avg_sq"]] if amsgrad else [])
-    return (FUSED and xp is np and p.dtype in (np.float32, np.float64) and g.dtype == p.dtype and g.shape == p.shape
+    return (FUSED and xp is np and p.dtype in (np.float32, np.float64)
+            and g.dtype == p.dtype and g.shape == p.shape
             and all(a.dtype == p.dtype and a.shape == p.shape and a.flags.c_contiguous for a in arrays)
             and p.flags.writeable)
 
