@@ -32,7 +32,8 @@ __all__ = [
     "matmul", "erf", "relu_forward", "relu_backward",
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "batch_norm_forward_train", "batch_norm_backward",
+    "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
+    "adam_step",
 ]
 
 
@@ -400,6 +401,55 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
     gw, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
     _bn_bwd(gy3, x3, w, np.ascontiguousarray(mean), np.ascontiguousarray(invstd), gx, gw, gb)
     return gx.reshape(x.shape), gw, gb
+
+
+# ------------------------------------------------------------------------------- channel affine
+@njit(parallel=True, cache=True)
+def _affine_fwd(x, scale, shift, y):
+    n, c, m = x.shape
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        a, d = scale[ch], shift[ch]
+        for i in range(m):
+            y[b, ch, i] = x[b, ch, i] * a + d
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _affine_bwd(g, x, scale, gx, gs, gb):
+    """gx = g * scale; per channel gs = sum g x, gb = sum g (float64 sums, vectorised as in _bn_bwd)."""
+    n, c, m = x.shape
+    for ch in prange(c):
+        a = scale[ch]
+        s = 0.0
+        sx = 0.0
+        for b in range(n):
+            for i in range(m):
+                gi = g[b, ch, i]
+                gx[b, ch, i] = gi * a
+                s += gi
+                sx += gi * x[b, ch, i]
+        gb[ch] = s
+        gs[ch] = sx
+
+
+@serialized
+def channel_affine_forward(x, scale, shift):
+    """y = x * scale[c] + shift[c] per channel of (N, C, ...) input, one parallel pass (eval batch norm)."""
+    x3 = _bn_view(x)
+    y = np.empty(x3.shape, dtype=x.dtype)
+    _affine_fwd(x3, np.ascontiguousarray(scale, dtype=x.dtype), np.ascontiguousarray(shift, dtype=x.dtype), y)
+    return y.reshape(x.shape)
+
+
+@serialized
+def channel_affine_backward(g, x, scale):
+    """-> (gx, gscale, gshift): gx = g * scale[c], gscale = sum g x, gshift = sum g per channel."""
+    x3, g3 = _bn_view(x), _bn_view(g)
+    c = x.shape[1]
+    gx = np.empty(x3.shape, dtype=x.dtype)
+    gs, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _affine_bwd(g3, x3, np.ascontiguousarray(scale, dtype=x.dtype), gx, gs, gb)
+    return gx.reshape(x.shape), gs, gb
 
 
 # ------------------------------------------------------------------------------------------ adam

@@ -149,6 +149,36 @@ def relu_backward(g, out):
     return _elementwise(_relu_bwd_kernel, g.shape, g, out)
 
 
+# --------------------------------------------------------------------------- channel affine
+@cuda.jit
+def _affine_kernel(x, scale, shift, plane, y):
+    c = scale.size
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        ch = (i // plane) % c
+        y[i] = x[i] * scale[ch] + shift[ch]
+
+
+def channel_affine_forward(x, scale, shift):
+    """y = x * scale[c] + shift[c] per channel of (N, C, ...) input, one grid-stride kernel."""
+    xf = contiguous(x).reshape(-1)
+    y = xp_of(xf).empty_like(xf)
+    if y.size:
+        plane = int(np.prod(x.shape[2:], dtype=np.int64))
+        blocks, threads = launch_1d(y.size)
+        _affine_kernel[blocks, threads](dev(xf), dev(contiguous(scale.astype(x.dtype))),
+                                        dev(contiguous(shift.astype(x.dtype))), plane, dev(y))
+    return y.reshape(x.shape)
+
+
+def channel_affine_backward(g, x, scale):
+    """-> (gx, gscale, gshift): gx by the forward kernel (scale, zero shift); the per-channel sums with the
+    array module's reductions (CuPy on a GPU)."""
+    xp = xp_of(g)
+    gx = channel_affine_forward(g, scale, xp.zeros_like(scale))
+    axes = (0,) + tuple(range(2, x.ndim))
+    return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
+
+
 def synchronize() -> None:
     """Wait for every queued kernel (a no-op under the simulator)."""
     if not simulator():

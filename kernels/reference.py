@@ -201,3 +201,16 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
     dxhat_xhat_sum = (gw * (weight if weight is not None else 1.0)).reshape(shp)
     gx = invstd.reshape(shp) / m * (m * gy * w - dxhat_sum - xhat * dxhat_xhat_sum)
     return gx.astype(x.dtype), gw.astype(x.dtype), gb.astype(x.dtype)
+
+
+def channel_affine_forward(x, scale, shift):
+    """y = x * scale[c] + shift[c] for each channel c of (N, C, ...) input (batch norm at eval time)."""
+    shp = _bn_shape(x)
+    return (x * scale.reshape(shp) + shift.reshape(shp)).astype(x.dtype, copy=False)
+
+
+def channel_affine_backward(g, x, scale):
+    """dx = g * scale[c]; dscale[c] = sum g x; dshift[c] = sum g (sums over all but the channel axis)."""
+    axes, shp = _bn_axes(x), _bn_shape(x)
+    gx = (g * scale.reshape(shp)).astype(x.dtype, copy=False)
+    return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)

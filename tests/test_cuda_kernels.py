@@ -198,6 +198,14 @@ def test_erf():
     close(K.erf(D(x)), R.erf(x), 1e-6)
 
 
+def test_channel_affine_kernels():
+    x, g = rnd(2, 3, 5, 4), rnd(2, 3, 5, 4, seed=1)
+    s, b = rnd(3, seed=2), rnd(3, seed=3)
+    close(K.channel_affine_forward(D(x), D(s), D(b)), R.channel_affine_forward(x, s, b))
+    for got, want in zip(K.channel_affine_backward(D(g), D(x), D(s)), R.channel_affine_backward(g, x, s)):
+        close(got, want)
+
+
 def test_relu_kernels():
     x, g = rnd(3, 7), rnd(3, 7, seed=16)
     x[0, :3] = [0.0, np.nan, -0.0]

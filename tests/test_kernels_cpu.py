@@ -193,6 +193,21 @@ def test_batch_norm_matches_reference(shape, affine, dtype):
         assert a.dtype == dtype and a.shape == r.shape
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5, 4, 6), (2, 2, 1, 7), (2, 3, 40, 40)])
+def test_channel_affine_matches_reference(shape, dtype):
+    """Eval-time batch norm's one-pass kernel y = x * s[c] + b[c] and its backward."""
+    rng = np.random.default_rng(8)
+    x, g = _rand(rng, shape, dtype), _rand(rng, shape, dtype)
+    s, b = _rand(rng, (shape[1],), dtype), _rand(rng, (shape[1],), dtype)
+    y = cpu.channel_affine_forward(x, s, b)
+    np.testing.assert_array_equal(y, reference.channel_affine_forward(x, s, b))  # same two roundings
+    assert y.dtype == dtype and y.shape == x.shape
+    for a, r in zip(cpu.channel_affine_backward(g, x, s), reference.channel_affine_backward(g, x, s)):
+        np.testing.assert_allclose(a, r, **TOL[dtype])
+        assert a.dtype == dtype and a.shape == r.shape
+
+
 def test_batch_norm_statistics_survive_a_large_mean():
     """float32 activations around 1000 with std 0.01: the one-pass (shifted, vectorised) sums must still
     give the variance that float64 two-pass statistics give, on planes long enough to run vector code."""

@@ -424,14 +424,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     # eval: y = (x - mean) / sqrt(var + eps) * w + b, with mean and var constants
-    shp = (1, c) + (1,) * (input.ndim - 2)
     inv_arr = 1.0 / xp_for(input.device).sqrt(running_var.data + eps)
     inv = Tensor._wrap(inv_arr.astype(input.dtype), input.device)
     mean = running_mean.detach()
+    # one pass over the activations (ChannelAffine); the per-channel constants keep their gradients
     if weight is None:
-        return (input - mean.reshape(shp)) * inv.reshape(shp)
-    scale = (weight * inv).reshape(shp)
-    return input * scale + (bias - mean * weight * inv).reshape(shp)
+        return nnops.ChannelAffine.apply(input, inv, -mean * inv)
+    return nnops.ChannelAffine.apply(input, weight * inv, bias - mean * weight * inv)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

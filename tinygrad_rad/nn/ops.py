@@ -109,6 +109,19 @@ class BatchNormTrain(Function):
         return (gx,)
 
 
+class ChannelAffine(Function):
+    """y = x * scale[c] + shift[c] for each channel c: batch norm at eval time in one pass."""
+
+    def forward(self, x, scale, shift):
+        self.x, self.scale = x, scale
+        return backend(self.device).channel_affine_forward(x, scale, shift)
+
+    def backward(self, g):
+        # y = x s + b  =>  dx = g s, ds = sum g x, db = sum g (sums over all axes but the channel)
+        gx, gs, gb = backend(self.device).channel_affine_backward(g, self.x, self.scale)
+        return gx, gs, gb
+
+
 class Dropout(Function):
     def forward(self, x, p, mask):
         # mask already holds 0 or 1/(1-p) (inverted dropout: no rescaling needed at eval)
