@@ -132,8 +132,11 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
             goals.append(f"`{k}` {v['value']:.2f} (goal {op} {v['target']}: {met})")
         lines.append("Targets: " + "; ".join(goals) + ".")
         if not all(v["met"] for v in targets.values()):
-            lines.append("Where the time goes and what was tried: `benchmarks/NOTES.md` (section 5 for the "
-                         "training-step profile).")
+            lines.append("Where the time goes and what was tried: `benchmarks/NOTES.md` (sections 5 and 6 "
+                         "for the training-step profile).")
+        else:
+            lines.append("How the kernels got there, with each change measured before and after: "
+                         "`benchmarks/NOTES.md` (sections 5 and 6 for the training step).")
         lines.append("")
     runs = combined.get("runs", {})
     bad = [f"{k}: {v['status']}" for k, v in runs.items() if v["status"] != "ok"]
