@@ -71,8 +71,8 @@ def weight_transform_adjoint(du: np.ndarray, dtype) -> np.ndarray:
 # (The first version kept V as (C, T): its loops ran over one row of 7-14 tiles per channel, too short for
 # vector code; benchmarks/NOTES.md section 6 has the numbers.) Each loop reads at most four input streams
 # and writes one, which keeps LLVM's run-time aliasing checks few enough for it to vectorise at all.
-# The two nonzero entries of each row of B^T (column indices), of A^T (three, for the output transform),
-# and A = AT.T's two columns give the coefficient tables below.
+# Where the nonzero entries of each row of B^T (two) and of A^T (three) are: the transforms below build
+# their coefficient tables from these and the matrices themselves.
 _BT_NZ = np.array([np.flatnonzero(row) for row in BT])  # (4, 2)
 _AT_NZ = np.array([np.flatnonzero(row) for row in AT])  # (2, 3)
 
