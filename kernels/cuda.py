@@ -47,6 +47,7 @@ from .cuda_softmax import (  # noqa: F401
     softmax_cross_entropy_forward,
     sum_rows,
 )
+from .reference import _bn_axes
 
 _GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -107,14 +108,14 @@ def _erf_kernel(x, y):
         y[i] = math.erf(x[i])
 
 
-def _elementwise(kernel, shape, *arrays):
-    """Run a grid-stride ``kernel(*inputs, out)`` over the flattened ``arrays``; ``out`` is shaped like the
-    first input."""
+def _elementwise(kernel, shape, *arrays, scalars=()):
+    """Run a grid-stride ``kernel(*inputs, *scalars, out)`` over the flattened ``arrays``; ``out`` is shaped
+    like the first input, over whose elements the kernel's grid runs."""
     flats = [contiguous(a).reshape(-1) for a in arrays]
     out = xp_of(flats[0]).empty_like(flats[0])
     if out.size:
         blocks, threads = launch_1d(out.size)
-        kernel[blocks, threads](*[dev(f) for f in flats], dev(out))
+        kernel[blocks, threads](*[dev(f) for f in flats], *scalars, dev(out))
     return out.reshape(shape)
 
 
@@ -160,22 +161,16 @@ def _affine_kernel(x, scale, shift, plane, y):
 
 def channel_affine_forward(x, scale, shift):
     """y = x * scale[c] + shift[c] per channel of (N, C, ...) input, one grid-stride kernel."""
-    xf = contiguous(x).reshape(-1)
-    y = xp_of(xf).empty_like(xf)
-    if y.size:
-        plane = int(np.prod(x.shape[2:], dtype=np.int64))
-        blocks, threads = launch_1d(y.size)
-        _affine_kernel[blocks, threads](dev(xf), dev(contiguous(scale.astype(x.dtype))),
-                                        dev(contiguous(shift.astype(x.dtype))), plane, dev(y))
-    return y.reshape(x.shape)
+    plane = int(np.prod(x.shape[2:], dtype=np.int64))  # values per (image, channel)
+    return _elementwise(_affine_kernel, x.shape, x, scale.astype(x.dtype), shift.astype(x.dtype),
+                        scalars=(plane,))
 
 
 def channel_affine_backward(g, x, scale):
     """-> (gx, gscale, gshift): gx by the forward kernel (scale, zero shift); the per-channel sums with the
     array module's reductions (CuPy on a GPU)."""
-    xp = xp_of(g)
-    gx = channel_affine_forward(g, scale, xp.zeros_like(scale))
-    axes = (0,) + tuple(range(2, x.ndim))
+    gx = channel_affine_forward(g, scale, xp_of(g).zeros_like(scale))
+    axes = _bn_axes(x)
     return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
 
 

@@ -35,8 +35,6 @@ def canonical_device(device) -> str:
     return base
 
 
-
-
 def xp_of(a):
     """The array module (numpy or cupy) that owns array ``a``."""
     mod = type(a).__module__

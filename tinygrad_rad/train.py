@@ -44,7 +44,7 @@ from .utils import ConfigDictMixin, ProgressBar, atomic_write_text, default_data
 # The default recipe (PneumoniaMNIST, 2-core CPU, <= 15 minutes of training): the SmallCNN reference
 # recipe (Adam 1e-3, batch 128, cosine schedule, random affine augmentation without flips), with 20
 # epochs instead of the reference's 30 so that it fit the time budget at the CPU speed of the time
-# (~125 img/s: 12.6 min); with the batch-split / Winograd kernels the 20 epochs take ~4 min (README).
+# (~125 img/s: 12.6 min); with the current kernels the 20 epochs take 3-4 min (README, demo section).
 DEFAULT_EPOCHS = 20
 LAST_NAME = "last.safetensors"
 BEST_NAME = "best.safetensors"
