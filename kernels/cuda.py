@@ -9,7 +9,10 @@ Numba CUDA kernels:
   tensor-core GEMM instead (:mod:`.tensorcore`).
 * convolution: im2col + GEMM + col2im (:mod:`.cuda_conv`); ConvTranspose2d reuses them.
 * pooling (:mod:`.cuda_pool`), batch norm (:mod:`.cuda_bn`), softmax-cross-entropy and row
-  reductions (:mod:`.cuda_softmax`), ``erf``, ``relu_forward`` / ``relu_backward``.
+  reductions (:mod:`.cuda_softmax`), ``erf``, ``relu_forward`` / ``relu_backward``, the channel
+  affine of eval-time batch norm, and Adam's fused update (``adam_step``).
+
+Every launch goes on CuPy's current stream (:func:`.cuda_common.stream`).
 
 Arrays are CuPy arrays on a GPU (kernels receive them through the CUDA array interface: no copies,
 no host round-trips) and NumPy arrays under ``NUMBA_ENABLE_CUDASIM=1``, where the very same kernels
@@ -28,7 +31,7 @@ from numba import cuda
 
 from . import tensorcore
 from .cuda_bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401  (backend interface)
-from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
+from .cuda_common import contiguous, dev, launch_1d, simulator, stream, xp_of
 from .cuda_conv import (  # noqa: F401
     conv2d_backward_input,
     conv2d_backward_weight,
@@ -48,6 +51,16 @@ from .cuda_softmax import (  # noqa: F401
     sum_rows,
 )
 from .reference import _bn_axes
+
+# the backend interface (the same names as kernels/reference.py and kernels/cpu.py), plus helpers
+__all__ = [
+    "matmul", "erf", "relu_forward", "relu_backward",
+    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
+    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
+    "log_softmax", "sum_rows", "synchronize",
+]
 
 _GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -115,7 +128,7 @@ def _elementwise(kernel, shape, *arrays, scalars=()):
     out = xp_of(flats[0]).empty_like(flats[0])
     if out.size:
         blocks, threads = launch_1d(out.size)
-        kernel[blocks, threads](*[dev(f) for f in flats], *scalars, dev(out))
+        kernel[blocks, threads, stream()](*[dev(f) for f in flats], *scalars, dev(out))
     return out.reshape(shape)
 
 
@@ -172,6 +185,60 @@ def channel_affine_backward(g, x, scale):
     gx = channel_affine_forward(g, scale, xp_of(g).zeros_like(scale))
     axes = _bn_axes(x)
     return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
+
+
+# ------------------------------------------------------------------------------------ adam
+@cuda.jit
+def _adam_kernel(p, g, m, v, vmax, decay, wd, one_m_b1, b2, one_m_b2, bc2_sqrt, eps, step_size, maximize,
+                 decay_mode, amsgrad):
+    """One fused Adam pass; the constants are scalars of p's dtype (see adam_step); decay_mode 0: no weight
+    decay, 1: g += wd p (Adam), 2: p *= 1 - lr wd (AdamW). The float operations of kernels/cpu._adam."""
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        gi = -g[i] if maximize else g[i]
+        if decay_mode == 2:
+            p[i] *= decay
+        elif decay_mode == 1:
+            gi = gi + wd * p[i]
+        mi = m[i] + (gi - m[i]) * one_m_b1  # = b1 m + (1 - b1) g
+        m[i] = mi
+        vi = v[i] * b2 + (gi * one_m_b2) * gi
+        v[i] = vi
+        if amsgrad:
+            a = vmax[i]
+            vi = a if (a > vi) or (a != a) else vi  # np.maximum: NaN wins
+            vmax[i] = vi
+        p[i] -= (mi / (math.sqrt(vi) / bc2_sqrt + eps)) * step_size
+
+
+def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, maximize=False,
+              decoupled=False, amsgrad=False) -> None:
+    """Adam / AdamW update of ``p``, ``m``, ``v`` (and ``vmax`` with amsgrad) in place: one kernel.
+
+    The same float operations in the same order as ``kernels/cpu.adam_step`` and the NumPy code in
+    ``optim/adam.py``, constants rounded to p's dtype first and passed as scalars of that dtype (no
+    float64 arithmetic in a float32 kernel). All arrays are C-contiguous, of p's dtype and shape; ``vmax``
+    may be None without amsgrad. NOTE: the GPU compiler may fuse a multiply and an add (FMA), so results
+    can differ from the CPU in the last bit.
+    Example: ``adam_step(p, g, m, v, None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0,
+    step=1)``
+    """
+    arrays = [p, g, m, v] + ([vmax] if amsgrad else [])
+    for name, a in zip(("p", "g", "m", "v", "vmax"), arrays):
+        if a.dtype != p.dtype or tuple(a.shape) != tuple(p.shape) or not a.flags.c_contiguous:
+            raise ValueError(f"adam_step: {name} must be C-contiguous {p.dtype} of shape {tuple(p.shape)}, "
+                             f"got {a.dtype} {tuple(a.shape)}")
+    if np.dtype(p.dtype) not in _GEMM_DTYPES:
+        raise TypeError(f"adam_step: parameters must be float32 or float64, got {p.dtype}")
+    if not amsgrad:  # NOTE: not v itself: the simulator copies each argument back, the second copy would win
+        vmax = xp_of(p).empty(1, dtype=p.dtype)
+    T = np.dtype(p.dtype).type
+    consts = [T(c) for c in (1 - lr * weight_decay, weight_decay, 1 - beta1, beta2, 1 - beta2,
+                             math.sqrt(1 - beta2**step), eps, lr / (1 - beta1**step))]
+    decay_mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
+    if p.size:
+        blocks, threads = launch_1d(p.size)
+        _adam_kernel[blocks, threads, stream()](*[dev(a.reshape(-1)) for a in (p, g, m, v, vmax)], *consts,
+                                               bool(maximize), decay_mode, bool(amsgrad))
 
 
 def synchronize() -> None:

@@ -49,8 +49,9 @@ def dev(a):
     """The argument a kernel launch receives for array ``a``.
 
     NumPy arrays pass as they are (simulator); CuPy arrays are wrapped without a copy.
-    NOTE: ``sync=False`` - CuPy and Numba both launch on the legacy default stream, so they are
-    already ordered, and the default (``sync=True``) would block the host at every launch.
+    NOTE: ``sync=False`` - every launch goes on CuPy's current stream (:func:`stream`), the stream
+    CuPy's own work on these arrays is queued on, so they are already ordered, and the default
+    (``sync=True``) would block the host at every launch.
     """
     if xp_of(a) is np:
         return a
@@ -59,6 +60,33 @@ def dev(a):
     _quiet_numba()
 
     return cuda.as_cuda_array(a, sync=False)
+
+
+_STREAMS: dict = {}
+
+
+def stream():
+    """The stream every Numba launch goes on: CuPy's *current* stream, so kernels stay ordered with the
+    CuPy work around them even inside a user's ``with cupy.cuda.Stream(non_blocking=True):``.
+
+    0 (Numba's default stream) under the simulator and for CuPy's legacy null stream.
+    NOTE: Numba would otherwise launch on the legacy default stream, which does not wait for (and is
+    not waited for by) a non-blocking stream: a race.
+
+        >>> kernel[blocks, threads, stream()](...)
+    """
+    if simulator():
+        return 0
+    import cupy
+    from numba import cuda
+
+    ptr = int(cupy.cuda.get_current_stream().ptr)
+    if ptr == 0:
+        return 0
+    s = _STREAMS.get(ptr)
+    if s is None:  # a wrapper of the handle only: Numba never destroys an external stream
+        s = _STREAMS[ptr] = cuda.external_stream(ptr)
+    return s
 
 
 def launch_1d(n: int) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from . import tensorcore
-from .cuda_common import contiguous, dev, launch_1d, simulator, xp_of
+from .cuda_common import contiguous, dev, launch_1d, simulator, stream, xp_of
 from .cuda_gemm import gemm as _numba_gemm
 from .reference import out_size
 
@@ -102,7 +102,8 @@ def im2col(x, kernel, stride, padding, dilation):
     if cols.size:
         blocks, threads = launch_1d(cols.size)
         zero = x.dtype.type(0)
-        im2col_kernel[blocks, threads](dev(x), dev(cols), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, zero)
+        im2col_kernel[blocks, threads, stream()](dev(x), dev(cols), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
+                                                 zero)
     return cols
 
 
@@ -122,7 +123,8 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation, out_hw=None):
             return x
         blocks, threads = launch_1d(x.size)
         zero = cols.dtype.type(0)
-        col2im_kernel[blocks, threads](dev(cols), dev(x), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, zero)
+        col2im_kernel[blocks, threads, stream()](dev(cols), dev(x), kh, kw, sh, sw, ph, pw, dh, dw, ho, wo,
+                                                 zero)
     return x
 
 

@@ -63,6 +63,7 @@ def kernel_signatures(dtype: str = "float32") -> list:
         ("ce_grad", cuda_softmax._ce_grad_kernel.py_func, (a2, a2, a1, T, a2)),
         ("mul", cuda_softmax._mul_kernel.py_func, (a1, a1, a1)),
         ("erf", K._erf_kernel.py_func, (a1, a1)),
+        ("adam", K._adam_kernel.py_func, (a1, a1, a1, a1, a1, *(T,) * 8, boolean, int64, boolean)),
     ]
     return out
 

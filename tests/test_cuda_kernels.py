@@ -261,3 +261,59 @@ def test_conv2d_large_batches_run_in_image_chunks(monkeypatch):
     gx, gw = R.conv2d_backward_input(gy, wt, x.shape, *args), R.conv2d_backward_weight(gy, x, wt.shape, *args)
     close(K.conv2d_backward_input(D(gy), D(wt), x.shape, *args), gx)
     close(K.conv2d_backward_weight(D(gy), D(x), wt.shape, *args), gw, 1e-4)
+
+
+# ------------------------------------------------------------------------------------ interface
+def test_cuda_backend_exports_the_backend_interface():
+    names = ["matmul", "erf", "relu_forward", "relu_backward", "conv2d_forward", "conv2d_backward_input",
+             "conv2d_backward_weight", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+             "avg_pool2d_backward", "batch_norm_forward_train", "batch_norm_backward",
+             "channel_affine_forward", "channel_affine_backward", "softmax_cross_entropy_forward",
+             "softmax_cross_entropy_backward", "adam_step"]
+    missing = [n for n in names if not callable(getattr(K, n, None))]
+    assert not missing, missing
+    assert set(names) <= set(K.__all__)
+
+
+def _adam_numpy(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, maximize, decoupled, amsgrad):
+    """The NumPy code of optim/adam.py, written out (the reference of both fused kernels)."""
+    g = -g if maximize else g
+    if weight_decay != 0:
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    m += (g - m) * (1 - beta1)
+    v *= beta2
+    v += (g * (1 - beta2)) * g
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+    denom = np.sqrt(vmax if amsgrad else v) / math.sqrt(1 - beta2**step) + eps
+    p -= (m / denom) * (lr / (1 - beta1**step))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("wd,decoupled,amsgrad,maximize",
+                         [(0.0, False, False, False), (0.1, False, True, False), (0.1, True, False, True)])
+def test_adam_step_matches_the_numpy_update(dtype, wd, decoupled, amsgrad, maximize):
+    p, g = rnd(5, 7, dtype=dtype), rnd(5, 7, dtype=dtype, seed=30)
+    m, v = rnd(5, 7, dtype=dtype, seed=31) * 0.1, np.abs(rnd(5, 7, dtype=dtype, seed=32)) * 0.01
+    vmax = v * 1.5
+    kw = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=wd, step=3, maximize=maximize,
+              decoupled=decoupled, amsgrad=amsgrad)
+    want = [a.copy() for a in (p, m, v, vmax)]
+    _adam_numpy(*want[:1], g, *want[1:], **kw)
+    got = [D(a.copy()) for a in (p, m, v, vmax)]
+    K.adam_step(got[0], D(g), got[1], got[2], got[3] if amsgrad else None, **kw)
+    tol = 1e-6 if dtype == np.float32 else 1e-14  # FMA contraction on a GPU: last-bit differences
+    for a, b in zip(got[:3] + got[3:] * amsgrad, want[:3] + want[3:] * amsgrad):
+        close(a, b, tol)
+    if not REAL_GPU:  # the simulator runs the same operations as NumPy: identical bits
+        np.testing.assert_array_equal(H(got[0]), want[0])
+
+
+def test_adam_step_rejects_mismatched_state():
+    p = D(rnd(4))
+    with pytest.raises(ValueError, match=r"adam_step: m must be .*\(4,\)"):
+        K.adam_step(p, D(rnd(4)), D(rnd(3)), D(rnd(4)), None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0, step=1)
