@@ -75,9 +75,9 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int, war
     x, y = bt.make_data(batch)
     # NOTE: each worker imports only its own framework (common.set_threads would import both)
     if framework == "tinygrad_rad":
-        from tinygrad_rad.kernels.threads import set_num_threads
+        from tinygrad_rad.kernels import configure_cpu
 
-        set_num_threads(threads)
+        configure_cpu(num_threads=threads)  # threads, workqueue layer, malloc: as the CLI runs
         train_step, _ = bt.ours_steps(model, x, y)
     elif framework == "torch":
         import torch

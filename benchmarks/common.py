@@ -147,11 +147,12 @@ def print_table(rows: list[dict], columns: list[str] | None = None, floatfmt: st
 
 def set_threads(n: int | None = None) -> int:
     """Use ``n`` threads (default: all cores) in Numba, our conv kernels, BLAS and PyTorch (if installed);
-    returns n. Ours through the same call as ``--num-threads`` (``kernels.threads.set_num_threads``)."""
-    from tinygrad_rad.kernels.threads import set_num_threads
+    returns n. Ours through ``kernels.configure_cpu`` (what the CLI calls): it also selects Numba's
+    workqueue threading layer and tunes malloc, so call this before any kernel runs."""
+    from tinygrad_rad.kernels import configure_cpu
 
     n = n or os.cpu_count() or 1
-    set_num_threads(n)
+    configure_cpu(num_threads=n)
     try:
         import torch
 

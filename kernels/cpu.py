@@ -22,11 +22,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward, serialized  # noqa: F401
+from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
 from .reference import _avg_divisor, out_size
-from .threads import tune_malloc
-
-tune_malloc()  # keep big freed blocks in the heap: no page zeroing every step (threads.tune_malloc)
+from .threads import serialized
 
 __all__ = [
     "matmul", "erf", "relu_forward", "relu_backward",

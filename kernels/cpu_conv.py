@@ -45,18 +45,16 @@ scratch buffers are reused. The ground truth is ``kernels/reference.py``.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from . import cpu_winograd as wino
 from .reference import out_size
-from .threads import blas_threads, run_parts
+from .threads import blas_threads, run_parts, serialized
 
 # images per chunk are chosen so that one chunk's buffers take about this many bytes per thread
 CHUNK_BYTES = 4 << 20
@@ -79,31 +77,6 @@ PLANE_PAD_BYTES = 64
 SPLIT_MIN_MACS = 1 << 21
 
 _local = threading.local()
-
-# NOTE: Numba's default "omp" threading layer (GNU OpenMP) leaves its threads spinning after each
-# parallel loop; OpenBLAS's threads do the same after each GEMM. On a 2-core machine the spinners starved
-# the threads doing work (convs ran 3-5x slower with 2 threads than with 1). The "workqueue" layer's
-# threads sleep between loops. It is process-wide and must be chosen before the first parallel kernel
-# runs, so we choose it on import unless the user already did (NUMBA_THREADING_LAYER). workqueue aborts
-# the process when two Python threads launch parallel kernels at the same time, hence the lock below.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
-# Serialises the public kernels across Python threads (re-entrant: backward-input may call forward), so
-# that a second thread waits instead of making workqueue abort the process.
-PARALLEL_LOCK = threading.RLock()
-
-
-def serialized(fn):
-    """Decorator: run ``fn`` under PARALLEL_LOCK (one parallel Numba kernel at a time in the process)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with PARALLEL_LOCK:
-            return fn(*args, **kwargs)
-
-    return wrapper
-
 
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     """A reusable, uninitialised scratch array of ``shape`` (grown on demand, kept between calls).

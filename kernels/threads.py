@@ -8,6 +8,9 @@ Why this module exists (measured on the project's 2-core CPU, benchmarks/NOTES.m
   conv kernels therefore split the *batch* instead: each of ``numba.get_num_threads()`` Python threads
   takes a contiguous slice of the images and runs its copies (serial Numba code that releases the GIL)
   and its GEMMs (OpenBLAS on one thread) with no barrier until the end. ``run_parts`` does that split.
+* Numba's ``workqueue`` threading layer (``configure.configure_cpu`` selects it) aborts the process when two
+  Python threads launch parallel kernels at once: ``serialized`` makes the public kernels take turns, but
+  only where that layer is (or may become) the one in use.
 * OpenBLAS's thread count is process-wide. ``blas_threads(1)`` sets it for the duration of a conv and
   restores it afterwards (``openblas_set_num_threads`` is cheap: it never starts or stops threads).
   Where NumPy does not use OpenBLAS (MKL, Accelerate), ``BLAS_CONTROL`` is False and ``run_parts`` runs
@@ -24,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -32,7 +36,7 @@ import numba
 import numpy as np  # noqa: F401  (NumPy must be loaded for its OpenBLAS to be found)
 
 __all__ = ["BLAS_CONTROL", "blas_threads", "get_blas_threads", "set_blas_threads", "set_num_threads",
-           "run_parts", "tune_malloc"]
+           "run_parts", "serialized", "PARALLEL_LOCK", "tune_malloc", "malloc_tuned"]
 
 # the symbol names of openblas_{get,set}_num_threads: NumPy's wheels (scipy-openblas, 64-bit ints) first
 _SYMBOLS = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
@@ -146,11 +150,58 @@ def run_parts(n: int, fn, parts: int | None = None) -> list:
         return [first] + [f.result() for f in futures]
 
 
+# ------------------------------------------------------------------ one parallel launch at a time
+# NOTE: Numba's "workqueue" threading layer is not thread-safe: when two Python threads launch parallel
+# kernels at the same time it aborts the whole process ("Terminating: Nested parallel kernel launch
+# detected"). The "omp" and "tbb" layers are thread-safe. So the public CPU kernels run under this lock
+# when the layer in use is workqueue - or, before the first parallel kernel has run, when it may become
+# workqueue (configured so, or left to Numba's "default"/"forksafe" choice, which falls back to it).
+# Re-entrant: conv2d_backward_input calls conv2d_forward. Once Numba has fixed its layer (it never changes
+# afterwards) the answer is cached, so with omp or tbb the kernels never touch the lock.
+PARALLEL_LOCK = threading.RLock()
+_NEVER_WORKQUEUE = ("tbb", "omp", "safe", "threadsafe")
+_lock_needed: bool | None = None  # None: Numba has not fixed its threading layer yet
+
+
+def _needs_lock() -> bool:
+    global _lock_needed
+    if _lock_needed is not None:
+        return _lock_needed
+    try:
+        layer = numba.threading_layer()  # raises ValueError before the first parallel launch
+    except ValueError:
+        return str(numba.config.THREADING_LAYER).lower() not in _NEVER_WORKQUEUE
+    _lock_needed = layer == "workqueue"
+    return _lock_needed
+
+
+def serialized(fn):
+    """Decorator for a public kernel that launches Numba parallel loops: with the workqueue threading
+    layer it runs under PARALLEL_LOCK (one parallel kernel at a time in the process), otherwise as is."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _needs_lock():
+            return fn(*args, **kwargs)
+        with PARALLEL_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# ------------------------------------------------------------------------------------------ malloc
 _malloc_tuned = False
+
+
+def malloc_tuned() -> bool:
+    """True once ``tune_malloc`` has raised glibc's thresholds in this process."""
+    return _malloc_tuned
 
 
 def tune_malloc() -> bool:
     """Keep freed large blocks in glibc's heap instead of returning them to the OS (Linux/glibc only).
+
+    Called only by ``configure.configure_cpu`` (never on import: it changes the whole process).
 
     # NOTE: glibc serves blocks over its mmap threshold (at most 32 MB) with fresh mmaps and unmaps them on
     # free, so every training step paid the kernel for zeroing pages again (`clear_page_erms` was 10 % of a

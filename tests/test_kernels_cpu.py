@@ -231,7 +231,7 @@ def test_matmul_and_erf(dtype):
 
 
 def test_kernels_from_two_threads():
-    """Numba's workqueue layer aborts on concurrent parallel launches: the kernels must serialise them."""
+    """Two Python threads running kernels at once (serialised under the workqueue layer, see threads.serialized)."""
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((4, 3, 16, 16)), rng.standard_normal((5, 3, 3, 3))
     args = ((1, 1), (1, 1), (1, 1), 1)
@@ -384,7 +384,7 @@ def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     first = threads.tune_malloc()
     assert threads.tune_malloc() is first
     if sys.platform.startswith("linux"):
-        assert first is True  # glibc accepted both thresholds (the CPU kernels call this on import)
+        assert first is True  # glibc accepted both thresholds (configure_cpu calls this)
     monkeypatch.setattr(threads, "_malloc_tuned", False)
     monkeypatch.setenv("TGR_TUNE_MALLOC", "0")
     assert threads.tune_malloc() is False
