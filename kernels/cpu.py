@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
-from .reference import _avg_divisor, out_size
+from .reference import _avg_divisor, _check_ce, out_size
 from .threads import serialized
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
-    "adam_step",
+    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
 ]
 
 
@@ -448,6 +448,68 @@ def channel_affine_backward(g, x, scale):
     gs, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
     _affine_bwd(g3, x3, np.ascontiguousarray(scale, dtype=x.dtype), gx, gs, gb)
     return gx.reshape(x.shape), gs, gb
+
+
+# ------------------------------------------------------------------------ softmax cross-entropy
+@njit(parallel=True, cache=True)
+def _ce_fwd(x, t, logp, row_loss):
+    """Per row r, in one visit of the row: logp[r] = x[r] - max - log(sum exp(x[r] - max)) and
+    row_loss[r] = sum_c t[r, c] logp[r, c] (float64 sums)."""
+    m, c = x.shape
+    for r in prange(m):
+        mx = x[r, 0]
+        for j in range(1, c):
+            v = x[r, j]
+            mx = v if v > mx or v != v else mx  # NaN wins, as with np.max
+        s = 0.0
+        for j in range(c):
+            s += math.exp(x[r, j] - mx)
+        lse = mx + math.log(s)
+        acc = 0.0
+        for j in range(c):
+            lp = x[r, j] - lse
+            logp[r, j] = lp
+            acc += t[r, j] * lp
+        row_loss[r] = acc
+
+
+@njit(parallel=True, cache=True)
+def _ce_bwd(logp, t, coef, gx):
+    """gx[r, c] = coef * (exp(logp[r, c]) * sum_c' t[r, c'] - t[r, c]), one parallel pass over rows."""
+    m, c = logp.shape
+    for r in prange(m):
+        ts = 0.0
+        for j in range(c):
+            ts += t[r, j]
+        for j in range(c):
+            gx[r, j] = (math.exp(logp[r, j]) * ts - t[r, j]) * coef
+
+
+def _ce_args(x, target):
+    _check_ce(x, target)
+    return np.ascontiguousarray(x), np.ascontiguousarray(target, dtype=x.dtype)
+
+
+@serialized
+def softmax_cross_entropy_forward(x, target, scale):
+    """-> (loss, logp): logp = log_softmax(x) per row, loss = -scale * sum(target * logp) as a 0-d array.
+    One parallel pass over the rows (float64 row sums) instead of NumPy's six passes."""
+    x, target = _ce_args(x, target)
+    logp = np.empty_like(x)
+    row_loss = np.zeros(x.shape[0], dtype=np.float64)
+    if x.size:
+        _ce_fwd(x, target, logp, row_loss)
+    return np.asarray(-row_loss.sum() * scale, dtype=x.dtype), logp
+
+
+@serialized
+def softmax_cross_entropy_backward(g, logp, target, scale):
+    """d loss / dx = scale * g * (softmax(x) * sum_c target - target) (``g``: the 0-d loss gradient)."""
+    logp, target = _ce_args(logp, target)
+    gx = np.empty_like(logp)
+    if logp.size:
+        _ce_bwd(logp, target, logp.dtype.type(scale * float(g)), gx)
+    return gx
 
 
 # ------------------------------------------------------------------------------------------ adam

@@ -214,3 +214,69 @@ def channel_affine_backward(g, x, scale):
     axes, shp = _bn_axes(x), _bn_shape(x)
     gx = (g * scale.reshape(shp)).astype(x.dtype, copy=False)
     return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
+
+
+# ------------------------------------------------------------------------ softmax cross-entropy
+def _check_ce(x, target):
+    if x.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: expected (rows, classes) logits, got {tuple(x.shape)}")
+    if tuple(target.shape) != tuple(x.shape):
+        raise ValueError(f"softmax_cross_entropy: target {tuple(target.shape)} != logits {tuple(x.shape)}")
+
+
+def softmax_cross_entropy_forward(x, target, scale):
+    """-> (loss, logp): logp = log_softmax(x) over each row, loss = -scale * sum(target * logp) (0-d).
+
+    ``x`` and ``target`` are (M, C); ``target`` is a dense per-row distribution with any class weights
+    and label smoothing already folded in (``scale`` is typically 1 / M or 1 / sum of weights).
+    """
+    _check_ce(x, target)
+    shifted = x - x.max(axis=1, keepdims=True)  # log_softmax = x - max - log(sum(exp(x - max)))
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return np.asarray(-(target * logp).sum() * scale, dtype=x.dtype), logp
+
+
+def softmax_cross_entropy_backward(g, logp, target, scale):
+    """d loss / dx = scale * g * (softmax(x) * sum_c target - target), row by row (``g``: 0-d)."""
+    # d/dx_i [-sum_c t_c log softmax_c] = softmax_i * sum_c t_c - t_i
+    grad = (np.exp(logp) * target.sum(axis=1, keepdims=True) - target) * (scale * g)
+    return grad.astype(logp.dtype, copy=False)
+
+
+# ------------------------------------------------------------------------------------------ adam
+def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, maximize=False,
+              decoupled=False, amsgrad=False) -> None:
+    """One Adam / AdamW step on ``p`` with its state ``m``, ``v`` (and ``vmax`` with amsgrad), in place.
+
+    g <- -g (maximize); g += wd p (Adam) or p *= 1 - lr wd (AdamW); m = b1 m + (1 - b1) g;
+    v = b2 v + (1 - b2) g^2; vmax = max(vmax, v) (amsgrad, then used for v);
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+
+    The same float operations in the same order as ``optim/adam.py``'s NumPy code (one scratch array,
+    in-place ufuncs, Python constants rounded to p's dtype), so both give identical bits.
+    """
+    g = -g if maximize else g
+    if weight_decay != 0:
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    tmp = np.subtract(g, m)
+    tmp *= 1 - beta1
+    m += tmp  # = b1 m + (1 - b1) g  (PyTorch's lerp)
+    v *= beta2
+    np.multiply(g, 1 - beta2, out=tmp)
+    tmp *= g
+    v += tmp
+    bc1 = 1 - beta1**step
+    bc2_sqrt = math.sqrt(1 - beta2**step)
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+        np.sqrt(vmax, out=tmp)
+    else:
+        np.sqrt(v, out=tmp)
+    tmp /= bc2_sqrt
+    tmp += eps  # denom
+    np.divide(m, tmp, out=tmp)
+    tmp *= lr / bc1
+    p -= tmp

@@ -231,7 +231,7 @@ def test_matmul_and_erf(dtype):
 
 
 def test_kernels_from_two_threads():
-    """Two Python threads running kernels at once (serialised under the workqueue layer, see threads.serialized)."""
+    """Two Python threads running kernels at once (serialised under workqueue: threads.serialized)."""
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((4, 3, 16, 16)), rng.standard_normal((5, 3, 3, 3))
     args = ((1, 1), (1, 1), (1, 1), 1)
