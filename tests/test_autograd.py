@@ -68,6 +68,78 @@ def test_freeing_drops_saved_arrays():
     assert hasattr(ctx, "out")
     y.sum().backward()
     assert not hasattr(ctx, "out") and not hasattr(ctx, "parents")
+    # ...but the structure stays, as in PyTorch's grad_fn.next_functions: the input's shape and dtype
+    (edge,) = ctx.edges()
+    assert edge.fn is None and edge.shape == (3,) and edge.dtype == np.float32 and edge.leaf() is x
+    assert ctx.next_functions == ((None, 0),)
+
+
+def test_freed_graph_keeps_ops_parents_and_shapes():
+    x = tr.randn(2, 3, requires_grad=True)
+    w = tr.randn(4, 3, requires_grad=True)
+    loss = (x @ w.T).relu().sum()
+    before = _structure(loss.grad_fn)
+    loss.backward()
+    assert loss.grad_fn.freed
+    assert _structure(loss.grad_fn) == before
+    matmul = ("MatMul", [(None, (2, 3)), (("Permute", [(None, (4, 3))]), (3, 4))])
+    assert before == ("Sum", [(("Relu", [(matmul, (2, 4))]), (2, 4))])
+
+
+def _structure(fn):
+    """(op name, [(input structure or None for a leaf, input shape)]) -- recursive, for small graphs."""
+    return (fn.name, [(_structure(e.fn) if e.fn is not None else None, e.shape) for e in fn.edges()])
+
+
+def test_freed_graph_holds_no_intermediate_arrays():
+    import gc
+    import weakref
+
+    x = tr.randn(8, requires_grad=True)
+    h = x.exp()
+    ref = weakref.ref(h)
+    loss = (h * 2).sum()
+    del h
+    loss.backward()
+    gc.collect()
+    assert ref() is None  # the freed graph remembers h's shape, not h itself
+
+
+def test_post_accumulate_grad_hook_sees_the_accumulated_grad():
+    w = tr.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    h = w.register_post_accumulate_grad_hook(lambda p: seen.append((p is w, p.grad.numpy().copy())))
+    (w * w).sum().backward()  # two uses of w: the hook runs once, after both were added
+    assert len(seen) == 1 and seen[0][0]
+    np.testing.assert_allclose(seen[0][1], [2.0, 4.0])
+    (w * 3).sum().backward()
+    np.testing.assert_allclose(seen[1][1], [5.0, 7.0])  # sees .grad after +=
+    h.remove()
+    (w * 3).sum().backward()
+    assert len(seen) == 2
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (w * 2).register_post_accumulate_grad_hook(lambda p: None)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tr.ones(2).register_post_accumulate_grad_hook(lambda p: None)
+
+
+def test_post_accumulate_grad_hook_order_follows_the_backward_walk():
+    # DDP-style bucketing relies on the hooks firing as soon as each leaf's gradient is complete
+    a = tr.tensor([1.0], requires_grad=True)
+    b = tr.tensor([2.0], requires_grad=True)
+    order = []
+    a.register_post_accumulate_grad_hook(lambda p: order.append("a"))
+    b.register_post_accumulate_grad_hook(lambda p: order.append("b"))
+    ((a * 2).exp() * b).sum().backward()
+    assert sorted(order) == ["a", "b"]
+    if HAS_TORCH:
+        ta = torch.tensor([1.0], requires_grad=True)
+        tb = torch.tensor([2.0], requires_grad=True)
+        t_order = []
+        ta.register_post_accumulate_grad_hook(lambda p: t_order.append("a"))
+        tb.register_post_accumulate_grad_hook(lambda p: t_order.append("b"))
+        ((ta * 2).exp() * tb).sum().backward()
+        assert sorted(t_order) == sorted(order)
 
 
 def test_no_grad_context_and_decorator():

@@ -90,7 +90,7 @@ def test_gradcheck_leaves_inputs_unchanged():
 
 
 # ---------------------------------------------------------------------------------------- trace
-TRACE_LINE = re.compile(r"^(fwd|bwd) (\w+)\s+in (.*) -> (.*)\s+(\d+\.\d+) ms$")
+TRACE_LINE = re.compile(r"^(fwd|bwd) (\w+)\s+in (.*) -> (.*?)\s+(\d+\.\d+) ms(  \(first call: [^)]*\))?$")
 
 
 def test_trace_prints_op_shapes_dtype_and_time():
@@ -133,6 +133,26 @@ def test_tgr_debug_environment_variable():
     assert any(ln.startswith("bwd Exp") for ln in lines), res.stderr
 
 
+def test_trace_marks_the_first_call_of_an_op_class():
+    # the first call of an op in a process may include a kernel compile: the trace line says so
+    code = (
+        "import tinygrad_rad as tr\n"
+        "x = tr.ones(2, 2, requires_grad=True)\n"
+        "for _ in range(2):\n"
+        "    (x.exp() * 3).sum().backward()\n"
+    )
+    env = dict(os.environ, TGR_DEBUG="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    exp_fwd = [ln for ln in res.stderr.splitlines() if ln.startswith("fwd Exp")]
+    exp_bwd = [ln for ln in res.stderr.splitlines() if ln.startswith("bwd Exp")]
+    assert len(exp_fwd) == 2 and len(exp_bwd) == 2, res.stderr
+    for first, second in (exp_fwd, exp_bwd):
+        assert TRACE_LINE.match(first) and TRACE_LINE.match(second)
+        assert first.endswith("(first call: may include one-time kernel load/compile)")
+        assert "first call" not in second
+
+
 # ------------------------------------------------------------------------------------------ viz
 def test_to_dot_draws_the_graph():
     viz = pytest.importorskip("tinygrad_rad.viz")
@@ -150,6 +170,28 @@ def test_to_dot_draws_the_graph():
     assert edges and all(a in nodes and b in nodes for a, b in edges)
     y.backward()
     assert "(freed)" in viz.to_dot(y)
+
+
+def test_to_dot_after_backward_draws_the_whole_graph():
+    # the README's tour draws the graph after backward: freeing the saved arrays must keep the structure
+    viz = pytest.importorskip("tinygrad_rad.viz")
+    x = tr.randn(2, 3, requires_grad=True)
+    w = tr.randn(4, 3, requires_grad=True)
+    y = F.linear(x, w).relu().sum()
+    before = viz.to_dot(y, names={w: "weight"})
+    y.backward()
+    after = viz.to_dot(y, names={w: "weight"})
+    for dot in (before, after):
+        for op in ("MatMul", "Relu", "Sum", "Permute"):
+            assert re.search(rf'label="{op}( \(freed\)", style=dashed|")', dot), (op, dot)
+        assert "weight" in dot and "(4, 3) float32" in dot and "(2, 4) float32" in dot
+        nodes = set(re.findall(r"^\s+(\w+) \[", dot, re.M))
+        edges = re.findall(r"^\s+(\w+) -> (\w+);", dot, re.M)
+        assert all(a in nodes and b in nodes for a, b in edges)
+    assert after.count("(freed)") == 4 and "(freed)" not in before
+    # same nodes and edges before and after, only the freed marks differ
+    assert len(re.findall(r" -> ", before)) == len(re.findall(r" -> ", after))
+    assert after.replace(' (freed)", style=dashed', '"') == before
 
 
 def test_save_graph_writes_dot_atomically(tmp_path):

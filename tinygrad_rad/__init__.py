@@ -13,16 +13,10 @@ __version__ = "0.1.0"
 
 from . import cuda, ops, viz
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, trace
-from .dtypes import bool_, float16, float32, float64, int32, int64, uint8
-from .gradcheck import GradcheckError, gradcheck
-from .random import get_rng_state, manual_seed, set_rng_state
-from .tensor import (
-    Tensor,
+from .creation import (
     arange,
-    cat,
-    chunk,
-    concatenate,
     empty,
+    empty_like,
     eye,
     from_numpy,
     full,
@@ -36,13 +30,14 @@ from .tensor import (
     randn,
     randn_like,
     randperm,
-    split,
-    stack,
     tensor,
-    where,
     zeros,
     zeros_like,
 )
+from .dtypes import bool_, float16, float32, float64, int32, int64, uint8
+from .gradcheck import GradcheckError, gradcheck
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor, cat, chunk, concatenate, split, stack, where
 
 bool = bool_  # noqa: A001  (PyTorch spells it tinygrad_rad.bool)
 
@@ -169,6 +164,7 @@ __all__ = [
     "chunk",
     "concatenate",
     "empty",
+    "empty_like",
     "eye",
     "from_numpy",
     "full",

@@ -1,9 +1,9 @@
-"""The autodiff core: ``Function`` (one op = forward + backward), grad mode, and the backward walk.
+"""The autodiff engine: ``Function`` (one op = forward + backward), grad mode, and the backward walk.
 
-Every op in tinygrad_rad is a small subclass of :class:`Function`. ``forward`` receives raw arrays
-(NumPy on the CPU, CuPy on a GPU) and keeps on ``self`` only what ``backward`` needs; ``backward``
-receives the gradient of the loss with respect to the op's output and returns one gradient per
-input (``None`` where an input needs none).
+Every op in tinygrad_rad is a small subclass of :class:`Function` (see :mod:`tinygrad_rad.ops`).
+``forward`` receives raw arrays (NumPy on the CPU, CuPy on a GPU) and keeps on ``self`` only what
+``backward`` needs; ``backward`` receives the gradient of the loss with respect to the op's output
+and returns one gradient per input (``None`` where an input needs none).
 
     >>> class Square(Function):
     ...     def forward(self, x):
@@ -11,6 +11,13 @@ input (``None`` where an input needs none).
     ...         return x * x
     ...     def backward(self, g):
     ...         return (2 * self.x * g,)        # d(x^2)/dx = 2x
+
+Read it top to bottom: grad mode, ``Function``, the topological sort, then :func:`run_backward`,
+the loop that *is* backpropagation. The small helpers below it (hooks, ``retain_grad``, checks,
+tracing) are called from that loop and can be skipped on a first read.
+
+This module imports nothing from the rest of tinygrad_rad: ``Function.apply`` builds its result
+with ``type(inputs[0])._wrap``, so any Tensor class that provides ``_wrap`` works.
 """
 
 from __future__ import annotations
@@ -19,11 +26,9 @@ import os
 import sys
 import threading
 import time
+import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .tensor import Tensor
+from typing import Any, NamedTuple
 
 # ----------------------------------------------------------------------------------- grad mode
 _state = threading.local()
@@ -50,7 +55,7 @@ class no_grad:
 
     def __call__(self, fn):
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with type(self)():
                 return fn(*args, **kwargs)
 
         wrapper.__name__ = getattr(fn, "__name__", "wrapper")
@@ -66,64 +71,23 @@ class enable_grad(no_grad):
         _state.grad_enabled = True
 
 
-# --------------------------------------------------------------------------------------- trace
-_TRACE = {"on": os.environ.get("TGR_DEBUG", "0") not in ("", "0")}
-
-
-def is_tracing() -> bool:
-    return _TRACE["on"]
-
-
-@contextmanager
-def trace(enabled: bool = True, file=None):
-    """Print every op's forward and backward as it runs (same as ``TGR_DEBUG=1``).
-
-    >>> with trace():
-    ...     loss = model(x).sum(); loss.backward()
-    fwd Conv2d   in (8, 1, 28, 28) float32, (16, 1, 3, 3) float32 -> (8, 16, 28, 28)  0.41 ms
-    ...
-    """
-    prev = dict(_TRACE)
-    _TRACE["on"] = enabled
-    if file is not None:
-        _TRACE["file"] = file
-    try:
-        yield
-    finally:
-        _TRACE.clear()
-        _TRACE.update(prev)
-
-
-def _fmt(a) -> str:
-    if a is None:
-        return "None"
-    return f"{tuple(a.shape)} {a.dtype}"
-
-
-def _trace_line(kind: str, name: str, ins, outs, seconds: float) -> None:
-    f = _TRACE.get("file") or sys.stderr
-    ins_s = ", ".join(_fmt(a) for a in ins)
-    outs_s = ", ".join(_fmt(a) for a in outs)
-    print(f"{kind} {name:<22s} in {ins_s} -> {outs_s}  {seconds * 1e3:.3f} ms", file=f)
-
-
 # ------------------------------------------------------------------------------------ Function
-_Tensor = None  # tinygrad_rad.tensor.Tensor, bound on first use (tensor.py imports this module)
+class Edge(NamedTuple):
+    """What a freed op still knows about one of its inputs (PyTorch's ``grad_fn.next_functions``)."""
 
-
-def _bind_tensor():
-    global _Tensor
-    from .tensor import Tensor
-
-    _Tensor = Tensor
-    return Tensor
+    fn: Any  # the Function that produced the input, or None for a leaf
+    shape: tuple
+    dtype: Any
+    requires_grad: bool
+    leaf: Any  # a weak reference to a leaf tensor (None for an op's output)
 
 
 class Function:
     """One differentiable op. Subclasses implement ``forward(*arrays, **kw)`` and ``backward(grad)``.
 
     Attributes set by :meth:`apply`: ``parents`` (input Tensors), ``needs_input_grad`` (one bool per
-    input) and ``device``.
+    input) and ``device``. After backward, :meth:`free` drops the saved arrays but keeps the graph's
+    structure (:meth:`edges`), so the graph can still be drawn.
     """
 
     parents: tuple
@@ -141,50 +105,71 @@ class Function:
         return type(self).__name__
 
     @classmethod
-    def apply(cls, *tensors: Tensor, **kwargs: Any) -> Tensor:
+    def apply(cls, *tensors, **kwargs: Any):
         """Run ``forward`` on the inputs' arrays and, when grad is on, link the result into the graph."""
-        # NOTE: this runs once per op, so it avoids a function-level import (~5 us) and generators
-        Tensor = _Tensor or _bind_tensor()
         ctx = cls()
-        device = tensors[0]._device
-        for t in tensors[1:]:
-            if t._device != device:
-                raise RuntimeError(
-                    f"{cls.__name__}: expected all tensors on one device, got {device!r} and {t.device!r}; "
-                    "move them with .to(device)"
-                )
-        ctx.device = device
-        needs = tuple([t.requires_grad for t in tensors])
+        ctx.device = device = _same_device(cls, tensors)
+        ctx.needs_input_grad = needs = tuple([t.requires_grad for t in tensors])
         requires_grad = True in needs and is_grad_enabled()
-        ctx.needs_input_grad = needs
         arrays = [t.data for t in tensors]
         if _TRACE["on"]:
-            t0 = time.perf_counter()
-            out = ctx.forward(*arrays, **kwargs)
-            _trace_line("fwd", cls.__name__, arrays, [out], time.perf_counter() - t0)
+            out = _traced_forward(ctx, arrays, kwargs)
         else:
             out = ctx.forward(*arrays, **kwargs)
-        result = Tensor._wrap(out, device=device, requires_grad=requires_grad)
+        _CALLED.add(cls)
+        result = type(tensors[0])._wrap(out, device=device, requires_grad=requires_grad)
         if requires_grad:
-            ctx.parents = tensors
+            ctx.parents = tensors  # the graph: result._ctx.parents are the inputs
             result._ctx = ctx
         return result
 
     def free(self) -> None:
-        """Drop everything saved for backward (called once backward has used it)."""
+        """Drop everything saved for backward (called once backward has used it), keep the structure.
+
+        The parents are replaced by :class:`Edge` records (op, shape, dtype) so that no array stays
+        alive through them, while ``edges()`` / ``viz.to_dot`` can still walk the graph.
+        """
+        edges = self.edges()
+        device, needs = self.__dict__.get("device"), self.__dict__.get("needs_input_grad")
         self.__dict__.clear()
+        self.device, self.needs_input_grad, self._edges = device, needs, edges
         self.freed = True
+
+    def edges(self) -> tuple:
+        """One :class:`Edge` per input: the op that made it (None for a leaf), its shape and dtype."""
+        if self.freed:
+            return self.__dict__.get("_edges", ())
+        return tuple(
+            Edge(p._ctx, tuple(p.shape), p.dtype, p.requires_grad, weakref.ref(p) if p._ctx is None else None)
+            for p in self.__dict__.get("parents", ())
+        )
+
+    @property
+    def next_functions(self) -> tuple:
+        """``((fn, 0), ...)`` per input, as in PyTorch (``fn`` is None for leaves)."""
+        return tuple((e.fn, 0) for e in self.edges())
+
+
+def _same_device(cls, tensors) -> str:
+    device = tensors[0]._device
+    for t in tensors[1:]:
+        if t._device != device:
+            raise RuntimeError(
+                f"{cls.__name__}: expected all tensors on one device, got {device!r} and {t.device!r}; "
+                "move them with .to(device)"
+            )
+    return device
 
 
 # ------------------------------------------------------------------------------- backward walk
-def _toposort(root: Tensor) -> list:
-    """Iterative post-order DFS over the graph (no recursion: a 10,000-op chain is fine)."""
+def toposort(root) -> list:
+    """Tensors of root's graph, each after all its inputs (iterative DFS: a 10,000-op chain is fine)."""
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
-            order.append(node)
+            order.append(node)  # post-order: all of node's inputs are already in `order`
             continue
         if id(node) in visited:
             continue
@@ -198,83 +183,157 @@ def _toposort(root: Tensor) -> list:
     return order
 
 
-def _accumulate(store: dict, t: Tensor, g) -> None:
-    key = id(t)
-    if key in store:
-        store[key] = store[key] + g
-    else:
-        store[key] = g
-
-
-def run_backward(root: Tensor, grad, retain_graph: bool = False) -> None:
+def run_backward(root, grad, retain_graph: bool = False) -> None:
     """Reverse-mode sweep from ``root`` seeded with ``grad`` (an array of root's shape).
 
-    Gradients flow from outputs to inputs in reverse topological order and are *added* into each
-    leaf's ``.grad``; each op's saved arrays are freed as soon as its backward has run (kept when
-    ``retain_graph=True``, so that a second backward through the same graph works).
+    Gradients flow from outputs to inputs in reverse topological order and are *added* (``+=``)
+    where a tensor feeds several ops and into each leaf's ``.grad``; each op's saved arrays are freed
+    as soon as its backward has run (kept when ``retain_graph=True``, for a second backward).
     """
-    from .tensor import Tensor
+    _check_not_freed(root._ctx, first=True)
+    grads = {id(root): grad}  # id(tensor) -> d(root)/d(tensor), filled in as the walk goes
+    for node in reversed(toposort(root)):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue  # no path from this tensor to root carried a gradient
+        if node._hooks:
+            g = _run_hooks(node, g)
+        ctx = node._ctx
+        if ctx is None or node._retains_grad:
+            _accumulate_grad(node, g)  # leaf (or retain_grad): node.grad += g
+        if ctx is None:
+            continue
+        _check_not_freed(ctx)
+        in_grads = _call_backward(ctx, g)  # the chain rule, one op at a time
+        for p, pg in zip(ctx.parents, in_grads):
+            if pg is None or not p.requires_grad:
+                continue
+            pg = _checked(ctx, p, pg)
+            if id(p) in grads:
+                # NOTE: grads[id(p)] += pg, written out of place: pg may alias another gradient array
+                grads[id(p)] = grads[id(p)] + pg
+            else:
+                grads[id(p)] = pg
+        if not retain_graph:
+            ctx.free()
 
-    if root._ctx is not None and root._ctx.freed:
+
+# ------------------------------------------------------------ helpers called from the loop above
+def _accumulate_grad(node, g) -> None:
+    """``node.grad += g`` (a fresh array: the seed and hook results must not be written to later)."""
+    if node.grad is None:
+        node.grad = node._wrap(g.copy() if node._ctx is None else g, device=node.device)
+    else:
+        node.grad = node._wrap(node.grad.data + g, device=node.device)
+    if node._ctx is None and node._post_hooks:
+        for hook in list(node._post_hooks):  # register_post_accumulate_grad_hook: sees the tensor
+            hook(node)
+
+
+def _run_hooks(node, g):
+    """register_hook: each hook sees the full gradient (as a Tensor) and may return a replacement."""
+    for hook in list(node._hooks):
+        res = hook(node._wrap(g, device=node.device))
+        if res is not None:
+            arr = res.data if hasattr(res, "_wrap") else res
+            if tuple(arr.shape) != tuple(node.shape):
+                raise RuntimeError(
+                    f"hook returned a gradient of shape {tuple(arr.shape)} for a tensor of shape {node.shape}"
+                )
+            g = arr
+    return g
+
+
+def _check_not_freed(ctx, first: bool = False) -> None:
+    if ctx is None or not ctx.freed:
+        return
+    if first:
         raise RuntimeError(
             "Trying to backward through the graph a second time: its saved arrays were freed by the "
             "first backward. Recompute the forward pass (or call backward once on the sum of the losses)."
         )
-    order = _toposort(root)
-    grads: dict = {id(root): grad}
-    tracing = _TRACE["on"]
-    for node in reversed(order):
-        g = grads.pop(id(node), None)
-        if g is None:
-            continue
-        hooks = getattr(node, "_hooks", None)
-        if hooks:  # register_hook: each hook sees the full gradient and may replace it
-            for hook in list(hooks):
-                res = hook(Tensor._wrap(g, device=node.device))
-                if res is not None:
-                    res_arr = res.data if isinstance(res, Tensor) else res
-                    if tuple(res_arr.shape) != tuple(node.shape):
-                        raise RuntimeError(
-                            f"hook returned a gradient of shape {tuple(res_arr.shape)} for a tensor of "
-                            f"shape {node.shape}"
-                        )
-                    g = res_arr
-        ctx = node._ctx
-        if ctx is None or node._retains_grad:
-            # leaf (or a tensor that asked for retain_grad): accumulate into .grad with +=
-            if node.grad is None:
-                node.grad = Tensor._wrap(g.copy() if ctx is None else g, device=node.device)
-            else:
-                node.grad = Tensor._wrap(node.grad.data + g, device=node.device)
-        if ctx is None:
-            continue
-        if ctx.freed:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (an intermediate result's graph "
-                "was already freed by an earlier backward)."
-            )
-        if tracing:
-            t0 = time.perf_counter()
+    raise RuntimeError(
+        "Trying to backward through the graph a second time (an intermediate result's graph "
+        "was already freed by an earlier backward)."
+    )
+
+
+def _call_backward(ctx, g) -> tuple:
+    """``ctx.backward(g)`` as a tuple with one entry per input (traced when tracing is on)."""
+    if _TRACE["on"]:
+        t0 = time.perf_counter()
         in_grads = ctx.backward(g)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        if tracing:
-            _trace_line("bwd", ctx.name, [g], in_grads, time.perf_counter() - t0)
-        parents = ctx.parents
-        if len(in_grads) != len(parents):
-            raise RuntimeError(
-                f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(parents)} inputs"
-            )
-        for p, pg in zip(parents, in_grads):
-            if pg is None or not p.requires_grad:
-                continue
-            if tuple(pg.shape) != tuple(p.shape):
-                raise RuntimeError(
-                    f"{ctx.name}.backward produced a gradient of shape {tuple(pg.shape)} for an input of "
-                    f"shape {tuple(p.shape)}"
-                )
-            if pg.dtype != p.dtype:
-                pg = pg.astype(p.dtype)
-            _accumulate(grads, p, pg)
-        if not retain_graph:
-            ctx.free()
+        in_grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
+        _trace_line("bwd", ctx, [g], in_grads, time.perf_counter() - t0)
+    else:
+        in_grads = ctx.backward(g)
+        in_grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
+    _CALLED_BACKWARD.add(type(ctx))
+    if len(in_grads) != len(ctx.parents):
+        raise RuntimeError(
+            f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(ctx.parents)} inputs"
+        )
+    return in_grads
+
+
+def _checked(ctx, p, pg):
+    """An input's gradient must have the input's shape; it is cast to the input's dtype."""
+    if tuple(pg.shape) != tuple(p.shape):
+        raise RuntimeError(
+            f"{ctx.name}.backward produced a gradient of shape {tuple(pg.shape)} for an input of "
+            f"shape {tuple(p.shape)}"
+        )
+    return pg if pg.dtype == p.dtype else pg.astype(p.dtype)
+
+
+# --------------------------------------------------------------------------------------- trace
+_TRACE = {"on": os.environ.get("TGR_DEBUG", "0") not in ("", "0")}
+_CALLED: set = set()  # op classes whose forward has run in this process (for the trace's first-call note)
+_CALLED_BACKWARD: set = set()
+
+
+def is_tracing() -> bool:
+    return _TRACE["on"]
+
+
+@contextmanager
+def trace(enabled: bool = True, file=None):
+    """Print every op's forward and backward as it runs (same as ``TGR_DEBUG=1``).
+
+    >>> with trace():
+    ...     loss = model(x).sum(); loss.backward()
+    fwd Conv2d   in (8, 1, 28, 28) float32, (16, 1, 3, 3) float32 -> (8, 16, 28, 28) float32  0.41 ms
+
+    The first call of an op class in the process is marked ``(first call: may include one-time
+    kernel load/compile)``: Numba kernels compile or load from cache then (about a second for the
+    first convolution), so that time is not the op's steady-state cost.
+    """
+    prev = dict(_TRACE)
+    _TRACE["on"] = enabled
+    if file is not None:
+        _TRACE["file"] = file
+    try:
+        yield
+    finally:
+        _TRACE.clear()
+        _TRACE.update(prev)
+
+
+def _traced_forward(ctx, arrays, kwargs):
+    t0 = time.perf_counter()
+    out = ctx.forward(*arrays, **kwargs)
+    _trace_line("fwd", ctx, arrays, [out], time.perf_counter() - t0)
+    return out
+
+
+def _fmt(a) -> str:
+    return "None" if a is None else f"{tuple(a.shape)} {a.dtype}"
+
+
+def _trace_line(kind: str, ctx, ins, outs, seconds: float) -> None:
+    f = _TRACE.get("file") or sys.stderr
+    ins_s = ", ".join(_fmt(a) for a in ins)
+    outs_s = ", ".join(_fmt(a) for a in outs)
+    first = type(ctx) not in (_CALLED if kind == "fwd" else _CALLED_BACKWARD)
+    note = "  (first call: may include one-time kernel load/compile)" if first else ""
+    print(f"{kind} {ctx.name:<22s} in {ins_s} -> {outs_s}  {seconds * 1e3:.3f} ms{note}", file=f)

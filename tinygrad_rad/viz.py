@@ -19,39 +19,54 @@ from .tensor import Tensor
 from .utils import atomic_write_bytes
 
 
-def _tensor_label(t: Tensor, name: str | None) -> str:
+def _label(shape, dtype, leaf_grad: bool, name: str | None) -> str:
     lines = [name] if name else []
-    lines.append(f"{tuple(t.shape)} {t.dtype}")
-    if t.requires_grad and t.is_leaf:
+    lines.append(f"{tuple(shape)} {dtype}")
+    if leaf_grad:
         lines.append("requires_grad")
     return "\\n".join(lines)
 
 
 def to_dot(tensor: Tensor, names: dict | None = None) -> str:
-    """DOT text for the graph behind ``tensor``; ``names`` maps Tensor -> label (e.g. parameter names)."""
+    """DOT text for the graph behind ``tensor``; ``names`` maps Tensor -> label (e.g. parameter names).
+
+    Works after ``backward()`` too: a freed op keeps its structure (inputs, shapes, dtypes; see
+    ``Function.edges``) and is drawn dashed with "(freed)" after its name.
+    """
     names = {id(k): v for k, v in (names or {}).items()}
     lines = ["digraph tinygrad_rad {", "  rankdir=BT;", '  node [fontname="Helvetica", fontsize=10];']
     seen: set = set()
-    stack = [tensor]
-    while stack:  # iterative walk: deep graphs are fine
-        t = stack.pop()
-        if id(t) in seen:
+
+    def box(bid: str, shape, dtype, leaf_grad: bool, name) -> None:
+        if bid not in seen:
+            seen.add(bid)
+            style = ', style=filled, fillcolor="#cde4ff"' if leaf_grad else ""
+            lines.append(f'  {bid} [shape=box, label="{_label(shape, dtype, leaf_grad, name)}"{style}];')
+
+    # a leaf box is named after the tensor, an op's output box after the op (no tensor is needed)
+    root_id = f"t{id(tensor)}" if tensor._ctx is None else f"t{id(tensor._ctx)}"
+    box(root_id, tensor.shape, tensor.dtype, tensor.requires_grad and tensor.is_leaf, names.get(id(tensor)))
+    stack = [tensor._ctx] if tensor._ctx is not None else []
+    done: set = set()
+    while stack:  # iterative walk over the ops: deep graphs are fine
+        ctx = stack.pop()
+        if id(ctx) in done:
             continue
-        seen.add(id(t))
-        tid = f"t{id(t)}"
-        style = ', style=filled, fillcolor="#cde4ff"' if (t.requires_grad and t.is_leaf) else ""
-        lines.append(f'  {tid} [shape=box, label="{_tensor_label(t, names.get(id(t)))}"{style}];')
-        ctx = t._ctx
-        if ctx is None:
-            continue
+        done.add(id(ctx))
         oid = f"op{id(ctx)}"
-        freed = " (freed)" if ctx.freed else ""
-        lines.append(f'  {oid} [shape=ellipse, label="{ctx.name}{freed}"];')
-        lines.append(f"  {oid} -> {tid};")
-        if not ctx.freed:
-            for p in ctx.parents:
-                lines.append(f"  t{id(p)} -> {oid};")
-                stack.append(p)
+        freed = ' (freed)", style=dashed' if ctx.freed else '"'
+        lines.append(f'  {oid} [shape=ellipse, label="{ctx.name}{freed}];')
+        lines.append(f"  {oid} -> t{id(ctx)};")
+        for e in ctx.edges():
+            if e.fn is not None:
+                bid, leaf, name = f"t{id(e.fn)}", False, None
+                stack.append(e.fn)
+            else:
+                t = e.leaf() if e.leaf is not None else None
+                bid = f"t{id(t)}" if t is not None else f"c{id(ctx)}_{len(lines)}"
+                leaf, name = e.requires_grad, names.get(id(t)) if t is not None else None
+            box(bid, e.shape, e.dtype, leaf, name)
+            lines.append(f"  {bid} -> {oid};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,122 @@
+"""Reductions: sum, max/min, logsumexp, softmax, log-softmax, cumulative sum.
+
+A reduction's backward copies the gradient back over the reduced dims (``_expand_back``), weighted
+by how much each input element contributed.
+"""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..device import xp_of
+
+
+def _expand_back(g, shape, dim, keepdim):
+    """Reshape a reduced gradient so it broadcasts against the input of shape ``shape``."""
+    if dim is None:
+        return g.reshape((1,) * len(shape))
+    if not keepdim:
+        g = g.reshape(tuple(1 if i in dim else s for i, s in enumerate(shape)))
+    return g
+
+
+class Sum(Function):
+    def forward(self, a, dim=None, keepdim=False):
+        self.shape, self.dim, self.keepdim = a.shape, dim, keepdim
+        out = a.sum(axis=dim, keepdims=keepdim)
+        return xp_of(a).asarray(out, dtype=a.dtype if a.dtype.kind == "f" else out.dtype)
+
+    def backward(self, g):
+        # d(sum a)/da_i = 1: copy g back over the reduced dims
+        xp = xp_of(g)
+        return (xp.broadcast_to(_expand_back(g, self.shape, self.dim, self.keepdim), self.shape),)
+
+
+class _MaxMin(Function):
+    reduce = "max"
+
+    def forward(self, a, dim=None, keepdim=False, first=False):
+        xp = xp_of(a)
+        if a.size == 0:
+            raise ValueError(f"{self.reduce}() of an empty tensor")
+        self.a, self.dim, self.keepdim, self.first = a, dim, keepdim, first
+        fn = xp.max if self.reduce == "max" else xp.min
+        self.out = xp.asarray(fn(a, axis=dim, keepdims=True))
+        if keepdim:
+            return self.out
+        return self.out.reshape(()) if dim is None else self.out.squeeze(axis=dim)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        if self.first:
+            # max(dim) / min(dim): the whole gradient goes to the returned index (the first extreme)
+            (d,) = self.dim
+            arg = xp.argmax if self.reduce == "max" else xp.argmin
+            idx = xp.expand_dims(arg(self.a, axis=d), d)
+            mask = (xp.arange(self.a.shape[d]).reshape((-1,) + (1,) * (self.a.ndim - d - 1)) == idx)
+            return (mask.astype(g.dtype) * _expand_back(g, self.a.shape, self.dim, self.keepdim),)
+        # amax / full max: the gradient flows to the extreme element(s); ties share it equally
+        mask = (self.a == self.out).astype(g.dtype)
+        count = mask.sum(axis=self.dim, keepdims=True)
+        return (mask / count * _expand_back(g, self.a.shape, self.dim, self.keepdim),)
+
+
+class Max(_MaxMin):
+    reduce = "max"
+
+
+class Min(_MaxMin):
+    reduce = "min"
+
+
+class LogSumExp(Function):
+    def forward(self, a, dim, keepdim=False):
+        xp = xp_of(a)
+        self.a, self.dim, self.keepdim = a, dim, keepdim
+        m = xp.max(a, axis=dim, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        self.lse = m + xp.log(xp.exp(a - m).sum(axis=dim, keepdims=True))  # stable: shift by the max
+        return self.lse if keepdim else self.lse.squeeze(axis=dim)
+
+    def backward(self, g):
+        # d lse/da_i = softmax(a)_i
+        xp = xp_of(g)
+        return (xp.exp(self.a - self.lse) * _expand_back(g, self.a.shape, self.dim, self.keepdim),)
+
+
+class Softmax(Function):
+    def forward(self, a, dim):
+        xp = xp_of(a)
+        e = xp.exp(a - xp.max(a, axis=dim, keepdims=True))
+        self.out = e / e.sum(axis=dim, keepdims=True)
+        self.dim = dim
+        return self.out
+
+    def backward(self, g):
+        # d s_i/da_j = s_i (delta_ij - s_j)  =>  grad_a = s * (g - sum(g * s))
+        s = self.out
+        return (s * (g - (g * s).sum(axis=self.dim, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    def forward(self, a, dim):
+        xp = xp_of(a)
+        shifted = a - xp.max(a, axis=dim, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        self.dim = dim
+        return self.out
+
+    def backward(self, g):
+        # d logsoftmax_i/da_j = delta_ij - softmax_j  =>  grad_a = g - softmax * sum(g)
+        xp = xp_of(g)
+        return (g - xp.exp(self.out) * g.sum(axis=self.dim, keepdims=True),)
+
+
+class CumSum(Function):
+    def forward(self, a, dim):
+        self.dim = dim
+        return xp_of(a).cumsum(a, axis=dim)
+
+    def backward(self, g):
+        # out_i = sum_{j<=i} a_j  =>  da_j = sum_{i>=j} g_i: a reversed cumulative sum
+        xp = xp_of(g)
+        return (xp.flip(xp.cumsum(xp.flip(g, axis=self.dim), axis=self.dim), axis=self.dim),)
