@@ -34,6 +34,7 @@ from .creation import (
     zeros,
     zeros_like,
 )
+from .device import get_backend, set_backend
 from .dtypes import bool_, float16, float32, float64, int32, int64, uint8
 from .gradcheck import GradcheckError, gradcheck
 from .random import get_rng_state, manual_seed, set_rng_state
@@ -146,6 +147,8 @@ __all__ = [
     "is_grad_enabled",
     "no_grad",
     "trace",
+    "get_backend",
+    "set_backend",
     "bool_",
     "float16",
     "float32",

@@ -3,13 +3,16 @@ kernels on an NVIDIA GPU, or NumPy arrays + the same Numba CUDA kernels under th
 ``NUMBA_ENABLE_CUDASIM=1``).
 
 Op code is written once against an array module ``xp`` (``numpy`` or ``cupy``) where that suffices;
-the ops that need hand-written kernels (matmul, convolution, pooling, batch norm) call the backend
-module of the tensor's device (:func:`backend`), which is loaded on first use.
+the ops that need hand-written kernels (matmul, erf, relu, convolution, pooling, batch norm,
+softmax-cross-entropy, Adam) call the kernel module of the tensor's device (:func:`backend`), which
+is loaded on first use. Which tier of kernels that is (``reference`` / ``cpu_plain`` / ``cpu``,
+``cuda_plain`` / ``cuda``) is chosen by ``TGR_BACKEND`` or :func:`set_backend`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 
@@ -64,16 +67,81 @@ def to_device(a, device: str):
     return xp.asarray(a)
 
 
-_BACKENDS: dict = {}
+# ------------------------------------------------------------------------------ backend selection
+# the kernel tiers of each device, plainest first (kernels/README.md); the last one is the default
+TIERS = {"cpu": ("reference", "cpu_plain", "cpu"), "cuda": ("cuda_plain", "cuda")}
+_chosen: dict = {}  # device -> tier name; filled from TGR_BACKEND on first use, changed by set_backend
+_BACKENDS: dict = {}  # device -> the imported kernel module (the hot path of every heavy op)
+
+
+def _tier_device(name: str) -> str:
+    for device, names in TIERS.items():
+        if name in names:
+            return device
+    choices = ", ".join(n for names in TIERS.values() for n in names)
+    raise ValueError(f"unknown backend {name!r}; choose one of: {choices} (or None for the defaults)")
+
+
+def _read_env() -> None:
+    if "_env" not in _chosen:
+        _chosen["_env"] = True
+        name = os.environ.get("TGR_BACKEND", "").strip()
+        if name:
+            try:
+                _chosen[_tier_device(name)] = name
+            except ValueError as e:
+                raise ValueError(f"TGR_BACKEND: {e}") from None
+
+
+def set_backend(name: str | None) -> None:
+    """Choose the kernel tier of a device: ``"reference"`` (plain NumPy), ``"cpu_plain"`` or ``"cpu"``
+    (the default) for ``device="cpu"``; ``"cuda_plain"`` or ``"cuda"`` (the default) for ``"cuda"``.
+
+    ``None`` restores the defaults of both devices. The ``TGR_BACKEND`` environment variable does the same
+    as a first call (read once, on the first op that needs a kernel).
+
+        >>> tinygrad_rad.set_backend("reference")   # train on the NumPy ground truth (slowly)
+        >>> tinygrad_rad.get_backend()
+        'reference'
+    """
+    _read_env()
+    if name is None:
+        for device in TIERS:
+            _chosen.pop(device, None)
+    else:
+        device = _tier_device(name)
+        _load(name, device)  # fail here, not in the middle of a training step
+        _chosen[device] = name
+    _BACKENDS.clear()
+
+
+def get_backend(device: str = "cpu") -> str:
+    """The name of the kernel tier that ops on ``device`` use (see :func:`set_backend`)."""
+    _read_env()
+    device = getattr(device, "type", device).split(":")[0]
+    if device not in TIERS:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    return _chosen.get(device, TIERS[device][-1])
 
 
 def backend(device: str):
-    """Kernel module for ``device``: ``tinygrad_rad.kernels.cpu`` or ``tinygrad_rad.kernels.cuda``.
+    """Kernel module for ``device``: ``tinygrad_rad.kernels.<tier>`` (``cpu`` / ``cuda`` unless chosen).
 
-    Both expose the same functions (``matmul``, ``conv2d_forward``, ``max_pool2d_forward``, ...).
+    Every tier exposes the same functions (``matmul``, ``conv2d_forward``, ``adam_step``, ...; see
+    ``kernels/reference.py``, the NumPy ground truth).
     """
     mod = _BACKENDS.get(device)
     if mod is None:
-        mod = importlib.import_module(f"tinygrad_rad.kernels.{device}")
-        _BACKENDS[device] = mod
+        mod = _BACKENDS[device] = _load(get_backend(device), device)
     return mod
+
+
+def _load(name: str, device: str):
+    module = f"tinygrad_rad.kernels.{name}"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise ModuleNotFoundError(f"backend {name!r} (device {device!r}): kernels/{name}.py is missing",
+                                  name=module) from e

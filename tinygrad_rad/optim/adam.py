@@ -5,30 +5,18 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..device import xp_of
+from ..device import backend, xp_of
+from ..kernels import reference
 from .optimizer import Optimizer
 
-# the fused CPU kernel for NumPy parameters (kernels/cpu.adam_step); False: the NumPy ufunc code below
-FUSED = True
 
-
-def _cpu():
-    from ..kernels import cpu  # Numba: compiled on first use
-
-    return cpu
-
-
-def _fused_ok(xp, p, g, st, amsgrad) -> bool:
-    """The fused CPU kernel applies to NumPy float32/float64 parameters with state of the same layout."""
-    arrays = [p, st["exp_avg"], st["exp_avg_sq"]] + ([st["max_exp_avg_sq"]] if amsgrad else [])
-    return (FUSED and xp is np and p.dtype in (np.float32, np.float64)
-            and g.dtype == p.dtype and g.shape == p.shape
-            and all(a.dtype == p.dtype and a.shape == p.shape and a.flags.c_contiguous for a in arrays)
-            and p.flags.writeable)
+def _contiguous(p) -> None:
+    """The kernels update C-contiguous, writeable arrays in place: give p such data (a copy) if it has not."""
+    flags = getattr(p.data, "flags", None)
+    if flags is not None and not (flags.c_contiguous and flags.writeable):
+        p.data = xp_of(p.data).array(p.data, order="C", copy=True)
 
 
 def _check(name: str, lr, betas, eps, weight_decay) -> None:
@@ -66,62 +54,25 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                _contiguous(p)
                 xp = xp_of(p.data)
-                g = p.grad.data
+                g = xp.ascontiguousarray(p.grad.data, dtype=p.dtype)  # the kernels take one layout and dtype
                 st = self.state.setdefault(p, {})
                 if not st:
                     st["step"] = 0
-                    st["exp_avg"] = xp.zeros_like(p.data)
-                    st["exp_avg_sq"] = xp.zeros_like(p.data)
+                    st["exp_avg"] = xp.zeros(p.shape, dtype=p.dtype)
+                    st["exp_avg_sq"] = xp.zeros(p.shape, dtype=p.dtype)
                     if amsgrad:
-                        st["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                        st["max_exp_avg_sq"] = xp.zeros(p.shape, dtype=p.dtype)
                 st["step"] += 1
                 t = st["step"]
-                if _fused_ok(xp, p.data, g, st, amsgrad):
-                    # one parallel Numba pass instead of ~13 NumPy passes (same operations, same bits)
-                    _cpu().adam_step(p.data, np.ascontiguousarray(g), st["exp_avg"], st["exp_avg_sq"],
-                                     st.get("max_exp_avg_sq"), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                     weight_decay=wd, step=t, maximize=maximize, decoupled=self._decoupled,
-                                     amsgrad=amsgrad)
-                    continue
-                g = -g if maximize else g
-                if wd != 0:
-                    if self._decoupled:
-                        p.data *= 1 - lr * wd  # AdamW: p -= lr wd p, separate from the gradient
-                    else:
-                        g = g + wd * p.data
-                m, v = st["exp_avg"], st["exp_avg_sq"]
-                # NOTE: one scratch array and in-place ufuncs (out=) instead of ~8 temporaries per
-                # parameter; the float ops and their order are the same as the plain expressions
-                # m += (1 - b1) (g - m); v = b2 v + ((1 - b2) g) g; p -= (lr / bc1) (m / denom)
-                tmp = xp.subtract(g, m, out=self._scratch(xp, m))
-                tmp *= 1 - beta1
-                m += tmp  # = b1 m + (1 - b1) g  (PyTorch's lerp)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=tmp)
-                tmp *= g
-                v += tmp
-                bc1 = 1 - beta1**t
-                bc2_sqrt = math.sqrt(1 - beta2**t)
-                if amsgrad:
-                    vmax = st["max_exp_avg_sq"]
-                    xp.maximum(vmax, v, out=vmax)
-                    xp.sqrt(vmax, out=tmp)
-                else:
-                    xp.sqrt(v, out=tmp)
-                tmp /= bc2_sqrt
-                tmp += eps  # denom
-                xp.divide(m, tmp, out=tmp)
-                tmp *= lr / bc1
-                p.data -= tmp
+                # one fused pass of the device's kernel tier (kernels/reference.py: the NumPy ground truth);
+                # NOTE: the compiled tiers are float32/float64 only, half precision takes the NumPy code
+                kernels = backend(p.device) if p.dtype in (np.float32, np.float64) else reference
+                kernels.adam_step(p.data, g, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq"),
+                                  lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd, step=t,
+                                  maximize=maximize, decoupled=self._decoupled, amsgrad=amsgrad)
         return loss
-
-    def _scratch(self, xp, like):
-        """A scratch array shaped like ``like``: one flat buffer, grown to the largest parameter and kept."""
-        buf = getattr(self, "_scratch_buf", None)
-        if buf is None or buf.size < like.size or buf.dtype != like.dtype or xp_of(buf) is not xp:
-            buf = self._scratch_buf = xp.empty(like.size, dtype=like.dtype)
-        return buf[: like.size].reshape(like.shape)
 
 
 class AdamW(Adam):
