@@ -91,19 +91,30 @@ def _as_batched(a, out_batch: tuple):
 
 
 def matmul(a, b):
-    """(..., n, k) @ (..., k, m) with broadcast batch dims, on the GPU.
+    """(..., n, k) @ (..., k, m) with broadcast batch dims, on the GPU (NumPy's matmul rules: a 1-D ``a``
+    is a row (k,) -> (1, k), a 1-D ``b`` a column, and that axis is dropped from the result).
 
     float32/float64 run the project's Numba CUDA GEMM (or, when enabled, the tensor-core GEMM);
-    other dtypes (integers) fall back to the array module's matmul.
+    float16 / bfloat16 the tensor-core GEMM when selected; other dtypes (integers) fall back to the
+    array module's matmul.
     """
     xp = xp_of(a)
-    if a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or np.dtype(a.dtype) not in _GEMM_DTYPES:
-        if np.dtype(a.dtype).kind == "f" and a.dtype == b.dtype and tensorcore.wants(a.dtype):
-            pass  # float16 / bfloat16 products below
-        else:
-            return xp.matmul(a, b)
-    if a.shape[-1] != b.shape[-2]:
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must be at least 1-D, got shapes {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if a.shape[-1] != b.shape[-2 if b.ndim >= 2 else -1]:
         raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned")
+    fast = a.dtype == b.dtype and (np.dtype(a.dtype) in _GEMM_DTYPES
+                                   or (np.dtype(a.dtype).kind == "f" and tensorcore.wants(a.dtype)))
+    if not fast:
+        return xp.matmul(a, b)
+    if a.ndim == 1 or b.ndim == 1:  # NOTE: promote, multiply, drop the added axis (NumPy's rule)
+        out = matmul(a[None, :] if a.ndim == 1 else a, b[:, None] if b.ndim == 1 else b)
+        if b.ndim == 1:
+            out = out[..., 0]
+        if a.ndim == 1:
+            out = out[..., 0, :] if b.ndim > 1 else out[..., 0]
+        return out
     out_batch = tuple(np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2])))
     a3, ta = _as_batched(a, out_batch)
     b3, tb = _as_batched(b, out_batch)

@@ -21,17 +21,16 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from . import tensorcore
+from . import cuda_gemm, tensorcore
 from .cuda_common import contiguous, dev, launch_1d, simulator, stream, xp_of
-from .cuda_gemm import gemm as _numba_gemm
 from .reference import out_size
 
 
 def gemm(a, b, trans_a=False, trans_b=False, splits=1):
     """The conv products: tensor cores when selected (``TGR_TENSOR_CORES``), else the Numba GEMM."""
     if tensorcore.wants(a.dtype):
-        return tensorcore.gemm(a, b, trans_a=trans_a, trans_b=trans_b).astype(a.dtype, copy=False)
-    return _numba_gemm(a, b, trans_a=trans_a, trans_b=trans_b, splits=splits)
+        return tensorcore.gemm(a, b, trans_a=trans_a, trans_b=trans_b, splits=splits)
+    return cuda_gemm.gemm(a, b, trans_a=trans_a, trans_b=trans_b, splits=splits)
 
 
 @cuda.jit
@@ -137,13 +136,14 @@ def _check(x_shape, w_shape, groups):
         )
 
 
-def _split_k(k: int, mn: int) -> int:
-    """Split-K factor for a product with output size ``mn`` and inner size ``k``."""
+def _split_k(m: int, n: int, k: int, batch: int, dtype) -> int:
+    """Split-K factor of the weight-gradient product (batch x (m, k) @ (k, n), k = N * H_out * W_out)."""
     if simulator():
-        return 1 if k < 64 else 2
-    # aim for ~ 2 waves of 128x128 tiles over ~132 SMs, each slice at least 1024 deep
-    tiles = max(1, mn // (128 * 128))
-    return int(max(1, min(k // 1024, 256 // tiles)))
+        return 1 if k < 64 else 2  # exercise the split path on tiny shapes
+    if tensorcore.wants(dtype):
+        return cuda_gemm.auto_splits(m, n, k, batch, tensorcore.BLOCK_M, tensorcore.BLOCK_N)
+    bm, bn = cuda_gemm.pick_tiles(m, n, dtype)[:2]
+    return cuda_gemm.auto_splits(m, n, k, batch, bm, bn)
 
 
 # NOTE: the column matrix of a whole batch can be large (ResNet-18 at 224 px, batch 256: ~1.8 GB);
@@ -183,7 +183,7 @@ def _bwd_weight(gy, x, w_shape, stride, padding, dilation, groups):
     ck = cg * kh * kw
     cols = im2col(x, (kh, kw), stride, padding, dilation).reshape(groups, ck, n * ho * wo)
     gyt = contiguous(gy.reshape(n, o, ho * wo).transpose(1, 0, 2)).reshape(groups, o // groups, n * ho * wo)
-    splits = _split_k(n * ho * wo, (o // groups) * ck)
+    splits = _split_k(o // groups, ck, n * ho * wo, groups, gy.dtype)
     return gemm(gyt, cols, trans_b=True, splits=splits)
 
 

@@ -28,18 +28,33 @@ import math
 import numpy as np
 from numba import cuda
 
-from .cuda_common import contiguous, dev, nb_type, simulator, xp_of
+from .cuda_common import contiguous, dev, nb_type, simulator, stream, xp_of
 
-# (BM, BN, BK, TM, TN): tile of C per block, K step, per-thread register tile
-GPU_TILES = (128, 128, 8, 8, 8)  # 256 threads, 8 KiB shared for float32
-GPU_TILES_SMALL = (64, 64, 8, 4, 4)  # 256 threads, for small M*N
+# (BM, BN, BK, TM, TN): tile of C per block, K step, per-thread register tile; every GPU tile has 256 threads
+GPU_TILES = (128, 128, 8, 8, 8)  # 16 KiB shared (two stages) for float32
+GPU_TILES_SMALL = (64, 64, 8, 4, 4)  # small M*N: more blocks
+GPU_TILES_WIDE = (64, 128, 8, 4, 8)  # M <= 64 (conv weight gradients, the fc layers): no half-empty tiles
+GPU_TILES_TALL = (128, 64, 8, 8, 4)  # N <= 64
 SIM_TILES = (32, 32, 8, 8, 8)  # 16 threads, few blocks: quickest in the simulator
-MAX_GRID_Z = 65535
+# blocks per SM ptxas must fit (launch bounds: 65536 / (2 * 256) = 128 registers) for register tiles of at
+# most CAP_TILE_BYTES; bigger ones (8 x 8 floats: 64 accumulators) spill under that cap and run uncapped
+MIN_BLOCKS = 2
+CAP_TILE_BYTES = 128
+MAX_GRID_Z = 65535  # gridDim.z limit: bigger batches launch in chunks (batch_chunks)
 
 
 @functools.cache
-def make_gemm_kernel(dtype, BM: int, BN: int, BK: int, TM: int, TN: int):
-    """Compile (lazily) the batched GEMM kernel for one dtype and tile shape."""
+def make_gemm_kernel(dtype, BM: int, BN: int, BK: int, TM: int, TN: int, trans_a: bool = False,
+                     trans_b: bool = False):
+    """Compile (lazily) the batched GEMM kernel for one dtype, tile shape and operand layout.
+
+    Register tiles and shared tiles are indexed ``[k, i, t]`` (loop counter, compile-time constant,
+    per-thread offset) rather than ``[k, t + i * NT]``: the constant part then folds into the load
+    instruction's offset, so the inner loop does no 64-bit index arithmetic and keeps no per-``i``
+    address registers (222 -> see benchmarks/NOTES.md for ptxas's counts). Two shared stages: the next
+    K-slice is read from global memory into registers while the current one is multiplied (one
+    barrier per slice instead of two).
+    """
     # NOTE: `cuda` must be a module global: the simulator swaps it in the kernel's globals.
     if BM % TM or BN % TN:
         raise ValueError(f"tile ({BM}, {BN}) must be a multiple of the thread tile ({TM}, {TN})")
@@ -47,14 +62,20 @@ def make_gemm_kernel(dtype, BM: int, BN: int, BK: int, TM: int, TN: int):
     NTX = BN // TN  # threads along N
     NTY = BM // TM  # threads along M
     NT = NTX * NTY
+    if (BM * BK) % NT or (BN * BK) % NT:
+        raise ValueError(f"tile ({BM}, {BN}, {BK}) cannot be loaded evenly by {NT} threads")
+    LA = BM * BK // NT  # A values each thread loads per K-slice
+    LB = BN * BK // NT
 
-    @cuda.jit
-    def gemm_kernel(A, B, C, M, N, K, trans_a, trans_b, splits, k_chunk):
-        As = cuda.shared.array((BK, BM), T)  # As[k, m]
-        Bs = cuda.shared.array((BK, BN), T)  # Bs[k, n]
+    def gemm_kernel(A, B, C, M, N, K, splits, k_chunk):
+        # As[s, k, i, t] holds op(A)[row0 + t + i * NTY, k0 + k] of stage s (row m = t + i * NTY)
+        As = cuda.shared.array((2, BK, TM, NTY), T)
+        Bs = cuda.shared.array((2, BK, TN, NTX), T)
         acc = cuda.local.array((TM, TN), T)
         ra = cuda.local.array(TM, T)
         rb = cuda.local.array(TN, T)
+        pa = cuda.local.array(LA, T)  # the next slice, in flight
+        pb = cuda.local.array(LB, T)
         tid = cuda.threadIdx.x
         tx = tid % NTX
         ty = tid // NTX
@@ -70,45 +91,71 @@ def make_gemm_kernel(dtype, BM: int, BN: int, BK: int, TM: int, TN: int):
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = zero
-        for k0 in range(k_lo, k_hi, BK):
-            # ---- A tile -> shared (BM x BK), coalesced along the operand's contiguous axis
-            for l in range(tid, BM * BK, NT):
-                if trans_a:  # A[ia] is (K, M): consecutive l -> consecutive m
-                    m = l % BM
-                    kk = l // BM
-                else:  # A[ia] is (M, K): consecutive l -> consecutive k
-                    kk = l % BK
-                    m = l // BK
-                gm = row0 + m
-                gk = k0 + kk
-                v = zero
-                if gm < M and gk < k_hi:
-                    v = A[ia, gk, gm] if trans_a else A[ia, gm, gk]
-                As[kk, m] = v
-            # ---- B tile -> shared (BK x BN)
-            for l in range(tid, BN * BK, NT):
-                if trans_b:  # B[ib] is (N, K)
-                    kk = l % BK
-                    n = l // BK
-                else:  # B[ib] is (K, N)
-                    n = l % BN
-                    kk = l // BN
-                gn = col0 + n
-                gk = k0 + kk
-                v = zero
-                if gn < N and gk < k_hi:
-                    v = B[ib, gn, gk] if trans_b else B[ib, gk, gn]
-                Bs[kk, n] = v
-            cuda.syncthreads()
-            # ---- register-blocked outer products over the BK slice
-            for kk in range(BK):
-                for i in range(TM):
-                    ra[i] = As[kk, ty + i * NTY]
-                for j in range(TN):
-                    rb[j] = Bs[kk, tx + j * NTX]
-                for i in range(TM):
+        n_slices = (k_hi - k_lo + BK - 1) // BK
+        for t in range(n_slices + 1):
+            # ---- read slice t from global memory into registers (coalesced along the stored layout)
+            if t < n_slices:
+                k0 = k_lo + t * BK
+                for r in range(LA):
+                    l = tid + r * NT
+                    if trans_a:  # A[ia] is (K, M): consecutive l -> consecutive m
+                        m = l % BM
+                        kk = l // BM
+                    else:  # A[ia] is (M, K): consecutive l -> consecutive k
+                        kk = l % BK
+                        m = l // BK
+                    gm = row0 + m
+                    gk = k0 + kk
+                    v = zero
+                    if gm < M and gk < k_hi:
+                        v = A[ia, gk, gm] if trans_a else A[ia, gm, gk]
+                    pa[r] = v
+                for r in range(LB):
+                    l = tid + r * NT
+                    if trans_b:  # B[ib] is (N, K)
+                        kk = l % BK
+                        n = l // BK
+                    else:  # B[ib] is (K, N)
+                        n = l % BN
+                        kk = l // BN
+                    gn = col0 + n
+                    gk = k0 + kk
+                    v = zero
+                    if gn < N and gk < k_hi:
+                        v = B[ib, gn, gk] if trans_b else B[ib, gk, gn]
+                    pb[r] = v
+            # ---- multiply slice t - 1 (stage (t - 1) % 2) while those loads are in flight
+            if t > 0:
+                s = (t - 1) % 2
+                for kk in range(BK):
+                    for i in range(TM):
+                        ra[i] = As[s, kk, i, ty]
                     for j in range(TN):
-                        acc[i, j] += ra[i] * rb[j]
+                        rb[j] = Bs[s, kk, j, tx]
+                    for i in range(TM):
+                        for j in range(TN):
+                            acc[i, j] += ra[i] * rb[j]
+            # ---- registers -> stage t % 2 (its last readers finished before the previous barrier)
+            if t < n_slices:
+                s = t % 2
+                for r in range(LA):
+                    l = tid + r * NT
+                    if trans_a:
+                        m = l % BM
+                        kk = l // BM
+                    else:
+                        kk = l % BK
+                        m = l // BK
+                    As[s, kk, m // NTY, m % NTY] = pa[r]
+                for r in range(LB):
+                    l = tid + r * NT
+                    if trans_b:
+                        kk = l % BK
+                        n = l // BK
+                    else:
+                        n = l % BN
+                        kk = l // BN
+                    Bs[s, kk, n // NTX, n % NTX] = pb[r]
             cuda.syncthreads()
         for i in range(TM):
             gm = row0 + ty + i * NTY
@@ -118,16 +165,102 @@ def make_gemm_kernel(dtype, BM: int, BN: int, BK: int, TM: int, TN: int):
                     if gn < N:
                         C[z, gm, gn] = acc[i, j]
 
+    if not simulator():  # NOTE: the simulator's jit takes no launch bounds
+        bounds = launch_bounds(NT, TM * TN * np.dtype(dtype).itemsize)
+        gemm_kernel = cuda.jit(launch_bounds=bounds)(gemm_kernel)
+    else:
+        gemm_kernel = cuda.jit(gemm_kernel)
     return gemm_kernel, NT
 
 
-def pick_tiles(m: int, n: int) -> tuple:
+def launch_bounds(nt: int, tile_bytes: int):
+    """(threads, MIN_BLOCKS) for ``cuda.jit(launch_bounds=...)``, or None (no register cap) for a register
+    tile of ``tile_bytes`` (measured with ``python -m tinygrad_rad.kernels.cuda_ptx`` + ``ptxas -v``)."""
+    return None if MIN_BLOCKS is None or tile_bytes > CAP_TILE_BYTES else (nt, MIN_BLOCKS)
+
+
+def pick_tiles(m: int, n: int, dtype=np.float32) -> tuple:
+    """The tile shape for an (m, n) output: 128 x 128 for big products, a 64-row (64-column) tile when
+    m (n) is at most 64, 64 x 64 for small products and for float64 (whose 8 x 8 register tile of
+    doubles does not fit in the registers)."""
     if simulator():
         return SIM_TILES
-    # small products: smaller tiles give more blocks (better occupancy of the SMs)
-    if m * n <= 512 * 512:
+    if np.dtype(dtype).itemsize > 4 or m * n <= 512 * 512 or (m <= 64 and n <= 64):
         return GPU_TILES_SMALL
+    if m <= 64:
+        return GPU_TILES_WIDE
+    if n <= 64:
+        return GPU_TILES_TALL
     return GPU_TILES
+
+
+def auto_splits(m: int, n: int, k: int, batch: int, bm: int = 128, bn: int = 128, sms: int = 132) -> int:
+    """Split-K factor that gives a product with few output tiles and a deep K about two waves of blocks
+    over ``sms`` multiprocessors, each K-slice at least 1024 deep (1 for products that fill the GPU)."""
+    tiles = max(1, -(-m // bm) * -(-n // bn) * batch)
+    if tiles >= sms or k < 2048:
+        return 1
+    return int(max(1, min(k // 1024, -(-2 * sms // tiles), 256)))
+
+
+def gemm_shapes(a, b, trans_a: bool, trans_b: bool, name: str = "gemm"):
+    """Check and normalise the operands of a batched ``op(a) @ op(b)``: returns
+    ``(a3, b3, m, n, k, batch, two_d)`` with 3-D operands (a 2-D one as a batch of one)."""
+    two_d = a.ndim == 2 and b.ndim == 2
+    a3 = a[None] if a.ndim == 2 else a
+    b3 = b[None] if b.ndim == 2 else b
+    if a3.ndim != 3 or b3.ndim != 3:
+        raise ValueError(f"{name}: operands must be 2-D or 3-D, got shapes {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if a3.dtype != b3.dtype:
+        raise TypeError(f"{name}: dtypes differ ({a3.dtype} and {b3.dtype})")
+    m, ka = (a3.shape[2], a3.shape[1]) if trans_a else (a3.shape[1], a3.shape[2])
+    kb, n = (b3.shape[2], b3.shape[1]) if trans_b else (b3.shape[1], b3.shape[2])
+    if ka != kb:
+        raise ValueError(
+            f"{name}: inner dims differ: op(a) is ({m}, {ka}), op(b) is ({kb}, {n}) "
+            f"(shapes {tuple(a.shape)}, {tuple(b.shape)}, trans_a={trans_a}, trans_b={trans_b})"
+        )
+    if a3.shape[0] == 0 or b3.shape[0] == 0:
+        batch = 0
+        if max(a3.shape[0], b3.shape[0]) > 1:
+            raise ValueError(f"{name}: batch sizes {a3.shape[0]} and {b3.shape[0]} do not broadcast")
+    else:
+        batch = max(a3.shape[0], b3.shape[0])
+        if batch % a3.shape[0] or batch % b3.shape[0]:
+            raise ValueError(f"{name}: batch sizes {a3.shape[0]} and {b3.shape[0]} do not broadcast")
+    return a3, b3, m, n, ka, batch, two_d
+
+
+def _period(batch: int, batch_a: int, batch_b: int) -> int:
+    """The batch period of the repeated operands (1 when both hold the whole batch)."""
+    return math.lcm(*[x for x in (batch_a, batch_b) if x != batch] or [1])
+
+
+def fit_splits(batch: int, batch_a: int, batch_b: int, splits: int, max_z: int | None = None) -> int:
+    """``splits`` lowered so that one chunk of the batch (a multiple of the repeated operands' period)
+    times the K-splits fits in grid z."""
+    max_z = MAX_GRID_Z if max_z is None else max_z
+    if batch * splits <= max_z:
+        return splits
+    return max(1, min(splits, max_z // _period(batch, batch_a, batch_b)))
+
+
+def batch_chunks(batch: int, batch_a: int, batch_b: int, splits: int = 1, max_z: int | None = None) -> list:
+    """[(z0, z1)]: ranges of the batch launched together, each with ``(z1 - z0) * splits <= max_z`` blocks
+    along grid z (default MAX_GRID_Z; call :func:`fit_splits` first). An operand holding the whole batch
+    is sliced per chunk; a repeated one (batch 1, or a divisor read as z % B) is passed whole, so chunks
+    start at multiples of its size.
+    """
+    max_z = MAX_GRID_Z if max_z is None else max_z
+    if batch * splits <= max_z:
+        return [(0, batch)] if batch else []
+    period = _period(batch, batch_a, batch_b)
+    step = period * max(1, max_z // splits // period)
+    if step * splits > max_z:
+        raise ValueError(f"gemm: a repeated operand batch of {period} exceeds the grid limit {max_z}; "
+                         "materialise the broadcast first")
+    return [(z0, min(batch, z0 + step)) for z0 in range(0, batch, step)]
 
 
 def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int = 1, tiles: tuple | None = None):
@@ -138,46 +271,24 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int = 1, ti
     with a batch of 1 (or a batch that divides it, repeated) is broadcast. Returns (batch, M, N)
     (2-D if both operands were 2-D). ``splits`` > 1 splits K (results are summed here).
     """
-    two_d = a.ndim == 2 and b.ndim == 2
-    a3 = a[None] if a.ndim == 2 else a
-    b3 = b[None] if b.ndim == 2 else b
-    if a3.ndim != 3 or b3.ndim != 3:
-        raise ValueError(f"gemm: operands must be 2-D or 3-D, got shapes {a.shape} and {b.shape}")
-    if a3.dtype != b3.dtype:
-        raise TypeError(f"gemm: dtypes differ ({a3.dtype} and {b3.dtype})")
-    m, ka = (a3.shape[2], a3.shape[1]) if trans_a else (a3.shape[1], a3.shape[2])
-    kb, n = (b3.shape[2], b3.shape[1]) if trans_b else (b3.shape[1], b3.shape[2])
-    if ka != kb:
-        raise ValueError(
-            f"gemm: inner dims differ: op(a) is ({m}, {ka}), op(b) is ({kb}, {n}) "
-            f"(shapes {a.shape}, {b.shape}, trans_a={trans_a}, trans_b={trans_b})"
-        )
-    batch = max(a3.shape[0], b3.shape[0])
-    if batch % a3.shape[0] or batch % b3.shape[0]:
-        raise ValueError(f"gemm: batch sizes {a3.shape[0]} and {b3.shape[0]} do not broadcast")
+    a3, b3, m, n, ka, batch, two_d = gemm_shapes(a, b, trans_a, trans_b)
     xp = xp_of(a3)
     a3, b3 = contiguous(a3), contiguous(b3)
-    splits = max(1, min(int(splits), max(1, ka)))
-    if ka == 0 or m == 0 or n == 0:
+    if ka == 0 or m == 0 or n == 0 or batch == 0:
         out = xp.zeros((batch, m, n), dtype=a3.dtype)
         return out[0] if two_d else out
+    splits = fit_splits(batch, a3.shape[0], b3.shape[0], max(1, min(int(splits), ka)))
     k_chunk = -(-ka // splits)
     splits = -(-ka // k_chunk)
-    BM, BN, BK, TM, TN = tiles or pick_tiles(m, n)
-    kernel, nt = make_gemm_kernel(np.dtype(a3.dtype).str, BM, BN, BK, TM, TN)
+    BM, BN, BK, TM, TN = tiles or pick_tiles(m, n, a3.dtype)
+    kernel, nt = make_gemm_kernel(np.dtype(a3.dtype).str, BM, BN, BK, TM, TN, bool(trans_a), bool(trans_b))
     out = xp.empty((batch * splits, m, n), dtype=a3.dtype)
-    # NOTE: gridDim.z is at most 65535: launch big batches in chunks. An operand holding the whole
-    # batch is sliced; a repeated one (batch 1, or a divisor read as z % B) is passed whole, so
-    # chunks start at multiples of its batch size.
-    period = math.lcm(*[x.shape[0] for x in (a3, b3) if x.shape[0] != batch] or [1])
-    step = batch if batch * splits <= MAX_GRID_Z else max(period, MAX_GRID_Z // splits // period * period)
-    for z0 in range(0, batch, step):
-        z1 = min(batch, z0 + step)
+    for z0, z1 in batch_chunks(batch, a3.shape[0], b3.shape[0], splits):
         a_part = a3[z0:z1] if a3.shape[0] == batch else a3
         b_part = b3[z0:z1] if b3.shape[0] == batch else b3
         grid = ((n + BN - 1) // BN, (m + BM - 1) // BM, (z1 - z0) * splits)
-        kernel[grid, nt](dev(a_part), dev(b_part), dev(out[z0 * splits : z1 * splits]), m, n, ka, trans_a,
-                         trans_b, splits, k_chunk)
+        kernel[grid, nt, stream()](dev(a_part), dev(b_part), dev(out[z0 * splits : z1 * splits]), m, n, ka,
+                                   splits, k_chunk)
     if splits > 1:
         out = out.reshape(batch, splits, m, n).sum(axis=1)
     return out[0] if two_d else out

@@ -40,10 +40,15 @@ def kernel_signatures(dtype: str = "float32") -> list:
     i4 = int32[:, :, :, ::1]
     ints = lambda n: (int64,) * n  # noqa: E731
     code = "<f4" if dtype == "float32" else "<f8"
+    isz = 4 if dtype == "float32" else 8
     out = []
-    for tiles in (cuda_gemm.GPU_TILES, cuda_gemm.GPU_TILES_SMALL):
-        k, _ = cuda_gemm.make_gemm_kernel(code, *tiles)
-        out.append((f"gemm{tiles}", k.py_func, (a3, a3, a3, *ints(3), boolean, boolean, *ints(2))))
+    for tiles in (cuda_gemm.GPU_TILES, cuda_gemm.GPU_TILES_SMALL, cuda_gemm.GPU_TILES_WIDE,
+                  cuda_gemm.GPU_TILES_TALL):
+        for ta, tb in ((False, False), (True, False), (False, True)):
+            k, nt = cuda_gemm.make_gemm_kernel(code, *tiles, ta, tb)
+            lay = "nn" if not (ta or tb) else ("tn" if ta else "nt")
+            bounds = cuda_gemm.launch_bounds(nt, tiles[3] * tiles[4] * isz)
+            out.append((f"gemm{tiles}{lay}", k.py_func, (a3, a3, a3, *ints(5)), bounds))
     rt = 256
     stats, sums = cuda_bn.make_bn_kernels(code, rt)
     logsm, sumrows = cuda_softmax.make_row_kernels(code, rt)
@@ -76,9 +81,9 @@ def compile_all(cc: tuple = (8, 0), dtype: str = "float32", names=None) -> dict:
     from numba import cuda
 
     res = {}
-    for name, fn, sig in kernel_signatures(dtype):
+    for name, fn, sig, *bounds in kernel_signatures(dtype):
         if names is None or name in names:
-            res[name], _ = cuda.compile_ptx(fn, sig, cc=cc)
+            res[name], _ = cuda.compile_ptx(fn, sig, cc=cc, launch_bounds=bounds[0] if bounds else None)
     return res
 
 

@@ -1,4 +1,6 @@
 // Tensor-core GEMM with the WMMA API: C[z] = op(A[z % batch_a]) @ op(B[z % batch_b]), fp32 accumulate.
+// Split-K: grid z walks batch * splits blocks; block z multiplies K-slice z % splits (k_chunk deep, a
+// multiple of BLOCK_K) of batch entry z / splits into its own partial C[z]; the caller sums the partials.
 //
 //   tc_gemm_tf32  float  inputs, rounded to TF32 (m16n16k8)   - sm_80+
 //   tc_gemm_f16   half   inputs                   (m16n16k16) - sm_70+
@@ -35,17 +37,24 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
     return __float2bfloat16(v);
 }
 
+// The value staged in shared memory: float inputs are rounded to TF32 here, once per element, so the
+// fragments loaded from the tile already hold TF32 values (instead of converting every loaded fragment)
+template <typename T, int FK> __device__ __forceinline__ T to_frag(T v) { return v; }
+template <> __device__ __forceinline__ float to_frag<float, 8>(float v) { return wmma::__float_to_tf32(v); }
+
 // T: element type in memory; FragT: WMMA input precision; FK: fragment K (8 for tf32, 16 for half)
 template <typename T, typename FragT, int FK>
 __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __restrict__ B, float* __restrict__ C,
-                                        int M, int N, int K, int trans_a, int trans_b, int batch_a, int batch_b) {
+                                        int M, int N, int K, int trans_a, int trans_b, int batch_a, int batch_b,
+                                        int splits, int k_chunk) {
     __shared__ __align__(32) T As[BLOCK_M][BLOCK_K + PAD];   // As[m][k]
     __shared__ __align__(32) T Bs[BLOCK_K][BLOCK_N + PAD];   // Bs[k][n]
     __shared__ __align__(32) float scratch[THREADS / 32][16 * 16];
 
-    const int z = blockIdx.z;
-    const T* a = A + (size_t)(z % batch_a) * M * K;
-    const T* b = B + (size_t)(z % batch_b) * K * N;
+    const int z = blockIdx.z, bz = z / splits;
+    const int k_lo = (z % splits) * k_chunk, k_hi = min(K, k_lo + k_chunk);
+    const T* a = A + (size_t)(bz % batch_a) * M * K;
+    const T* b = B + (size_t)(bz % batch_b) * K * N;
     float* c = C + (size_t)z * M * N;
     const int row0 = blockIdx.y * BLOCK_M, col0 = blockIdx.x * BLOCK_N;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -57,7 +66,7 @@ __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __rest
 #pragma unroll
         for (int j = 0; j < FRAG_N; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    for (int k0 = 0; k0 < K; k0 += BLOCK_K) {
+    for (int k0 = k_lo; k0 < k_hi; k0 += BLOCK_K) {
         // A tile: coalesced along whichever axis is contiguous in memory
         for (int l = tid; l < BLOCK_M * BLOCK_K; l += THREADS) {
             int m, kk;
@@ -65,8 +74,8 @@ __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __rest
             else         { kk = l % BLOCK_K; m = l / BLOCK_K; }   // stored (M, K)
             int gm = row0 + m, gk = k0 + kk;
             T v = from_float<T>(0.0f);
-            if (gm < M && gk < K) v = trans_a ? a[(size_t)gk * M + gm] : a[(size_t)gm * K + gk];
-            As[m][kk] = v;
+            if (gm < M && gk < k_hi) v = trans_a ? a[(size_t)gk * M + gm] : a[(size_t)gm * K + gk];
+            As[m][kk] = to_frag<T, FK>(v);
         }
         for (int l = tid; l < BLOCK_K * BLOCK_N; l += THREADS) {
             int n, kk;
@@ -74,8 +83,8 @@ __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __rest
             else         { n = l % BLOCK_N; kk = l / BLOCK_N; }   // stored (K, N)
             int gn = col0 + n, gk = k0 + kk;
             T v = from_float<T>(0.0f);
-            if (gn < N && gk < K) v = trans_b ? b[(size_t)gn * K + gk] : b[(size_t)gk * N + gn];
-            Bs[kk][n] = v;
+            if (gn < N && gk < k_hi) v = trans_b ? b[(size_t)gn * K + gk] : b[(size_t)gk * N + gn];
+            Bs[kk][n] = to_frag<T, FK>(v);
         }
         __syncthreads();
 #pragma unroll
@@ -85,18 +94,10 @@ __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __rest
 #pragma unroll
             for (int i = 0; i < FRAG_M; ++i) {
                 wmma::load_matrix_sync(fa[i], &As[wm * WARP_M + i * 16][kk], BLOCK_K + PAD);
-                if constexpr (FK == 8) {  // float -> tf32 rounding
-#pragma unroll
-                    for (int e = 0; e < fa[i].num_elements; ++e) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
-                }
             }
 #pragma unroll
             for (int j = 0; j < FRAG_N; ++j) {
                 wmma::load_matrix_sync(fb[j], &Bs[kk][wn * WARP_N + j * 16], BLOCK_N + PAD);
-                if constexpr (FK == 8) {
-#pragma unroll
-                    for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
-                }
             }
 #pragma unroll
             for (int i = 0; i < FRAG_M; ++i)
@@ -124,18 +125,19 @@ __device__ __forceinline__ void tc_gemm(const T* __restrict__ A, const T* __rest
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 tc_gemm_tf32(const float* A, const float* B, float* C, int M, int N, int K, int trans_a, int trans_b,
-             int batch_a, int batch_b) {
-    tc_gemm<float, wmma::precision::tf32, 8>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b);
+             int batch_a, int batch_b, int splits, int k_chunk) {
+    tc_gemm<float, wmma::precision::tf32, 8>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b, splits, k_chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 tc_gemm_f16(const __half* A, const __half* B, float* C, int M, int N, int K, int trans_a, int trans_b,
-            int batch_a, int batch_b) {
-    tc_gemm<__half, __half, 16>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b);
+            int batch_a, int batch_b, int splits, int k_chunk) {
+    tc_gemm<__half, __half, 16>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b, splits, k_chunk);
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 tc_gemm_bf16(const __nv_bfloat16* A, const __nv_bfloat16* B, float* C, int M, int N, int K, int trans_a,
-             int trans_b, int batch_a, int batch_b) {
-    tc_gemm<__nv_bfloat16, __nv_bfloat16, 16>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b);
+             int trans_b, int batch_a, int batch_b, int splits, int k_chunk) {
+    tc_gemm<__nv_bfloat16, __nv_bfloat16, 16>(A, B, C, M, N, K, trans_a, trans_b, batch_a, batch_b, splits,
+                                              k_chunk);
 }

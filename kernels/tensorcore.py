@@ -28,8 +28,8 @@ CU_FILE = Path(__file__).with_name("tc_gemm.cu")
 
 # kernel name in tc_gemm.cu per input dtype
 _KERNELS = {"float32": "tc_gemm_tf32", "float16": "tc_gemm_f16", "bfloat16": "tc_gemm_bf16"}
-# must match BLOCK_M / BLOCK_N / THREADS in tc_gemm.cu
-BLOCK_M, BLOCK_N, THREADS = 128, 128, 256
+# must match BLOCK_M / BLOCK_N / BLOCK_K / THREADS in tc_gemm.cu
+BLOCK_M, BLOCK_N, BLOCK_K, THREADS = 128, 128, 32, 256
 
 
 def mode() -> str:
@@ -63,20 +63,73 @@ def wants(dtype) -> bool:
     return self_test(name)
 
 
-@functools.cache
-def _module():
-    """Compile tc_gemm.cu once per process (NVRTC; nvcc if NVRTC cannot find the headers)."""
+def include_dirs() -> list:
+    """Folders holding ``crt/mma.h`` (which ``mma.h`` includes) for NVRTC: the pip wheels'
+    (``nvidia-cuda-crt`` puts it in ``site-packages/nvidia/cu13/include``) first, then the toolkit's
+    (``CUDA_HOME`` / ``CUDA_PATH``, the folder above ``nvcc``'s, ``/usr/local/cuda``).
+
+    NOTE: NVRTC ships ``cuda_fp16.h`` / ``cuda_bf16.h`` built in, but not ``crt/mma.h``; without one of
+    these folders CuPy's NVRTC compile of tc_gemm.cu fails with "cannot open source file crt/mma.h".
+    """
+    import glob
+    import shutil
+    import sys
+
+    cands = []
+    for base in sys.path:
+        cands += sorted(glob.glob(os.path.join(base, "nvidia", "cu1[3-9]", "include")), reverse=True)
+        cands += [os.path.join(base, "nvidia", sub, "include") for sub in ("cuda_crt", "cuda_runtime")]
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            cands.append(os.path.join(os.environ[var], "include"))
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        cands.append(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "include"))
+    cands += ["/usr/local/cuda/include"] + sorted(glob.glob("/usr/local/cuda-*/include"), reverse=True)
+    out = []
+    for d in cands:
+        if os.path.isfile(os.path.join(d, "crt", "mma.h")) and d not in out:
+            out.append(d)
+    return out
+
+
+def nvrtc_options() -> tuple:
+    """The NVRTC options tc_gemm.cu is compiled with: C++17 and the first folder with ``crt/mma.h``."""
+    dirs = include_dirs()
+    return ("-std=c++17",) + ((f"-I{dirs[0]}",) if dirs else ())
+
+
+_BUILD_ERROR: list = []  # why the module could not be built (one entry once it failed)
+
+
+def _build():
+    """Compile tc_gemm.cu (NVRTC with :func:`nvrtc_options`; nvcc when NVRTC fails); raises on failure."""
     import cupy
 
     code = CU_FILE.read_text()
+    errors = []
+    for backend, options in (("nvrtc", nvrtc_options()), ("nvcc", ("-std=c++17",))):
+        try:
+            mod = cupy.RawModule(code=code, options=options, backend=backend)
+            for name in _KERNELS.values():
+                mod.get_function(name)  # forces the compile
+            return mod
+        except Exception as e:  # noqa: BLE001 - try the next compiler, report both
+            errors.append(f"{backend}: {type(e).__name__}: {str(e).strip()[:300]}")
+    raise RuntimeError("tc_gemm.cu could not be built: " + " | ".join(errors))
+
+
+@functools.cache
+def _module():
+    """The compiled module, once per process; None (and a warning, once) when it cannot be built."""
+    import warnings
+
     try:
-        mod = cupy.RawModule(code=code, options=("-std=c++17",))
-        mod.get_function(_KERNELS["float32"])  # forces the compile
-        return mod
-    except Exception:
-        mod = cupy.RawModule(code=code, options=("-std=c++17",), backend="nvcc")
-        mod.get_function(_KERNELS["float32"])
-        return mod
+        return _build()
+    except Exception as e:  # noqa: BLE001 - no CuPy, no compiler, no headers: the callers fall back
+        _BUILD_ERROR.append(f"{type(e).__name__}: {e}")
+        warnings.warn(f"tensor-core GEMM unavailable, using the Numba / CuPy GEMM instead: {e}", stacklevel=3)
+        return None
 
 
 @functools.cache
@@ -87,6 +140,8 @@ def self_test(name: str = "float32") -> bool:
     """
     import warnings
 
+    if not available() or _module() is None:  # (the fallback would pass the test without tensor cores)
+        return False
     try:
         import cupy
 
@@ -107,27 +162,68 @@ def self_test(name: str = "float32") -> bool:
         return False
 
 
-def gemm(a, b, trans_a: bool = False, trans_b: bool = False):
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _fallback(a3, b3, trans_a, trans_b, splits):
+    """The product without tensor cores: the Numba GEMM for float32 / float64, else the array module's
+    matmul in float32 (float16 / bfloat16 inputs, float32 accumulation like the tensor cores)."""
+    from .cuda_common import xp_of
+    from .cuda_gemm import gemm as numba_gemm
+
+    if np.dtype(a3.dtype) in (np.dtype(np.float32), np.dtype(np.float64)):
+        return numba_gemm(a3, b3, trans_a=trans_a, trans_b=trans_b, splits=splits)
+    xp = xp_of(a3)
+    a = a3.astype(np.float32).swapaxes(1, 2) if trans_a else a3.astype(np.float32)
+    b = b3.astype(np.float32).swapaxes(1, 2) if trans_b else b3.astype(np.float32)
+    return xp.matmul(a, b).astype(a3.dtype)
+
+
+def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None = None):
     """Batched ``op(a) @ op(b)`` on tensor cores; same conventions as ``cuda_gemm.gemm``.
 
-    a: (Ba, M, K) or (Ba, K, M) with trans_a; b: (Bb, K, N) or (Bb, N, K) with trans_b; the batch
-    ``max(Ba, Bb)`` reads operand z % Ba / z % Bb. Returns (batch, M, N) in the inputs' dtype.
+    a: (Ba, M, K) or (Ba, K, M) with trans_a; b: (Bb, K, N) or (Bb, N, K) with trans_b (2-D: a batch of
+    one); the batch ``max(Ba, Bb)`` reads operand z % Ba / z % Bb. Returns (batch, M, N) (2-D for 2-D
+    operands) in the inputs' dtype. ``splits``: K-slices summed afterwards (None: chosen so that few
+    output tiles with a deep K still fill the GPU, ``cuda_gemm.auto_splits``). Batches above the grid
+    limit launch in chunks, empty products return zeros, and when the CUDA C module cannot be built
+    (no compiler, no headers, the simulator) the product runs without tensor cores (:func:`_fallback`).
     """
-    import cupy
+    from . import cuda_gemm
+    from .cuda_common import contiguous, xp_of
 
     name = np.dtype(a.dtype).name
     if name not in _KERNELS or a.dtype != b.dtype:
         raise TypeError(f"tensor-core gemm: unsupported dtypes {a.dtype}, {b.dtype}")
-    a = cupy.ascontiguousarray(a)
-    b = cupy.ascontiguousarray(b)
-    m, k = (a.shape[2], a.shape[1]) if trans_a else (a.shape[1], a.shape[2])
-    kb, n = (b.shape[2], b.shape[1]) if trans_b else (b.shape[1], b.shape[2])
-    if k != kb:
-        raise ValueError(f"tensor-core gemm: inner dims differ ({k} vs {kb})")
-    batch = max(a.shape[0], b.shape[0])
-    c = cupy.empty((batch, m, n), dtype=cupy.float32)
-    fn = _module().get_function(_KERNELS[name])
-    grid = ((n + BLOCK_N - 1) // BLOCK_N, (m + BLOCK_M - 1) // BLOCK_M, batch)
-    fn(grid, (THREADS,), (a, b, c, np.int32(m), np.int32(n), np.int32(k), np.int32(int(trans_a)),
-                          np.int32(int(trans_b)), np.int32(a.shape[0]), np.int32(b.shape[0])))
-    return c if name == "float32" else c.astype(a.dtype)
+    a3, b3, m, n, k, batch, two_d = cuda_gemm.gemm_shapes(a, b, trans_a, trans_b, "tensor-core gemm")
+    xp = xp_of(a3)
+    if m == 0 or n == 0 or k == 0 or batch == 0:
+        out = xp.zeros((batch, m, n), dtype=a3.dtype)
+        return out[0] if two_d else out
+    if splits is None:
+        splits = cuda_gemm.auto_splits(m, n, k, batch, BLOCK_M, BLOCK_N)
+    splits = max(1, min(int(splits), _ceil(k, BLOCK_K)))
+    splits = cuda_gemm.fit_splits(batch, a3.shape[0], b3.shape[0], splits)
+    mod = _module() if available() else None
+    if mod is None:
+        out = _fallback(contiguous(a3), contiguous(b3), trans_a, trans_b, splits)
+        return out[0] if two_d else out
+    # each K-slice a multiple of BLOCK_K deep, so only the last one has a ragged edge
+    k_chunk = _ceil(_ceil(k, splits), BLOCK_K) * BLOCK_K
+    splits = _ceil(k, k_chunk)
+    a3, b3 = contiguous(a3), contiguous(b3)
+    c = xp.empty((batch * splits, m, n), dtype=np.float32)
+    fn = mod.get_function(_KERNELS[name])
+    for z0, z1 in cuda_gemm.batch_chunks(batch, a3.shape[0], b3.shape[0], splits):
+        a_part = a3[z0:z1] if a3.shape[0] == batch else a3
+        b_part = b3[z0:z1] if b3.shape[0] == batch else b3
+        grid = ((n + BLOCK_N - 1) // BLOCK_N, (m + BLOCK_M - 1) // BLOCK_M, (z1 - z0) * splits)
+        fn(grid, (THREADS,), (a_part, b_part, c[z0 * splits : z1 * splits], np.int32(m), np.int32(n),
+                              np.int32(k), np.int32(int(trans_a)), np.int32(int(trans_b)),
+                              np.int32(a_part.shape[0]), np.int32(b_part.shape[0]), np.int32(splits),
+                              np.int32(k_chunk)))
+    if splits > 1:
+        c = c.reshape(batch, splits, m, n).sum(axis=1)
+    out = c if name == "float32" else c.astype(a3.dtype)
+    return out[0] if two_d else out

@@ -317,3 +317,155 @@ def test_adam_step_rejects_mismatched_state():
     with pytest.raises(ValueError, match=r"adam_step: m must be .*\(4,\)"):
         K.adam_step(p, D(rnd(4)), D(rnd(3)), D(rnd(4)), None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                     weight_decay=0, step=1)
+
+
+# --------------------------------------------------------------- GEMM guards, tiles, fallbacks
+@pytest.mark.parametrize("sa,sb", [((0, 4), (4, 3)), ((3, 4), (4, 0)), ((3, 0), (0, 2)),
+                                   ((0, 3, 4), (1, 4, 2))])
+@pytest.mark.parametrize("which", ["numba", "tensorcore"])
+def test_gemm_zero_sizes_return_zeros(sa, sb, which):
+    from tinygrad_rad.kernels import tensorcore
+
+    fn = cuda_gemm.gemm if which == "numba" else tensorcore.gemm
+    a, b = rnd(*sa), rnd(*sb, seed=1)
+    close(fn(D(a), D(b)), np.matmul(a, b))
+
+
+@pytest.mark.parametrize("tiles", [cuda_gemm.GPU_TILES_WIDE, cuda_gemm.GPU_TILES_TALL])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_gpu_tile_shapes_and_layouts(tiles, ta, tb):
+    """The 64-row / 64-column tiles of a real GPU, every operand layout (one compiled kernel each)."""
+    a, b = rnd(70, 11), rnd(11, 9, seed=2)
+    a_in = np.ascontiguousarray(a.T) if ta else a
+    b_in = np.ascontiguousarray(b.T) if tb else b
+    close(cuda_gemm.gemm(D(a_in), D(b_in), trans_a=ta, trans_b=tb, tiles=tiles), a @ b)
+
+
+def test_pick_tiles_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(cuda_gemm, "simulator", lambda: False)
+    assert cuda_gemm.pick_tiles(4096, 4096) == cuda_gemm.GPU_TILES
+    # M = 64 (a conv forward, 64 filters, N*P columns): no half-empty 128-row tiles
+    assert cuda_gemm.pick_tiles(64, 128 * 28 * 28) == cuda_gemm.GPU_TILES_WIDE
+    assert cuda_gemm.pick_tiles(128 * 28 * 28, 10) == cuda_gemm.GPU_TILES_TALL
+    assert cuda_gemm.pick_tiles(256, 256) == cuda_gemm.GPU_TILES_SMALL
+    assert cuda_gemm.pick_tiles(4096, 4096, np.float64) == cuda_gemm.GPU_TILES_SMALL  # 8x8 doubles spill
+
+
+def test_split_k_choice_and_grid_chunks():
+    # the first ResNet-18 weight gradient: (64 x 9) output, K = 128 * 28 * 28: one tile -> split K
+    assert cuda_gemm.auto_splits(64, 9, 128 * 28 * 28, 1) > 32
+    assert cuda_gemm.auto_splits(4096, 4096, 4096, 1) == 1  # 1024 tiles already fill the GPU
+    assert cuda_gemm.auto_splits(64, 64, 512, 1) == 1  # shallow K: nothing to split
+    assert cuda_gemm.batch_chunks(10, 10, 1, 1, max_z=4) == [(0, 4), (4, 8), (8, 10)]
+    assert cuda_gemm.batch_chunks(12, 3, 12, 2, max_z=7) == [(0, 3), (3, 6), (6, 9), (9, 12)]
+    assert cuda_gemm.fit_splits(12, 3, 12, 4, max_z=7) == 2  # a chunk (3 entries) x splits must fit in 7
+    assert cuda_gemm.batch_chunks(0, 0, 1) == []
+
+
+def test_tensor_core_gemm_batches_and_splits_without_the_module():
+    """Without the CUDA C module (here: the simulator) tensorcore.gemm still computes the product."""
+    from tinygrad_rad.kernels import tensorcore
+
+    a, b = rnd(3, 5, 40), rnd(1, 40, 6, seed=3)
+    close(tensorcore.gemm(D(a), D(b), splits=3), a @ b)
+    a2, b2 = a[0], b[0]
+    close(tensorcore.gemm(D(a2), D(b2)), a2 @ b2)  # 2-D operands -> 2-D result
+    h = rnd(2, 4, 8).astype(np.float16)
+    got = tensorcore.gemm(D(h), D(h.swapaxes(1, 2).copy()))
+    assert H(got).dtype == np.float16
+    close(H(got).astype(np.float32), (h.astype(np.float32) @ h.astype(np.float32).swapaxes(1, 2)), 1e-2)
+
+
+def test_tensor_core_gemm_falls_back_when_the_module_cannot_be_built(monkeypatch):
+    from tinygrad_rad.kernels import tensorcore
+
+    def broken():
+        raise RuntimeError("tc_gemm.cu could not be built: nvrtc: cannot open source file crt/mma.h")
+
+    monkeypatch.setattr(tensorcore, "available", lambda: True)
+    monkeypatch.setattr(tensorcore, "_build", broken)
+    tensorcore._module.cache_clear()
+    tensorcore.self_test.cache_clear()
+    try:
+        a, b = rnd(6, 7), rnd(7, 5, seed=4)
+        with pytest.warns(UserWarning, match="tensor-core GEMM unavailable.*crt/mma.h"):
+            got = tensorcore.gemm(D(a), D(b))
+        close(got, a @ b)
+        assert tensorcore._module() is None and not tensorcore.self_test("float32")
+        monkeypatch.setenv("TGR_TENSOR_CORES", "1")
+        assert not tensorcore.wants(np.float32)  # so matmul keeps the Numba GEMM
+    finally:
+        tensorcore._module.cache_clear()
+        tensorcore.self_test.cache_clear()
+
+
+def test_tensor_core_include_dirs_hold_crt_mma_h():
+    from tinygrad_rad.kernels import tensorcore
+
+    for d in tensorcore.include_dirs():
+        assert os.path.isfile(os.path.join(d, "crt", "mma.h"))
+    opts = tensorcore.nvrtc_options()
+    assert opts[0] == "-std=c++17" and all(o.startswith("-I") for o in opts[1:])
+
+
+def test_tensor_core_block_sizes_match_the_cu_file():
+    import re
+
+    from tinygrad_rad.kernels import tensorcore
+
+    defs = dict(re.findall(r"#define (BLOCK_[MNK]) (\d+)", tensorcore.CU_FILE.read_text()))
+    assert (int(defs["BLOCK_M"]), int(defs["BLOCK_N"]), int(defs["BLOCK_K"])) == (
+        tensorcore.BLOCK_M, tensorcore.BLOCK_N, tensorcore.BLOCK_K)
+
+
+# ------------------------------------------------------------------------------ 1-D matmul
+@pytest.mark.parametrize("sa,sb", [((5,), (5,)), ((5,), (5, 3)), ((2, 4, 5), (5,)), ((5,), (2, 5, 3)),
+                                   ((3, 5), (5,))])
+def test_matmul_one_d_operands_follow_numpy(sa, sb):
+    a, b = rnd(*sa), rnd(*sb, seed=5)
+    close(K.matmul(D(a), D(b)), np.asarray(np.matmul(a, b)))
+
+
+@pytest.mark.parametrize("sa,sb", [((5,), (4,)), ((5,), (4, 3)), ((3, 5), (4,)), ((), (3,))])
+def test_matmul_one_d_and_zero_d_errors_name_shapes(sa, sb):
+    with pytest.raises(ValueError, match=r"matmul: .*\(.*\)"):
+        K.matmul(D(np.ones(sa, np.float32)), D(np.ones(sb, np.float32)))
+
+
+# ------------------------------------------------------------------------------------ streams
+def test_launches_use_the_current_stream():
+    """Every Numba launch names a stream (CuPy's current one, cuda_common.stream) instead of the legacy
+    default stream, which a user's non-blocking CuPy stream does not wait for."""
+    import re
+    from pathlib import Path
+
+    from tinygrad_rad.kernels import cuda_common
+
+    if not REAL_GPU:
+        assert cuda_common.stream() == 0
+    kdir = Path(K.__file__).parent
+    launches = []
+    for f in sorted(kdir.glob("cuda*.py")):
+        for line in f.read_text().splitlines():
+            code = line.split("#")[0]
+            for m in re.finditer(r"\w\[([^\[\]]+)\]\(", code):
+                parts = [p.strip() for p in m.group(1).split(",")]
+                if len(parts) >= 2 and not code.lstrip().startswith(("for ", "return ")):
+                    launches.append((f.name, parts, line.strip()))
+    assert len(launches) >= 10, launches
+    bad = [ln for name, parts, ln in launches if len(parts) != 3 or parts[2] != "stream()"]
+    assert not bad, bad
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs CuPy streams on a real GPU")
+def test_kernels_follow_a_non_blocking_stream():  # pragma: no cover - GPU only
+    import cupy
+
+    a, b = rnd(300, 200), rnd(200, 100, seed=6)
+    s = cupy.cuda.Stream(non_blocking=True)
+    with s:
+        da, db = cupy.asarray(a), cupy.asarray(b)
+        c = K.matmul(da, db) * 2
+        y = K.relu_forward(c)
+    s.synchronize()
+    close(y, np.maximum(a @ b * 2, 0), 1e-4)
