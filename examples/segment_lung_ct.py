@@ -22,9 +22,9 @@ from tinygrad_rad.checkpoint import load_checkpoint, save_checkpoint
 from tinygrad_rad.cli_segment import overlay, write_png
 from tinygrad_rad.data import DataLoader
 from tinygrad_rad.data.segmentation import JointRandomAffine, SegmentationNPZ
-from tinygrad_rad.losses import DiceBCELoss
 from tinygrad_rad.metrics.segmentation import aggregate, segmentation_report
 from tinygrad_rad.models import UNet
+from tinygrad_rad.nn import DiceBCELoss
 from tinygrad_rad.optim import Adam
 
 # ----------------------------------------------------------------------------------------- settings

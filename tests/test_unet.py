@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import tinygrad_rad as tr
-from tinygrad_rad.losses import DiceBCELoss
 from tinygrad_rad.models.unet import UNet
+from tinygrad_rad.nn import DiceBCELoss
 from tinygrad_rad.optim import Adam
 
 

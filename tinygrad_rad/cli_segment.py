@@ -230,7 +230,7 @@ def build_model(cfg: SegmentConfig):
 
 
 def make_loss(name: str):
-    from . import losses
+    from . import nn as losses
     from .nn import functional as F
 
     table = {

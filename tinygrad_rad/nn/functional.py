@@ -10,36 +10,36 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops as _ops
+from .. import ops as nnops
 from ..device import backend, xp_for
-from ..dtypes import is_floating
 from ..random import get_generator
-from ..tensor import Tensor, where
+from ..tensor import Tensor
 from ..tensor import stack as _stack
-from . import ops as nnops
+from .argcheck import check_float, pair
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    centernet_focal_loss,
+    cross_entropy,
+    dice_bce_loss,
+    dice_ce_loss,
+    dice_loss,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    sigmoid_focal_loss,
+    smooth_l1_loss,
+    tversky_loss,
+)
 
 __all__ = [
     "linear", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
     "adaptive_max_pool2d", "interpolate", "batch_norm", "dropout", "cross_entropy", "nll_loss",
     "binary_cross_entropy_with_logits", "binary_cross_entropy", "mse_loss", "l1_loss", "smooth_l1_loss",
     "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "softplus", "softmax", "log_softmax", "pad",
-    "one_hot",
+    "one_hot", "dice_loss", "tversky_loss", "dice_bce_loss", "dice_ce_loss", "sigmoid_focal_loss",
+    "centernet_focal_loss",
 ]
-
-
-def _pair(v, name: str) -> tuple:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-def _check_float(fn: str, **tensors) -> None:
-    for name, t in tensors.items():
-        if t is not None and not isinstance(t, Tensor):
-            raise TypeError(f"{fn}: {name} must be a Tensor, got {type(t).__name__}")
-        if t is not None and not is_floating(t.dtype):
-            raise TypeError(f"{fn}: {name} must be a floating-point tensor, got dtype {t.dtype}")
 
 
 # ------------------------------------------------------------------------------- activations
@@ -112,20 +112,20 @@ def _conv_padding(padding, kernel, dilation, stride, fn):
             tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
             return tot[0] // 2, tot[1] // 2
         raise ValueError(f"{fn}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-    return _pair(padding, "padding")
+    return pair(padding, "padding")
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """2-D cross-correlation over an (N, C_in, H, W) input with weight (C_out, C_in/groups, kH, kW)."""
-    _check_float("conv2d", input=input, weight=weight, bias=bias)
+    check_float("conv2d", input=input, weight=weight, bias=bias)
     if input.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {input.shape}")
     if weight.ndim != 4:
         raise ValueError(
             f"conv2d: expected a 4-D weight (C_out, C_in/groups, kH, kW), got shape {weight.shape}"
         )
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
     same = isinstance(padding, str) and padding == "same"
     padding = _conv_padding(padding, weight.shape[2:], dilation, stride, "conv2d")
     if same:  # PyTorch's asymmetric 'same': the odd pixel of padding goes to the bottom/right
@@ -166,13 +166,13 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """Transposed convolution; weight has shape (C_in, C_out/groups, kH, kW) as in PyTorch."""
-    _check_float("conv_transpose2d", input=input, weight=weight, bias=bias)
+    check_float("conv_transpose2d", input=input, weight=weight, bias=bias)
     if input.ndim != 4 or weight.ndim != 4:
         raise ValueError(
             f"conv_transpose2d: expected 4-D input and weight, got {input.shape} and {weight.shape}"
         )
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    output_padding, dilation = pair(output_padding, "output_padding"), pair(dilation, "dilation")
     if input.shape[1] != weight.shape[0]:
         raise ValueError(
             f"conv_transpose2d: weight of shape {weight.shape} expects {weight.shape[0]} input channels, "
@@ -195,10 +195,10 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
 def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
     if input.ndim != 4:
         raise ValueError(f"{fn}: expected a 4-D input (N, C, H, W), got shape {input.shape}")
-    k = _pair(kernel_size, "kernel_size")
+    k = pair(kernel_size, "kernel_size")
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
-    s = k if no_stride else _pair(stride, "stride")
-    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    s = k if no_stride else pair(stride, "stride")
+    p, d = pair(padding, "padding"), pair(dilation, "dilation")
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:
         raise ValueError(f"{fn}: padding {p} should be at most half of kernel_size {k}")
     for i in (0, 1):
@@ -225,7 +225,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
 
     ``return_indices=True`` also returns, as in PyTorch, each max's flat index ``h * W + w`` in its
     input plane (int64)."""
-    _check_float("max_pool2d", input=input)
+    check_float("max_pool2d", input=input)
     k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     width = input.shape[3]
     if ceil_mode:
@@ -258,7 +258,7 @@ def _avg_divisor_axis(n: int, k: int, s: int, p: int, n_out: int, count_include_
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True) -> Tensor:
     """Mean over each window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
-    _check_float("avg_pool2d", input=input)
+    check_float("avg_pool2d", input=input)
     k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding, ceil_mode=ceil_mode)
     h, w = input.shape[2:]
     eh, ew = (_ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
@@ -289,7 +289,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     if input.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input, got shape {input.shape}")
     h, w = input.shape[2:]
-    oh, ow = _pair(output_size if not isinstance(output_size, (tuple, list)) else
+    oh, ow = pair(output_size if not isinstance(output_size, (tuple, list)) else
                    tuple(n if o is None else o for o, n in zip(output_size, (h, w))), "output_size")
     if (oh, ow) == (1, 1):
         return input.mean(dim=(2, 3), keepdim=True)
@@ -306,7 +306,7 @@ def adaptive_max_pool2d(input: Tensor, output_size) -> Tensor:
     if input.ndim != 4:
         raise ValueError(f"adaptive_max_pool2d: expected a 4-D input, got shape {input.shape}")
     h, w = input.shape[2:]
-    oh, ow = _pair(output_size if not isinstance(output_size, (tuple, list)) else
+    oh, ow = pair(output_size if not isinstance(output_size, (tuple, list)) else
                    tuple(n if o is None else o for o, n in zip(output_size, (h, w))), "output_size")
     if h % oh == 0 and w % ow == 0:
         return max_pool2d(input, (h // oh, w // ow))
@@ -361,7 +361,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         raise ValueError("interpolate: give exactly one of size and scale_factor")
     h, w = input.shape[2:]
     if size is not None:
-        oh, ow = _pair(size, "size")
+        oh, ow = pair(size, "size")
         sh = sw = None
     else:
         sh, sw = (scale_factor, scale_factor) if not isinstance(scale_factor, (tuple, list)) else scale_factor
@@ -446,187 +446,3 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         keep = get_generator().random(input.shape) >= p
         mask = xp.asarray((keep / (1.0 - p)).astype(input.dtype))
     return nnops.Dropout.apply(input, p=p, mask=mask)
-
-
-# --------------------------------------------------------------------------------------- losses
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _class_last(input: Tensor) -> Tensor:
-    """(N, C, d1, ...) -> (N * d1 * ..., C)."""
-    if input.ndim == 2:
-        return input
-    c = input.shape[1]
-    perm = (0,) + tuple(range(2, input.ndim)) + (1,)
-    return input.permute(*perm).reshape(-1, c)
-
-
-def _targets(fn, input: Tensor, target: Tensor):
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target))
-    if is_floating(target.dtype):
-        expect = (input.shape[0],) + input.shape[2:]
-        probs = f" or class probabilities of the input shape {input.shape}" if fn == "cross_entropy" else ""
-        raise TypeError(
-            f"{fn}: target must hold class indices (an integer tensor of shape {expect}){probs}, "
-            f"got dtype {target.dtype} and shape {target.shape}"
-        )
-    expect = (input.shape[0],) + input.shape[2:]
-    if target.shape != expect:
-        raise ValueError(
-            f"{fn}: input of shape {input.shape} needs a target of shape {expect}, got {target.shape}"
-        )
-    return target.numpy().reshape(-1).astype(np.int64)
-
-
-def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
-    """Softmax cross-entropy on logits (N, C) or (N, C, d1, ...) with integer class targets.
-
-    With ``label_smoothing`` e the target distribution is (1 - e) one_hot + e / C. Class ``weight``
-    and ``ignore_index`` follow PyTorch (the mean divides by the summed weight of the targets).
-    """
-    _check_float("cross_entropy", input=input, weight=weight)
-    if input.ndim < 2:
-        raise ValueError(f"cross_entropy: expected logits of shape (N, C, ...), got {input.shape}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    c = input.shape[1]
-    if isinstance(target, Tensor) and is_floating(target.dtype) and target.shape == input.shape:
-        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
-    t = _targets("cross_entropy", input, target)
-    valid = t != ignore_index
-    if ((t[valid] < 0) | (t[valid] >= c)).any():
-        bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
-        raise ValueError(f"cross_entropy: target {bad} is out of range for {c} classes")
-    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
-    m = t.shape[0]
-    rows = np.arange(m)[valid]
-    dense = np.zeros((m, c), dtype=np.float64)
-    dense[rows, t[valid]] = (1.0 - label_smoothing) * w[t[valid]]
-    if label_smoothing:
-        dense[valid] += label_smoothing / c * w[None, :]
-    logits = _class_last(input)
-    xp = xp_for(input.device)
-    if reduction == "none":
-        logp = logits.log_softmax(1)
-        tgt = Tensor._wrap(xp.asarray(dense.astype(input.dtype)), device=input.device)
-        loss = -(logp * tgt).sum(dim=1)
-        return loss.reshape((input.shape[0],) + input.shape[2:])
-    denom = w[t[valid]].sum() if reduction == "mean" else 1.0
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    tgt = xp.asarray(dense.astype(input.dtype))
-    if denom <= 0:
-        # NOTE: every target ignored: the mean is 0/0 = nan, but the gradient is zero (as in PyTorch),
-        # so one fully-ignored batch cannot poison the weights
-        return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
-    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=1.0 / denom)
-
-
-def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
-                         label_smoothing: float) -> Tensor:
-    """Cross-entropy with class probabilities as target (same shape as input), as in PyTorch: the mean
-    divides by the number of samples, not by the weights; the target gets no gradient."""
-    c = input.shape[1]
-    tgt = _class_last(target.detach()).data.astype(input.dtype)  # (M, C)
-    if label_smoothing:
-        tgt = tgt * (1.0 - label_smoothing) + label_smoothing / c
-    if weight is not None:
-        tgt = tgt * weight.data.astype(input.dtype).reshape(1, c)
-    logits = _class_last(input)
-    if reduction == "none":
-        loss = -(logits.log_softmax(1) * Tensor._wrap(tgt, device=input.device)).sum(dim=1)
-        return loss.reshape((input.shape[0],) + input.shape[2:])
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    scale = 1.0 / tgt.shape[0] if reduction == "mean" else 1.0
-    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
-
-
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
-             reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood on log-probabilities (N, C) or (N, C, d1, ...)."""
-    _check_float("nll_loss", input=input, weight=weight)
-    c = input.shape[1]
-    t = _targets("nll_loss", input, target)
-    valid = t != ignore_index
-    if ((t[valid] < 0) | (t[valid] >= c)).any():
-        raise ValueError(f"nll_loss: a target is out of range for {c} classes")
-    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
-    m = t.shape[0]
-    dense = np.zeros((m, c), dtype=input.dtype)
-    dense[np.arange(m)[valid], t[valid]] = w[t[valid]]
-    xp = xp_for(input.device)
-    per = -(_class_last(input) * Tensor._wrap(xp.asarray(dense), device=input.device)).sum(dim=1)
-    if reduction == "none":
-        return per.reshape((input.shape[0],) + input.shape[2:])
-    if reduction == "sum":
-        return per.sum()
-    if reduction == "mean":
-        denom = w[t[valid]].sum()
-        if denom <= 0:  # every target ignored: nan loss, zero gradient (as in PyTorch)
-            return per.sum() * 0.0 + float("nan")
-        return per.sum() * (1.0 / denom)
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _same_shape(fn: str, input: Tensor, target: Tensor) -> Tensor:
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target, dtype=input.dtype), device=input.device)
-    if input.shape != target.shape:
-        raise ValueError(f"{fn}: input shape {input.shape} and target shape {target.shape} differ")
-    if target.dtype != input.dtype:
-        target = target.to(dtype=input.dtype)
-    return target
-
-
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
-    """Stable BCE on logits: l = (1 - y) x + (1 + (pw - 1) y) softplus(-x)."""
-    _check_float("binary_cross_entropy_with_logits", input=input)
-    target = _same_shape("binary_cross_entropy_with_logits", input, target)
-    sp = (-input).softplus()
-    if pos_weight is not None:
-        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
-    else:
-        loss = (1 - target) * input + sp
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction)
-
-
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                         reduction: str = "mean") -> Tensor:
-    """BCE on probabilities (log clamped at -100 as in PyTorch)."""
-    target = _same_shape("binary_cross_entropy", input, target)
-    loss = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction)
-
-
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    d = input - _same_shape("mse_loss", input, target)
-    return _reduce(d * d, reduction)
-
-
-def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    return _reduce((input - _same_shape("l1_loss", input, target)).abs(), reduction)
-
-
-def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
-    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
-    d = (input - _same_shape("smooth_l1_loss", input, target)).abs()
-    if beta == 0:
-        return _reduce(d, reduction)
-    loss = where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
-    return _reduce(loss, reduction)
-

@@ -31,7 +31,7 @@ __all__ = [
     "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout2d", "MaxPool2d", "AvgPool2d",
     "AdaptiveAvgPool2d", "Upsample", "Flatten", "ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh",
     "Softplus", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "NLLLoss", "MSELoss",
-    "L1Loss", "SmoothL1Loss",
+    "L1Loss", "SmoothL1Loss", "DiceLoss", "TverskyLoss", "FocalLoss", "DiceBCELoss", "DiceCELoss",
 ]
 
 
@@ -1025,3 +1025,103 @@ class SmoothL1Loss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.smooth_l1_loss(input, target, self.reduction, self.beta)
+
+
+# ------------------------------------------------------------------ segmentation / detection losses
+class DiceLoss(_Loss):
+    """Soft Dice loss (MONAI's ``DiceLoss``); see :func:`tinygrad_rad.nn.functional.dice_loss`.
+
+    >>> DiceLoss(sigmoid=True)(logits, mask)            # binary, (N, 1, H, W)
+    >>> DiceLoss(softmax=True, include_background=False)(logits, labels)   # labels (N, H, W)
+    """
+
+    def __init__(self, include_background: bool = True, sigmoid: bool = False, softmax: bool = False,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
+                 reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.include_background, self.sigmoid, self.softmax = include_background, sigmoid, softmax
+        self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return F.dice_loss(input, target, sigmoid=self.sigmoid, softmax=self.softmax,
+                           include_background=self.include_background, smooth_nr=self.smooth_nr,
+                           smooth_dr=self.smooth_dr, batch=self.batch, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return (f"include_background={self.include_background}, sigmoid={self.sigmoid}, "
+                f"softmax={self.softmax}, batch={self.batch}, reduction={self.reduction!r}")
+
+
+class TverskyLoss(_Loss):
+    """Tversky loss (MONAI's ``TverskyLoss``): ``alpha`` weighs false positives, ``beta`` false negatives."""
+
+    def __init__(self, include_background: bool = True, sigmoid: bool = False, softmax: bool = False,
+                 alpha: float = 0.5, beta: float = 0.5, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                 batch: bool = False, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.include_background, self.sigmoid, self.softmax = include_background, sigmoid, softmax
+        self.alpha, self.beta = alpha, beta
+        self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return F.tversky_loss(input, target, alpha=self.alpha, beta=self.beta, sigmoid=self.sigmoid,
+                              softmax=self.softmax, include_background=self.include_background,
+                              smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr, batch=self.batch,
+                              reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, sigmoid={self.sigmoid}, softmax={self.softmax}"
+
+
+class FocalLoss(_Loss):
+    """Binary focal loss on logits; see :func:`tinygrad_rad.nn.functional.sigmoid_focal_loss` (default
+    reduction 'mean'). A target (N, *spatial) is accepted for a one-channel input (N, 1, *spatial)."""
+
+    def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.alpha, self.gamma = alpha, gamma
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        t = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
+        if t.shape != input.shape and t.shape == (input.shape[0],) + input.shape[2:] and input.shape[1] == 1:
+            t = t[:, None]
+        return F.sigmoid_focal_loss(input, t, self.alpha, self.gamma, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class DiceBCELoss(Module):
+    """``lambda_dice * Dice(sigmoid) + lambda_bce * BCE-with-logits`` for binary masks (N, 1, H, W)."""
+
+    def __init__(self, lambda_dice: float = 1.0, lambda_bce: float = 1.0, smooth_nr: float = 1e-5,
+                 smooth_dr: float = 1e-5, batch: bool = False) -> None:
+        super().__init__()
+        self.lambda_dice, self.lambda_bce = lambda_dice, lambda_bce
+        self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return F.dice_bce_loss(input, target, self.lambda_dice, self.lambda_bce, self.smooth_nr,
+                               self.smooth_dr, self.batch)
+
+    def extra_repr(self) -> str:
+        return f"lambda_dice={self.lambda_dice}, lambda_bce={self.lambda_bce}"
+
+
+class DiceCELoss(Module):
+    """``lambda_dice * Dice(softmax) + lambda_ce * cross_entropy`` for C-class labels (N, H, W)."""
+
+    def __init__(self, include_background: bool = True, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
+                 smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False) -> None:
+        super().__init__()
+        self.include_background = include_background
+        self.lambda_dice, self.lambda_ce = lambda_dice, lambda_ce
+        self.smooth_nr, self.smooth_dr, self.batch = smooth_nr, smooth_dr, batch
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return F.dice_ce_loss(input, target, self.include_background, self.lambda_dice, self.lambda_ce,
+                              self.smooth_nr, self.smooth_dr, self.batch)
+
+    def extra_repr(self) -> str:
+        return (f"include_background={self.include_background}, lambda_dice={self.lambda_dice}, "
+                f"lambda_ce={self.lambda_ce}")
