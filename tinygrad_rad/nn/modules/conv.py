@@ -1,0 +1,130 @@
+"""Convolutions: ``Conv2d`` and ``ConvTranspose2d`` (PyTorch's weight layouts and initialisation).
+
+    >>> Conv2d(1, 8, 3, padding="same")(tinygrad_rad.randn(2, 1, 28, 28)).shape
+    (2, 8, 28, 28)
+"""
+
+from __future__ import annotations
+
+import math
+
+from ...tensor import Tensor
+from .. import functional as F
+from .. import init
+from ..argcheck import pair
+from .module import Module, new_parameter
+
+__all__ = ["Conv2d", "ConvTranspose2d"]
+
+
+class _ConvNd(Module):
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C_in, H, W); ``padding`` may be an int, a pair, ``'same'`` or ``'valid'``.
+
+    >>> Conv2d(1, 8, 3, padding="same")(tinygrad_rad.randn(2, 1, 28, 28)).shape
+    (2, 8, 28, 28)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d: padding_mode {padding_mode!r} is not supported")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size"), pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
+        self.padding_mode = padding_mode
+        wshape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = new_parameter(wshape, dtype, device)
+        if bias:
+            self.bias = new_parameter((self.out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed 2-D convolution; ``weight`` is (C_in, C_out/groups, kH, kW) as in PyTorch.
+
+    >>> ConvTranspose2d(8, 4, 2, stride=2)(tinygrad_rad.randn(1, 8, 7, 7)).shape
+    (1, 4, 14, 14)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None) -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"ConvTranspose2d: padding_mode {padding_mode!r} is not supported")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"ConvTranspose2d: groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size"), pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
+        self.padding, self.output_padding = pair(padding, "padding"), pair(output_padding, "output_padding")
+        self.padding_mode = padding_mode
+        wshape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
+        self.weight = new_parameter(wshape, dtype, device)
+        if bias:
+            self.bias = new_parameter((self.out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        output_padding = self.output_padding
+        if output_size is not None:
+            output_padding = self._output_padding(input, output_size)
+        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
+
+    def _output_padding(self, input: Tensor, output_size) -> tuple:
+        size = tuple(output_size)[-2:]
+        pads = []
+        for i in (0, 1):
+            base = ((input.shape[2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                    + self.dilation[i] * (self.kernel_size[i] - 1) + 1)
+            extra = int(size[i]) - base
+            if not 0 <= extra < max(self.stride[i], self.dilation[i]):
+                raise ValueError(
+                    f"ConvTranspose2d: output_size {size} is not reachable from input {input.shape} "
+                    f"(valid sizes start at {base})"
+                )
+            pads.append(extra)
+        return tuple(pads)
