@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops as _ops
-from .. import ops as nnops
+from .. import ops
 from ..device import backend, xp_for
 from ..random import get_generator
 from ..tensor import Tensor
@@ -80,7 +79,7 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 
 def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
-    return _ops.pad(input, pad, mode=mode, value=value)
+    return ops.pad(input, pad, mode=mode, value=value)
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -131,7 +130,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if same:  # PyTorch's asymmetric 'same': the odd pixel of padding goes to the bottom/right
         extra = [d * (k - 1) % 2 for k, d in zip(weight.shape[2:], dilation)]
         if any(extra):
-            input = _ops.pad(input, (0, extra[1], 0, extra[0]))
+            input = ops.pad(input, (0, extra[1], 0, extra[0]))
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or groups < 1:
         raise ValueError(
             f"conv2d: invalid stride {stride}, padding {padding}, dilation {dilation} or groups {groups}"
@@ -159,8 +158,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise TypeError(f"conv2d: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
     args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     if bias is None:
-        return nnops.Conv2d.apply(input, weight, **args)
-    return nnops.Conv2d.apply(input, weight, bias, **args)
+        return ops.Conv2d.apply(input, weight, **args)
+    return ops.Conv2d.apply(input, weight, bias, **args)
 
 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
@@ -188,8 +187,8 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     args = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
                 groups=groups)
     if bias is None:
-        return nnops.ConvTranspose2d.apply(input, weight, **args)
-    return nnops.ConvTranspose2d.apply(input, weight, bias, **args)
+        return ops.ConvTranspose2d.apply(input, weight, **args)
+    return ops.ConvTranspose2d.apply(input, weight, bias, **args)
 
 
 def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=False):
@@ -231,8 +230,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     if ceil_mode:
         eh, ew = (_ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1))
         if eh or ew:  # pad with -inf: a padded element is never a window's max
-            input = _ops.pad(input, (0, ew, 0, eh), value=float("-inf"))
-    out = nnops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
+            input = ops.pad(input, (0, ew, 0, eh), value=float("-inf"))
+    out = ops.MaxPool2d.apply(input, kernel=k, stride=s, padding=p, dilation=d)
     if not return_indices:
         return out
     # the kernels give each argmax's position u * kW + v inside its window: turn it into h * W + w
@@ -263,11 +262,11 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     h, w = input.shape[2:]
     eh, ew = (_ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
     if not (eh or ew):
-        return nnops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p,
+        return ops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p,
                                      count_include_pad=count_include_pad)
     # partial windows: window sums over the zero-padded input, divided by PyTorch's divisors
-    x = _ops.pad(input, (p[1], p[1] + ew, p[0], p[0] + eh))
-    sums = nnops.AvgPool2d.apply(x, kernel=k, stride=s, padding=(0, 0), count_include_pad=True)
+    x = ops.pad(input, (p[1], p[1] + ew, p[0], p[0] + eh))
+    sums = ops.AvgPool2d.apply(x, kernel=k, stride=s, padding=(0, 0), count_include_pad=True)
     oh, ow = sums.shape[2:]
     dh = _avg_divisor_axis(h, k[0], s[0], p[0], oh, count_include_pad)
     dw = _avg_divisor_axis(w, k[1], s[1], p[1], ow, count_include_pad)
@@ -404,8 +403,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input {input.shape}"
             )
-        out = (nnops.BatchNormTrain.apply(input, weight, bias, eps=eps) if weight is not None
-               else nnops.BatchNormTrain.apply(input, eps=eps))
+        out = (ops.BatchNormTrain.apply(input, weight, bias, eps=eps) if weight is not None
+               else ops.BatchNormTrain.apply(input, eps=eps))
         if running_mean is not None:
             ctx = out._ctx
             # recompute the stats if the graph was not recorded (no_grad), otherwise reuse the op's
@@ -429,8 +428,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     mean = running_mean.detach()
     # one pass over the activations (ChannelAffine); the per-channel constants keep their gradients
     if weight is None:
-        return nnops.ChannelAffine.apply(input, inv, -mean * inv)
-    return nnops.ChannelAffine.apply(input, weight * inv, bias - mean * weight * inv)
+        return ops.ChannelAffine.apply(input, inv, -mean * inv)
+    return ops.ChannelAffine.apply(input, weight * inv, bias - mean * weight * inv)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -445,4 +444,4 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     else:
         keep = get_generator().random(input.shape) >= p
         mask = xp.asarray((keep / (1.0 - p)).astype(input.dtype))
-    return nnops.Dropout.apply(input, p=p, mask=mask)
+    return ops.Dropout.apply(input, p=p, mask=mask)

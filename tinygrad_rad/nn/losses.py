@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops as nnops
+from .. import ops
 from ..device import xp_for
 from ..dtypes import is_floating
 from ..tensor import Tensor, where
@@ -116,8 +116,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if denom <= 0:
         # NOTE: every target ignored: the mean is 0/0 = nan, but the gradient is zero (as in PyTorch),
         # so one fully-ignored batch cannot poison the weights
-        return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
-    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=1.0 / denom)
+        return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
+    return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=1.0 / denom)
 
 
 def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
@@ -137,7 +137,7 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     scale = 1.0 / tgt.shape[0] if reduction == "mean" else 1.0
-    return nnops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
+    return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
