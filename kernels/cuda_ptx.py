@@ -50,23 +50,26 @@ def kernel_signatures(dtype: str = "float32") -> list:
             bounds = cuda_gemm.launch_bounds(nt, tiles[3] * tiles[4] * isz)
             out.append((f"gemm{tiles}{lay}", k.py_func, (a3, a3, a3, *ints(5)), bounds))
     rt = 256
-    stats, sums = cuda_bn.make_bn_kernels(code, rt)
-    logsm, sumrows = cuda_softmax.make_row_kernels(code, rt)
+    partial, finish = cuda_bn.make_bn_kernels(code, rt)
+    logsm, ce_fwd, sumrows = cuda_softmax.make_row_kernels(code, 32, 8)
+    avg_fwd, avg_bwd = cuda_pool.make_avg_kernels(code)
+    total = cuda_softmax.make_total_kernel(code, rt)
     out += [
         ("im2col", cuda_conv.im2col_kernel.py_func, (a4, a2, *ints(10), T)),
         ("col2im", cuda_conv.col2im_kernel.py_func, (a2, a4, *ints(10), T)),
         ("max_pool_fwd", cuda_pool.max_pool_fwd_kernel.py_func, (a4, a4, i4, *ints(8), T)),
         ("max_pool_bwd", cuda_pool.max_pool_bwd_kernel.py_func, (a4, i4, a4, *ints(8), T)),
-        ("avg_pool_fwd", cuda_pool.avg_pool_fwd_kernel.py_func, (a4, a4, *ints(6), boolean, T)),
-        ("avg_pool_bwd", cuda_pool.avg_pool_bwd_kernel.py_func, (a4, a4, *ints(6), boolean, T)),
-        ("bn_stats", stats.py_func, (a3, a1, a1, numba.float64)),
-        ("bn_grad_sums", sums.py_func, (a3, a3, a1, a1, a1, a1)),
+        ("avg_pool_fwd", avg_fwd.py_func, (a4, a4, *ints(6), boolean, T)),
+        ("avg_pool_bwd", avg_bwd.py_func, (a4, a4, *ints(6), boolean, T)),
+        ("bn_partial", partial.py_func, (a3, a3, a1, a1, int64, a2, a2)),
+        ("bn_finish", finish.py_func, (a2, a1, T, T, int64)),
         ("bn_apply", cuda_bn.bn_apply_kernel.py_func, (a3, a1, a1, a1, a1, a3)),
-        ("bn_backward", cuda_bn.bn_backward_kernel.py_func, (a3, a3, a1, a1, a1, a1, a1, a3)),
+        ("bn_backward", cuda_bn.bn_backward_kernel.py_func, (a3, a3, a1, a1, a1, a1, a1, T, a3)),
         ("log_softmax", logsm.py_func, (a2, a2)),
+        ("ce_forward", ce_fwd.py_func, (a2, a2, a2, a1)),
         ("sum_rows", sumrows.py_func, (a2, a1)),
+        ("total", total.py_func, (a1, a1)),
         ("ce_grad", cuda_softmax._ce_grad_kernel.py_func, (a2, a2, a1, T, a2)),
-        ("mul", cuda_softmax._mul_kernel.py_func, (a1, a1, a1)),
         ("erf", K._erf_kernel.py_func, (a1, a1)),
         ("adam", K._adam_kernel.py_func, (a1, a1, a1, a1, a1, *(T,) * 8, boolean, int64, boolean)),
     ]
@@ -78,12 +81,22 @@ def compile_all(cc: tuple = (8, 0), dtype: str = "float32", names=None) -> dict:
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         raise RuntimeError("compile_all needs NUMBA_ENABLE_CUDASIM=0 (the simulator compiles nothing)")
     _patch_numba_without_nvrtc()
-    from numba import cuda
+    import types
 
-    res = {}
-    for name, fn, sig, *bounds in kernel_signatures(dtype):
-        if names is None or name in names:
-            res[name], _ = cuda.compile_ptx(fn, sig, cc=cc, launch_bounds=bounds[0] if bounds else None)
+    from numba import cuda
+    from numba.cuda import dispatcher
+
+    # NOTE: a device function called by a kernel is compiled for the *current device's* compute
+    # capability; without a driver there is none, so answer with the one asked for here
+    real = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=tuple(cc))
+    try:
+        res = {}
+        for name, fn, sig, *bounds in kernel_signatures(dtype):
+            if names is None or name in names:
+                res[name], _ = cuda.compile_ptx(fn, sig, cc=cc, launch_bounds=bounds[0] if bounds else None)
+    finally:
+        dispatcher.get_current_device = real
     return res
 
 
