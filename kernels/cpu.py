@@ -23,7 +23,19 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
-from .reference import _avg_divisor, _check_ce, out_size
+from .cpu_plain import (  # noqa: F401  (the plain loops that are already the fast ones: see above)
+    _check4d,
+    _max_pool_fwd,
+    _pool_args,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    relu_backward,
+    relu_forward,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from .reference import out_size
 from .threads import serialized
 
 __all__ = [
@@ -50,76 +62,7 @@ def erf(x):
     return _erf(x)
 
 
-# ------------------------------------------------------------------------------------------ relu
-# NOTE: NumPy needs two passes and a bool temporary for the backward (g * (out > 0)) and runs on one
-# core; these are one parallel pass each (the SmallCNN step's ReLUs: 21 ms -> ~10 ms, NOTES.md section 5).
-@njit(parallel=True, cache=True)
-def _relu_fwd(x, y):
-    for i in prange(x.size):
-        v = x[i]
-        y[i] = v if v > 0 or v != v else 0  # NaN stays NaN
-
-
-@njit(parallel=True, cache=True)
-def _relu_bwd(g, out, gx):
-    for i in prange(g.size):
-        gx[i] = g[i] if out[i] > 0 else 0
-
-
-@serialized
-def relu_forward(x):
-    """max(x, 0) elementwise (NaN stays NaN), a fresh array."""
-    x = np.ascontiguousarray(x)
-    y = np.empty_like(x)
-    _relu_fwd(x.reshape(-1), y.reshape(-1))
-    return y
-
-
-@serialized
-def relu_backward(g, out):
-    """g * [out > 0] in one pass."""
-    g, out = np.ascontiguousarray(g), np.ascontiguousarray(out)
-    gx = np.empty(g.shape, dtype=g.dtype)
-    _relu_bwd(g.reshape(-1), out.reshape(-1), gx.reshape(-1))
-    return gx
-
-
-def _pool_args(kernel, stride, padding, dilation=(1, 1)):
-    return (*kernel, *stride, *padding, *dilation)
-
-
-def _check4d(name, x):
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected an NCHW array (4 dims), got shape {x.shape}")
-
-
 # ------------------------------------------------------------------------------------- max pool
-# NOTE: inside these loops we index with full subscripts (x[b, c, i, j]) rather than taking row views
-# (row = x[b, c, i]): every view created in a parallel Numba loop does an atomic reference-count update on
-# the parent array, and with both cores hammering the same counter that made max-pool ~10x slower.
-@njit(parallel=True, cache=True)
-def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
-    n, c, h, wd = x.shape
-    ho, wo = y.shape[2], y.shape[3]
-    for t in prange(n * c):
-        b, ch = t // c, t % c
-        for i in range(ho):
-            for j in range(wo):
-                best = -np.inf
-                bi = 0
-                for u in range(kh):
-                    hi = i * sh - ph + u * dh
-                    for v in range(kw):
-                        wi = j * sw - pw + v * dw
-                        val = x[b, ch, hi, wi] if 0 <= hi < h and 0 <= wi < wd else -np.inf
-                        # first maximum wins, and a NaN beats everything (NumPy's argmax rule)
-                        if (u == 0 and v == 0) or val > best or (val != val and best == best):
-                            best = val
-                            bi = u * kw + v
-                y[b, ch, i, j] = best
-                idx[b, ch, i, j] = bi
-
-
 @njit(parallel=True, cache=True)
 def _max_pool_fwd_nopad(x, kh, kw, sh, sw, dh, dw, y, idx):
     """Same as _max_pool_fwd when padding is 0: every window lies inside the image, no bounds checks."""
@@ -196,24 +139,6 @@ def _max_pool_fwd_2x2(x, y, idx):
                     idf[out + i * wo + j] = (2 + hb[bottom + j]) if take else hb[top + j]
 
 
-@njit(parallel=True, cache=True)
-def _max_pool_bwd(gy, idx, kh, kw, sh, sw, ph, pw, dh, dw, gx):
-    n, c, h, wd = gx.shape
-    ho, wo = gy.shape[2], gy.shape[3]
-    for t in prange(n * c):
-        b, ch = t // c, t % c
-        for hi in range(h):
-            for wi in range(wd):
-                gx[b, ch, hi, wi] = 0
-        for i in range(ho):
-            for j in range(wo):
-                k = idx[b, ch, i, j]
-                hi = i * sh - ph + (k // kw) * dh
-                wi = j * sw - pw + (k % kw) * dw
-                if 0 <= hi < h and 0 <= wi < wd:
-                    gx[b, ch, hi, wi] += gy[b, ch, i, j]
-
-
 def _is_2x2(kernel, stride, padding, dilation):
     """The common 2x2 / stride 2 / no padding window that has fast paths."""
     return tuple(kernel) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1)
@@ -236,79 +161,6 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     else:
         _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
     return y, idx
-
-
-@serialized
-def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 1)):
-    """Route each output gradient to the element that was its window's max: gx[argmax] += gy."""
-    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
-    gx = np.empty(x_shape, dtype=gy.dtype)
-    # NOTE: a 2x2 version writing each cell once (gy or 0, no zeroing pass) measured 2x slower than this
-    # zero-then-scatter loop: its stride-2 stores over rows of 7-14 windows do not vectorise
-    _max_pool_bwd(gy, idx, *_pool_args(kernel, stride, padding, dilation), gx)
-    return gx
-
-
-# ------------------------------------------------------------------------------------- avg pool
-@njit(parallel=True, cache=True)
-def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y):
-    n, c, h, wd = x.shape
-    ho, wo = y.shape[2], y.shape[3]
-    for t in prange(n * c):
-        b, ch = t // c, t % c
-        for i in range(ho):
-            h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
-            for j in range(wo):
-                w0, w1 = max(j * sw - pw, 0), min(j * sw - pw + kw, wd)
-                s = 0.0
-                for hi in range(h0, h1):
-                    for wi in range(w0, w1):
-                        s += x[b, ch, hi, wi]
-                y[b, ch, i, j] = s / div[i, j]
-
-
-@njit(parallel=True, cache=True)
-def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
-    n, c, h, wd = gx.shape
-    ho, wo = gy.shape[2], gy.shape[3]
-    for t in prange(n * c):
-        b, ch = t // c, t % c
-        for hi in range(h):
-            for wi in range(wd):
-                gx[b, ch, hi, wi] = 0
-        for i in range(ho):
-            h0, h1 = max(i * sh - ph, 0), min(i * sh - ph + kh, h)
-            for j in range(wo):
-                w0, w1 = max(j * sw - pw, 0), min(j * sw - pw + kw, wd)
-                g = gy[b, ch, i, j] / div[i, j]
-                for hi in range(h0, h1):
-                    for wi in range(w0, w1):
-                        gx[b, ch, hi, wi] += g
-
-
-@serialized
-def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
-    """Mean over each window (padded zeros counted when ``count_include_pad``, as in PyTorch)."""
-    _check4d("avg_pool2d", x)
-    x = np.ascontiguousarray(x)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    n, c, h, wd = x.shape
-    ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
-    div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, np.float64)
-    y = np.empty((n, c, ho, wo), dtype=x.dtype)
-    _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y)
-    return y
-
-
-@serialized
-def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=True):
-    """Every element of a window receives gy / window_size."""
-    gy = np.ascontiguousarray(gy)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    div = _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, np.float64)
-    gx = np.empty(x_shape, dtype=gy.dtype)
-    _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx)
-    return gx
 
 
 # ----------------------------------------------------------------------------------- batch norm
@@ -448,68 +300,6 @@ def channel_affine_backward(g, x, scale):
     gs, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
     _affine_bwd(g3, x3, np.ascontiguousarray(scale, dtype=x.dtype), gx, gs, gb)
     return gx.reshape(x.shape), gs, gb
-
-
-# ------------------------------------------------------------------------ softmax cross-entropy
-@njit(parallel=True, cache=True)
-def _ce_fwd(x, t, logp, row_loss):
-    """Per row r, in one visit of the row: logp[r] = x[r] - max - log(sum exp(x[r] - max)) and
-    row_loss[r] = sum_c t[r, c] logp[r, c] (float64 sums)."""
-    m, c = x.shape
-    for r in prange(m):
-        mx = x[r, 0]
-        for j in range(1, c):
-            v = x[r, j]
-            mx = v if v > mx or v != v else mx  # NaN wins, as with np.max
-        s = 0.0
-        for j in range(c):
-            s += math.exp(x[r, j] - mx)
-        lse = mx + math.log(s)
-        acc = 0.0
-        for j in range(c):
-            lp = x[r, j] - lse
-            logp[r, j] = lp
-            acc += t[r, j] * lp
-        row_loss[r] = acc
-
-
-@njit(parallel=True, cache=True)
-def _ce_bwd(logp, t, coef, gx):
-    """gx[r, c] = coef * (exp(logp[r, c]) * sum_c' t[r, c'] - t[r, c]), one parallel pass over rows."""
-    m, c = logp.shape
-    for r in prange(m):
-        ts = 0.0
-        for j in range(c):
-            ts += t[r, j]
-        for j in range(c):
-            gx[r, j] = (math.exp(logp[r, j]) * ts - t[r, j]) * coef
-
-
-def _ce_args(x, target):
-    _check_ce(x, target)
-    return np.ascontiguousarray(x), np.ascontiguousarray(target, dtype=x.dtype)
-
-
-@serialized
-def softmax_cross_entropy_forward(x, target, scale):
-    """-> (loss, logp): logp = log_softmax(x) per row, loss = -scale * sum(target * logp) as a 0-d array.
-    One parallel pass over the rows (float64 row sums) instead of NumPy's six passes."""
-    x, target = _ce_args(x, target)
-    logp = np.empty_like(x)
-    row_loss = np.zeros(x.shape[0], dtype=np.float64)
-    if x.size:
-        _ce_fwd(x, target, logp, row_loss)
-    return np.asarray(-row_loss.sum() * scale, dtype=x.dtype), logp
-
-
-@serialized
-def softmax_cross_entropy_backward(g, logp, target, scale):
-    """d loss / dx = scale * g * (softmax(x) * sum_c target - target) (``g``: the 0-d loss gradient)."""
-    logp, target = _ce_args(logp, target)
-    gx = np.empty_like(logp)
-    if logp.size:
-        _ce_bwd(logp, target, logp.dtype.type(scale * float(g)), gx)
-    return gx
 
 
 # ------------------------------------------------------------------------------------------ adam

@@ -50,10 +50,17 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import cpu_winograd as wino
-from .reference import out_size
+from .cpu_plain import (  # the direct loops serve depthwise-like convs unchanged
+    _direct_backward_input,
+    _direct_backward_weight,
+    _direct_forward,
+    _geometry,
+    _prep,
+    _valid_range,
+)
 from .threads import blas_threads, run_parts, serialized
 
 # images per chunk are chosen so that one chunk's buffers take about this many bytes per thread
@@ -94,17 +101,7 @@ def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-# -------------------------------------------------------------------------------------- helpers
-@njit(cache=True, inline="always")
-def _valid_range(off, stride, size, n_out):
-    """Output indices j in [lo, hi) whose input index j*stride + off lies inside [0, size)."""
-    lo = 0 if off >= 0 else (-off + stride - 1) // stride
-    hi = (size - off + stride - 1) // stride if size - off > 0 else 0
-    hi = min(hi, n_out)
-    lo = min(lo, hi)
-    return lo, hi
-
-
+# ------------------------------------------------------------------------------- im2col / col2im
 @njit(nogil=True, cache=True)
 def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
     """cols[(c*kh + u)*kw + v, b, i*wo + j] = xpad[n0 + b, c, i*sh + u*dh, j*sw + v*dw] (0 in the padding)."""
@@ -156,91 +153,6 @@ def _col2im(gcols, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, gx):
                         row[j * sw + off] += src[base + j]
 
 
-# --------------------------------------------------------------- direct loops (depthwise-like)
-@njit(parallel=True, cache=True)
-def _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y):
-    n, h, wd = x.shape[0], x.shape[2], x.shape[3]
-    o, cg, kh, kw = w.shape
-    ho, wo = y.shape[2], y.shape[3]
-    og = o // groups
-    for t in prange(n * o):
-        b, oc = t // o, t % o
-        g = oc // og
-        out = y[b, oc]
-        out[:, :] = 0
-        for ci in range(cg):
-            xi = x[b, g * cg + ci]
-            for u in range(kh):
-                for v in range(kw):
-                    wv = w[oc, ci, u, v]
-                    off = v * dw - pw
-                    jlo, jhi = _valid_range(off, sw, wd, wo)
-                    for i in range(ho):
-                        hi = i * sh - ph + u * dh
-                        if hi < 0 or hi >= h:
-                            continue
-                        row = xi[hi]
-                        orow = out[i]
-                        for j in range(jlo, jhi):
-                            orow[j] += wv * row[j * sw + off]
-
-
-@njit(parallel=True, cache=True)
-def _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx):
-    n, c, h, wd = gx.shape
-    o, cg, kh, kw = w.shape
-    ho, wo = gy.shape[2], gy.shape[3]
-    og = o // groups
-    for t in prange(n * c):
-        b, ch = t // c, t % c
-        g, ci = ch // cg, ch % cg
-        dst = gx[b, ch]
-        dst[:, :] = 0
-        for oc in range(g * og, (g + 1) * og):
-            gi = gy[b, oc]
-            for u in range(kh):
-                for v in range(kw):
-                    wv = w[oc, ci, u, v]
-                    off = v * dw - pw
-                    jlo, jhi = _valid_range(off, sw, wd, wo)
-                    for i in range(ho):
-                        hi = i * sh - ph + u * dh
-                        if hi < 0 or hi >= h:
-                            continue
-                        row = dst[hi]
-                        grow = gi[i]
-                        for j in range(jlo, jhi):
-                            row[j * sw + off] += wv * grow[j]
-
-
-@njit(parallel=True, cache=True)
-def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
-    n, h, wd = x.shape[0], x.shape[2], x.shape[3]
-    o, cg, kh, kw = gw.shape
-    ho, wo = gy.shape[2], gy.shape[3]
-    og = o // groups
-    for t in prange(o * cg):
-        oc, ci = t // cg, t % cg
-        g = oc // og
-        for u in range(kh):
-            for v in range(kw):
-                off = v * dw - pw
-                jlo, jhi = _valid_range(off, sw, wd, wo)
-                acc = 0.0  # float64 accumulator: sums run over N*Ho*Wo terms
-                for b in range(n):
-                    xi = x[b, g * cg + ci]
-                    gi = gy[b, oc]
-                    for i in range(ho):
-                        hi = i * sh - ph + u * dh
-                        if hi < 0 or hi >= h:
-                            continue
-                        row = xi[hi]
-                        grow = gi[i]
-                        for j in range(jlo, jhi):
-                            acc += grow[j] * row[j * sw + off]
-                gw[oc, ci, u, v] = acc
-
-
 # ------------------------------------------------- stride-1 "wide rows" scheme (long contiguous copies)
 # For stride 1, pad each input plane once into a flat buffer of Hp*Wp values. If we compute the output on
 # a grid of Ho rows x Wp columns (the last Wp - Wo columns of each row are junk and get dropped), the
@@ -248,15 +160,15 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
 # im2col becomes kh*kw memcpys per plane instead of Ho*kh*kw short row copies with padding checks (~4x
 # faster), at the price of (Wp - Wo) / Wo extra GEMM columns (7% at 28x28): used when that is small.
 @njit(nogil=True, cache=True)
-def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
-    """Pad each plane of x[n0:n0+nb] into xp[b, c] (flat, row length wp = W + 2 pw, zeros after the end),
-    then cols[(c*kh + u)*kw + v, b, q] = xp[b, c, u*dh*wp + v*dw + q] for q < Ho*wp: one copy per tap."""
+def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xpad, cols):
+    """Pad each plane of x[n0:n0+nb] into xpad[b, c] (flat, row length wp = W + 2 pw, zeros after the end),
+    then cols[(c*kh + u)*kw + v, b, q] = xpad[b, c, u*dh*wp + v*dw + q] for q < Ho*wp: one copy per tap."""
     c, h, wd = x.shape[1], x.shape[2], x.shape[3]
     wp = wd + 2 * pw
     length = cols.shape[2]
     for t in range(nb * c):
         b, ch = t // c, t % c
-        plane = xp[b, ch]
+        plane = xpad[b, ch]
         plane[:] = 0
         src = x[n0 + b, ch]
         for i in range(h):
@@ -269,7 +181,7 @@ def _im2col_wide(x, n0, nb, kh, kw, ph, pw, dh, dw, xp, cols):
 
 
 @njit(nogil=True, cache=True)
-def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xp, gx):
+def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xpad, gx):
     """The adjoint of _im2col_wide: add each tap's run back into a zeroed padded plane, then crop it
     into gx[n0 + b, c]. Needs zeros in the junk columns of gcols (guaranteed by zero gy there)."""
     c, h, wd = gx.shape[1], gx.shape[2], gx.shape[3]
@@ -277,7 +189,7 @@ def _col2im_wide(gcols, n0, nb, kh, kw, ph, pw, dh, dw, xp, gx):
     length = gcols.shape[2]
     for t in range(nb * c):
         b, ch = t // c, t % c
-        plane = xp[b, ch]
+        plane = xpad[b, ch]
         plane[:] = 0
         for u in range(kh):
             for v in range(kw):
@@ -356,27 +268,6 @@ def _widen(gy, n0, nb, wp, gyw):
 
 
 # ------------------------------------------------------------------------------ public functions
-def _prep(a, dtype=None):
-    a = np.ascontiguousarray(a)
-    return a if dtype is None or a.dtype == dtype else a.astype(dtype)
-
-
-def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
-    n, c, h, wd = x_shape
-    o, cg, kh, kw = w_shape
-    if c != cg * groups or o % groups:
-        raise ValueError(
-            f"conv2d: input channels {c} and weight shape {tuple(w_shape)} do not match groups={groups}"
-        )
-    ho = out_size(h, kh, stride[0], padding[0], dilation[0])
-    wo = out_size(wd, kw, stride[1], padding[1], dilation[1])
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"conv2d: output size ({ho}, {wo}) is empty for input {tuple(x_shape)}, kernel "
-                         f"{(kh, kw)}, stride {tuple(stride)}, padding {tuple(padding)}, "
-                         f"dilation {tuple(dilation)}")
-    return n, c, h, wd, o, cg, kh, kw, ho, wo
-
-
 @dataclass(frozen=True)
 class _Plan:
     """Everything a conv kernel needs to know about its shapes, computed once per call."""
@@ -445,10 +336,10 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_col
                  wide, wp, ho * wp, plane, nb)
 
 
-def _fill_cols(x, n0, b, q, cols, xp):
+def _fill_cols(x, n0, b, q, cols, xpad):
     """cols (K, nb, P) <- the columns of images x[n0 : n0 + b] (wide-rows grid or the plain one)."""
     if q.wide:
-        _im2col_wide(x, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xp, cols)
+        _im2col_wide(x, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xpad, cols)
     else:
         _im2col(x, n0, b, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, q.ho, q.wo, cols)
 
@@ -502,7 +393,7 @@ def _flip_transpose(w, groups):
 def _forward_part(x, wm, y, lo, hi, q):
     k, og, kg, nb, p, o = q.k, q.og, q.kg, q.nb, q.p, q.o
     cols = scratch("cols", (k, nb, p), x.dtype)
-    xp = scratch("xpad", (nb, q.c, q.plane), x.dtype) if q.wide else None
+    xpad = scratch("xpad", (nb, q.c, q.plane), x.dtype) if q.wide else None
     c2 = cols.reshape(k, nb * p)
     # NOTE: OpenBLAS ran our GEMMs 1.3-8x faster when the output has at least as many rows as columns
     # (measured 7 vs 57 GFLOP/s for 256x441 vs 441x256), so for a wide chunk we compute y.T.
@@ -510,7 +401,7 @@ def _forward_part(x, wm, y, lo, hi, q):
     yw = scratch("out", (nb * p, o) if transposed else (o, nb * p), x.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
-        _fill_cols(x, n0, b, q, cols, xp)
+        _fill_cols(x, n0, b, q, cols, xpad)
         for g in range(q.groups):
             # y_g (og, b*P) = w_g (og, Kg) @ cols_g (Kg, b*P): one GEMM for the whole chunk
             wg, cg_ = wm[g * og : (g + 1) * og], c2[g * kg : (g + 1) * kg, : b * p]
@@ -529,14 +420,14 @@ def _gemm_buffers(q, dtype, cols_name):
     (O, nb, P), and the padded planes of the wide-rows scheme (None otherwise)."""
     cols = scratch(cols_name, (q.k, q.nb, q.p), dtype)
     gyw = scratch("wide_in", (q.o, q.nb, q.p), dtype)
-    xp = scratch("xpad", (q.nb, q.c, q.plane), dtype) if q.wide else None
-    return cols, gyw, xp
+    xpad = scratch("xpad", (q.nb, q.c, q.plane), dtype) if q.wide else None
+    return cols, gyw, xpad
 
 
 def _backward_input_part(gy, wm, gx, lo, hi, q):
     """gcols (K, b*P) = w.T @ gy per chunk (on the wide grid, junk columns of gy = 0), then col2im."""
     k, og, kg, nb, p, o = q.k, q.og, q.kg, q.nb, q.p, q.o
-    gcols, gyw, xp = _gemm_buffers(q, gy.dtype, "gcols")
+    gcols, gyw, xpad = _gemm_buffers(q, gy.dtype, "gcols")
     gc2, g2 = gcols.reshape(k, nb * p), gyw.reshape(o, nb * p)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
@@ -546,7 +437,7 @@ def _backward_input_part(gy, wm, gx, lo, hi, q):
             np.matmul(wm[g * og : (g + 1) * og].T, g2[g * og : (g + 1) * og, : b * p],
                       out=gc2[g * kg : (g + 1) * kg, : b * p])
         if q.wide:
-            _col2im_wide(gcols, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xp, gx)
+            _col2im_wide(gcols, n0, b, q.kh, q.kw, q.ph, q.pw, q.dh, q.dw, xpad, gx)
         else:
             _col2im(gcols, n0, b, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, q.ho, q.wo, gx)
 
@@ -555,11 +446,11 @@ def _backward_weight_part(gy, x, lo, hi, q):
     """This thread's share of gw (og, Kg): sum over its images of gy @ cols.T (the caller adds the shares)."""
     k, nb, p, o = q.k, q.nb, q.p, q.o
     gw = np.zeros((o, q.kg), dtype=gy.dtype)
-    cols, gyw, xp = _gemm_buffers(q, gy.dtype, "cols")
+    cols, gyw, xpad = _gemm_buffers(q, gy.dtype, "cols")
     c2, g2 = cols.reshape(k, nb * p), gyw.reshape(o, nb * p)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
-        _fill_cols(x, n0, b, q, cols, xp)
+        _fill_cols(x, n0, b, q, cols, xpad)
         _widen(gy, n0, b, q.wp, gyw)  # junk columns get gy = 0, so they add nothing
         # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T
         _accumulate_gw(gw, g2[:, : b * p], c2[:, : b * p], q.og, q.kg, q.groups, "gw_part")

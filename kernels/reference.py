@@ -40,12 +40,12 @@ def relu_backward(g, out):
 
 
 # ---------------------------------------------------------------------------------- convolution
-def _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo):
+def _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo):
     """View of padded input (N, C, Hp, Wp) as (N, C, kh, kw, Ho, Wo) without copying (im2col view)."""
-    n, c = xp.shape[:2]
-    s0, s1, s2, s3 = xp.strides
+    n, c = xpad.shape[:2]
+    s0, s1, s2, s3 = xpad.strides
     strides = (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw)
-    return as_strided(xp, (n, c, kh, kw, ho, wo), strides, writeable=False)
+    return as_strided(xpad, (n, c, kh, kw, ho, wo), strides, writeable=False)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -54,8 +54,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
     og = o // groups
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
     for g in range(groups):
@@ -89,8 +89,8 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = w_shape
     ho, wo = gy.shape[2:]
     og = o // groups
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)
     gw = np.empty(w_shape, dtype=gy.dtype)
     for g in range(groups):
         gw[g * og : (g + 1) * og] = np.einsum(
@@ -105,8 +105,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, wd = x.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    win = _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    win = _windows(xpad, kh, kw, sh, sw, dh, dw, ho, wo)  # (N, C, kh, kw, Ho, Wo)
     flat = win.reshape(n, c, kh * kw, ho, wo)
     idx = flat.argmax(axis=2)
     y = np.take_along_axis(flat, idx[:, :, None], axis=2)[:, :, 0]
@@ -149,8 +149,8 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, wd = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    win = _windows(xp, kh, kw, sh, sw, 1, 1, ho, wo)
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = _windows(xpad, kh, kw, sh, sw, 1, 1, ho, wo)
     div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, x.dtype)
     return (win.sum(axis=(2, 3)) / div).astype(x.dtype)
 
