@@ -100,8 +100,8 @@ def test_load_rgb_and_multilabel_and_subfolder(tmp_path, monkeypatch):
     "mutate, message",
     [
         (lambda a: a.pop("train_labels"), r"missing key\(s\) \['train_labels'\]"),
-        (lambda a: a.__setitem__("train_labels", np.zeros(10, np.uint8)),
-         r"train_labels has shape \(10,\) but expected \(N, 1\)"),
+        (lambda a: a.__setitem__("train_labels", np.zeros((10, 2), np.uint8)),
+         r"train_labels has shape \(10, 2\) but expected \(N, 1\)"),
         (lambda a: a.__setitem__("train_images", np.zeros((10, 28, 28), np.float32)),
          r"train_images has dtype float32 but expected uint8"),
         (lambda a: a.__setitem__("train_images", np.zeros((10, 32, 32), np.uint8)),
@@ -115,7 +115,7 @@ def test_load_rgb_and_multilabel_and_subfolder(tmp_path, monkeypatch):
         (lambda a: a.__setitem__("train_labels", np.zeros((10, 1), np.float32)),
          r"train_labels has dtype float32 but expected an integer dtype"),
         (lambda a: a.__setitem__("train_labels", np.array([[None]] * 10, dtype=object)),
-         r"needs pickle"),
+         r"contains Python objects \(pickle\); tinygrad_rad never unpickles files"),
     ],
 )
 def test_bad_files_are_refused(tmp_path, mutate, message):
@@ -128,7 +128,7 @@ def test_bad_files_are_refused(tmp_path, mutate, message):
 
 def test_not_an_npz(tmp_path):
     (tmp_path / "breastmnist.npz").write_bytes(b"this is not a zip file")
-    with pytest.raises(MedMNISTFileError, match="not a readable .npz"):
+    with pytest.raises(MedMNISTFileError, match="breastmnist.npz is not a valid .npz file"):
         load_medmnist("breastmnist", data_dir=tmp_path, download=False)
     with pytest.raises(KeyError, match="unknown MedMNIST flag"):
         load_medmnist("kneemnist", data_dir=tmp_path)
@@ -204,3 +204,33 @@ def test_real_pneumoniamnist(data_dir):
     assert sizes == {"train": 4690, "val": 524, "test": 624}
     test = load_medmnist("pneumoniamnist", "test", data_dir=data_dir, download=False)
     assert np.bincount(test.targets).tolist() == [234, 390]
+
+
+def test_flat_labels_load_as_column(tmp_path):
+    arrs = _arrays()
+    flat = {k: (v[:, 0] if k.endswith("_labels") else v) for k, v in arrs.items()}
+    _write(tmp_path / "pneumoniamnist.npz", **flat)
+    ds = load_medmnist("pneumoniamnist", "train", data_dir=tmp_path, download=False)
+    assert ds.labels.shape == (10, 1) and ds.labels.dtype == np.int64
+    np.testing.assert_array_equal(ds.labels, arrs["train_labels"].astype(np.int64))
+    assert ds.get_batch(np.arange(3))[1].shape == (3,)
+    # multi-label files still need (N, L): a flat array is refused with the expected shape
+    ml = _arrays(n_labels=14)
+    ml["train_labels"] = ml["train_labels"][:, 0]
+    _write(tmp_path / "chestmnist.npz", **ml)
+    with pytest.raises(MedMNISTFileError, match=r"train_labels has shape \(10,\) but expected \(N, 14\)"):
+        load_medmnist("chestmnist", "train", data_dir=tmp_path, download=False)
+
+
+def test_empty_split_is_refused_when_loading(tmp_path):
+    from tinygrad_rad.data import EmptySplitError, check_not_empty
+
+    _write(tmp_path / "pneumoniamnist.npz", **_arrays(n=(10, 4, 0)))
+    assert len(load_medmnist("pneumoniamnist", "train", data_dir=tmp_path, download=False)) == 10
+    with pytest.raises(EmptySplitError, match=r"MedMNIST pneumoniamnist split 'test' is empty \(0 images"):
+        load_medmnist("pneumoniamnist", "test", data_dir=tmp_path, download=False)
+    ds = load_medmnist("pneumoniamnist", "test", data_dir=tmp_path, download=False, allow_empty=True)
+    assert len(ds) == 0 and ds.labels.shape == (0, 1)
+    with pytest.raises(EmptySplitError, match=r"pneumoniamnist test is empty \(0 samples\) in .*mnist.npz"):
+        check_not_empty(ds, "pneumoniamnist test")
+    assert issubclass(EmptySplitError, ValueError)

@@ -11,8 +11,20 @@ from __future__ import annotations
 from . import transforms
 from .download import DownloadError, download_url, md5sum, resolve_data_dir, user_cache_dir
 from .folder import CSVImageDataset, ImageFolder
-from .io import ImageReadError, read_dicom, read_image, read_nifti, read_nifti_slices, read_picture
-from .loader import DataLoader, Dataset, TensorDataset, default_collate
+from .io import (
+    ImageReadError,
+    NpzFile,
+    NumpyFileError,
+    load_npy,
+    load_npz,
+    open_npz,
+    read_dicom,
+    read_image,
+    read_nifti,
+    read_nifti_slices,
+    read_picture,
+)
+from .loader import DataLoader, Dataset, EmptySplitError, TensorDataset, check_not_empty, default_collate
 from .medmnist import (
     FLAGS,
     INFO,
@@ -29,6 +41,13 @@ __all__ = [
     "CSVImageDataset",
     "ImageFolder",
     "ImageReadError",
+    "NpzFile",
+    "NumpyFileError",
+    "load_npy",
+    "load_npz",
+    "open_npz",
+    "EmptySplitError",
+    "check_not_empty",
     "read_dicom",
     "read_image",
     "read_nifti",

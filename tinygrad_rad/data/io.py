@@ -1,4 +1,5 @@
-"""Read one medical image as float32 ``(C, H, W)``: PNG/JPEG/TIFF (pillow), DICOM (pydicom), NIfTI (nibabel).
+"""Read one medical image as float32 ``(C, H, W)``: PNG/JPEG/TIFF (pillow), DICOM (pydicom), NIfTI (nibabel),
+and NumPy ``.npy`` / ``.npz`` files safely (:func:`load_npy`, :func:`load_npz`, :func:`open_npz`).
 
     >>> from tinygrad_rad.data.io import read_image, read_nifti_slices
     >>> x = read_image("chest.png")                        # (1, H, W) in [0, 1]
@@ -11,11 +12,25 @@ use ``ct_window`` when given, else the DICOM file's own WindowCenter/WindowWidth
 min-max. DICOM pixel values go through RescaleSlope/RescaleIntercept first (giving HU for CT), and
 MONOCHROME1 images are inverted so that bright always means dense. The readers are optional
 dependencies (``pip install tinygrad_rad[medical]``); a missing one gives an error naming it.
+
+NumPy files: every loader of tinygrad_rad reads ``.npy`` / ``.npz`` through :func:`load_npy` /
+:func:`open_npz` / :func:`load_npz`, which never unpickle (object arrays are refused) and turn every way a
+file can be broken (empty, random bytes, a damaged zip member, a header claiming more data than the file
+holds, a folder, no read permission, missing keys) into ONE line naming the path and the array:
+
+    >>> from tinygrad_rad.data.io import load_npz
+    >>> arrs = load_npz("lung_ct_128.npz", keys=["test_images", "test_masks"], what="segmentation data")
+    >>> load_npz("broken.npz")
+    NumpyFileError: broken.npz: array 'x' is corrupted (Bad CRC-32 for file 'x.npy')
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +280,281 @@ def read_image(path, ct_window=None, normalize: bool = True, slice_index: int | 
     if ct_window is not None:
         raise ValueError(f"ct_window applies to DICOM/NIfTI values, not to the picture file {path}")
     return read_picture(path, normalize=normalize)
+
+
+# ------------------------------------------------------------------------------------ NumPy files
+class NumpyFileError(ValueError):
+    """A ``.npy`` / ``.npz`` file cannot be read safely; the one-line message names the path (and array)."""
+
+
+class NumpyFileNotFoundError(NumpyFileError, FileNotFoundError):
+    """The file does not exist (also a ``FileNotFoundError``)."""
+
+
+class NumpyIsADirectoryError(NumpyFileError, IsADirectoryError):
+    """A folder was given where a file is expected (also an ``IsADirectoryError``)."""
+
+
+class NumpyPermissionError(NumpyFileError, PermissionError):
+    """The file exists but may not be read (also a ``PermissionError``)."""
+
+
+class NumpyKeyError(NumpyFileError, KeyError):
+    """An ``.npz`` archive lacks an expected array (also a ``KeyError``)."""
+
+    def __str__(self) -> str:  # NOTE: KeyError's str() would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header / an empty archive
+_NPY_MAGIC = np.lib.format.MAGIC_PREFIX
+_CHUNK = 1 << 24
+PICKLE_REFUSED = "contains Python objects (pickle); tinygrad_rad never unpickles files"
+
+
+def _label(path: Path, what: str | None) -> str:
+    return f"{what} {path}" if what else str(path)
+
+
+def _nbytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
+
+
+def _open_file(path: Path, what: str | None, kind: str):
+    """``path`` opened for reading, with one clear error for a missing file, a folder, no permission
+    or an empty file."""
+    lab = _label(path, what)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise NumpyFileNotFoundError(f"{lab} does not exist") from None
+    except IsADirectoryError:
+        raise NumpyIsADirectoryError(f"{lab} is a folder, not a {kind} file") from None
+    except PermissionError:
+        raise NumpyPermissionError(f"{lab}: permission denied (the file exists but cannot be read)") from None
+    except OSError as e:
+        raise NumpyFileError(f"{lab} cannot be opened: {e.strerror or e}") from None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if os.path.isdir(path):  # NOTE: some platforms open folders without IsADirectoryError
+            raise NumpyIsADirectoryError(f"{lab} is a folder, not a {kind} file")
+        if size == 0:
+            raise NumpyFileError(f"{lab} is empty (0 bytes), not a valid {kind} file")
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _sniff(head: bytes, lab: str, kind: str) -> None:
+    """Raise unless ``head`` (the first bytes) starts like a ``kind`` (".npy" / ".npz") file."""
+    if kind == ".npz" and head[:4] in _ZIP_MAGIC:
+        return
+    if kind == ".npy" and head[:6] == _NPY_MAGIC:
+        return
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise NumpyFileError(f"{lab} is a Python pickle, not a {kind} file; {PICKLE_REFUSED.split('; ')[1]}")
+    if kind == ".npz" and head[:6] == _NPY_MAGIC:
+        raise NumpyFileError(f"{lab} is a single-array .npy file, not a .npz archive (read it with load_npy)")
+    if kind == ".npy" and head[:4] in _ZIP_MAGIC:
+        raise NumpyFileError(f"{lab} is a .npz archive, not a single-array .npy file (read it with load_npz)")
+    raise NumpyFileError(f"{lab} is not a valid {kind} file (it does not start with the {kind} signature)")
+
+
+def _read_array(fp, available: int, lab: str) -> np.ndarray:
+    """Read one ``.npy`` stream (the file, or one member of a zip); ``available``: its size in bytes."""
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            shape, fortran, dtype = np.lib.format._read_array_header(fp, version)
+    except (ValueError, TypeError, SyntaxError, EOFError, struct.error) as e:
+        raise NumpyFileError(f"{lab} has a corrupt .npy header ({e})") from None
+    if dtype.hasobject:
+        raise NumpyFileError(f"{lab} {PICKLE_REFUSED} (dtype {dtype}); refused")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    need = count * dtype.itemsize
+    have = available - fp.tell()
+    if need > have:
+        raise NumpyFileError(
+            f"{lab} is truncated or corrupt: its header claims shape {tuple(shape)} {dtype} "
+            f"({_nbytes(need)}) but only {_nbytes(max(have, 0))} of data follow"
+        )
+    try:
+        arr = np.empty(count, dtype=dtype)
+    except (MemoryError, ValueError) as e:
+        raise NumpyFileError(
+            f"{lab} cannot be loaded: shape {tuple(shape)} {dtype} needs {_nbytes(need)} of memory "
+            f"({type(e).__name__})"
+        ) from None
+    if need:
+        view = memoryview(arr.view(np.uint8).reshape(-1))
+        pos = 0
+        while pos < need:
+            got = fp.readinto(view[pos:pos + _CHUNK])
+            if not got:
+                raise NumpyFileError(
+                    f"{lab} is truncated: expected {_nbytes(need)} of array data, got {_nbytes(pos)}"
+                )
+            pos += got
+    if fortran:
+        return arr.reshape(tuple(shape)[::-1]).transpose()
+    return arr.reshape(tuple(shape))
+
+
+def load_npy(path: str | os.PathLike, what: str | None = None) -> np.ndarray:
+    """Read a ``.npy`` file safely (never unpickles). ``what`` starts the error messages ("input image").
+
+        >>> x = load_npy("slice.npy")
+
+    Raises :class:`NumpyFileError` (a ``ValueError``; its ``...NotFoundError`` / ``...IsADirectoryError``
+    / ``...PermissionError`` subclasses are also the matching ``OSError``) with the path in the message.
+    """
+    path = Path(path)
+    lab = _label(path, what)
+    with _open_file(path, what, ".npy") as f:
+        size = os.fstat(f.fileno()).st_size
+        _sniff(f.read(8), lab, ".npy")
+        f.seek(0)
+        try:
+            return _read_array(f, size, lab)
+        except OSError as e:
+            raise NumpyFileError(f"{lab} cannot be read: {e}") from None
+
+
+# NOTE: what a damaged zip archive / member raises while it is read
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, OSError, NotImplementedError,
+               RuntimeError)
+
+
+class NpzFile:
+    """A lazily read ``.npz`` archive (like ``np.load``'s ``NpzFile``): ``files``, ``key in z``, ``z[key]``,
+    ``z.get(key)``; each array is read (and checked) on access. Use :func:`open_npz` to make one."""
+
+    def __init__(self, path: str | os.PathLike, what: str | None = None):
+        self.path, self.what = Path(path), what
+        self._lab = _label(self.path, what)
+        self._f = _open_file(self.path, what, ".npz")
+        try:
+            _sniff(self._f.read(8), self._lab, ".npz")
+            self._f.seek(0)
+            try:
+                self._zip = zipfile.ZipFile(self._f)
+            except _ZIP_ERRORS as e:
+                raise NumpyFileError(
+                    f"{self._lab} is not a valid .npz file (truncated or damaged zip archive: {e})"
+                ) from None
+        except BaseException:
+            self._f.close()
+            raise
+        self._members = {}
+        for info in self._zip.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            self._members.setdefault(key, info)
+        self.files = list(self._members)
+
+    # --- mapping protocol -------------------------------------------------------------------------
+    def __contains__(self, key) -> bool:
+        return key in self._members
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def keys(self):
+        return list(self.files)
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self._members else default
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._members:
+            raise NumpyKeyError(f"{self._lab} has no array {key!r}; it holds {_keys(self.files)}")
+        info = self._members[key]
+        lab = f"{self._lab}: array {key!r}"
+        if not info.filename.endswith(".npy"):
+            raise NumpyFileError(f"{lab} is not a .npy member ({info.filename})")
+        try:
+            with self._zip.open(info) as fp:
+                arr = _read_array(fp, info.file_size, lab)
+                fp.read()  # NOTE: reading to the member's end makes zipfile check its CRC-32
+        except NumpyFileError:
+            raise
+        except _ZIP_ERRORS as e:
+            raise NumpyFileError(f"{lab} is corrupted ({type(e).__name__}: {e})") from None
+        return arr
+
+    def require(self, keys: Iterable[str]) -> None:
+        """Raise :class:`NumpyKeyError` naming the expected and the present keys unless all ``keys`` exist."""
+        keys = list(keys)
+        missing = [k for k in keys if k not in self._members]
+        if missing:
+            raise NumpyKeyError(
+                f"{self._lab} is missing the array(s) {_keys(missing)}; expected {_keys(keys)}, "
+                f"found {_keys(self.files)}"
+            )
+
+    # --- lifetime ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._f is not None:
+            self._zip.close()
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> NpzFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"NpzFile('{self.path}', files={self.files})"
+
+
+def _keys(keys) -> str:
+    return "[" + ", ".join(repr(k) for k in keys) + "]" if keys else "no arrays"
+
+
+def open_npz(path: str | os.PathLike, what: str | None = None) -> NpzFile:
+    """Open a ``.npz`` archive safely (never unpickles); arrays are read on access.
+
+        >>> with open_npz("pneumoniamnist.npz", what="MedMNIST file") as z:
+        ...     z.require(["test_images", "test_labels"])
+        ...     x = z["test_images"]
+    """
+    return NpzFile(path, what)
+
+
+def load_npz(path: str | os.PathLike, keys: Iterable[str] | None = None, what: str | None = None,
+             optional: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Read the arrays ``keys`` (all when None) plus the ``optional`` ones present from a ``.npz``, safely.
+
+        >>> d = load_npz("data.npz", keys=["images", "masks"], optional=["ids"])
+
+    A missing key raises :class:`NumpyKeyError` naming the expected and the present keys.
+    """
+    with open_npz(path, what) as z:
+        want = list(z.files) if keys is None else list(keys)
+        z.require(want)
+        out = {k: z[k] for k in want}
+        for k in optional:
+            if k in z and k not in out:
+                out[k] = z[k]
+    return out

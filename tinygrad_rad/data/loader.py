@@ -28,6 +28,26 @@ from ..tensor import Tensor
 from .transforms import default_rng
 
 
+class EmptySplitError(ValueError):
+    """A dataset split holds no samples (raised when it is loaded, before any training)."""
+
+
+def check_not_empty(dataset, name: str):
+    """Return ``dataset``; raise :class:`EmptySplitError` naming ``name`` (e.g. "pneumoniamnist test")
+    when it holds no samples. The training loop calls it on every split before the first epoch.
+
+        >>> check_not_empty(load_medmnist("pneumoniamnist", "test", allow_empty=True), "pneumoniamnist test")
+    """
+    n = len(dataset)
+    if n == 0:
+        where = getattr(dataset, "path", None)
+        raise EmptySplitError(
+            f"{name} is empty (0 samples){f' in {where}' if where is not None else ''}; "
+            "every split needs at least one sample to train and evaluate"
+        )
+    return dataset
+
+
 class Dataset:
     """Base class: implement ``__len__`` and ``__getitem__`` (like ``torch.utils.data.Dataset``)."""
 

@@ -16,12 +16,13 @@ is downloaded from the official Zenodo record and MD5-checked; an existing file 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .download import DownloadError, download_url, resolve_data_dir
+from .io import NumpyFileError, open_npz
+from .loader import EmptySplitError
 
 SPLITS = ("train", "val", "test")
 SIZES = (28, 64, 128, 224)
@@ -138,8 +139,10 @@ def get_info(flag: str) -> dict:
     return INFO[key]
 
 
-class MedMNISTFileError(ValueError):
-    """A MedMNIST ``.npz`` file is malformed (bad keys, shapes, dtypes or values)."""
+class MedMNISTFileError(NumpyFileError):
+    """A MedMNIST ``.npz`` file is malformed (bad keys, shapes, dtypes or values, or a damaged file).
+    A ``ValueError``; a missing / unreadable file or a folder raises the ``OSError`` subclasses of
+    :class:`~tinygrad_rad.data.io.NumpyFileError` instead."""
 
 
 def _check_size(size: int) -> int:
@@ -149,20 +152,16 @@ def _check_size(size: int) -> int:
     return size
 
 
-def _load_npz(path: Path) -> np.lib.npyio.NpzFile:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise MedMNISTFileError(f"{path} is not a readable .npz file: {e}") from e
+def _as_file_error(e: NumpyFileError) -> NumpyFileError:
+    """A content error of the safe reader as a :class:`MedMNISTFileError` (OS-level errors stay as is)."""
+    return e if isinstance(e, (OSError, KeyError)) else MedMNISTFileError(str(e))
 
 
-def _read_array(npz, key: str, path: Path) -> np.ndarray:
-    try:
-        return npz[key]
-    except ValueError as e:  # object arrays need pickle: refused
-        raise MedMNISTFileError(
-            f"{path}: array {key!r} needs pickle to load (object dtype); refused for safety ({e})"
-        ) from e
+def _flat_labels(labels: np.ndarray, info: dict) -> np.ndarray:
+    """Flat ``(N,)`` labels (common in community copies) -> ``(N, 1)`` for single-label tasks."""
+    if labels.ndim == 1 and info["task"] != "multi-label":
+        return labels[:, None]
+    return labels
 
 
 def validate_arrays(images: np.ndarray, labels: np.ndarray, info: dict, split: str, size: int,
@@ -180,6 +179,7 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, info: dict, split: s
             f"{path}: {ik} has shape {images.shape} but expected {size}x{size} images for size={size}"
         )
     n_labels = ncls if task == "multi-label" else 1
+    labels = _flat_labels(labels, info)
     if labels.ndim != 2 or labels.shape[1] != n_labels:
         raise MedMNISTFileError(f"{path}: {lk} has shape {labels.shape} but expected (N, {n_labels})")
     if labels.shape[0] != images.shape[0]:
@@ -199,11 +199,15 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, info: dict, split: s
 
 
 def find_medmnist_file(flag: str, size: int = 28, data_dir=None) -> Path | None:
-    """The first existing ``{data_dir}/{file}`` or ``{data_dir}/medmnist/{file}``, else None."""
+    """The first existing ``{data_dir}/{file}`` or ``{data_dir}/medmnist/{file}``, else None.
+
+    # NOTE: a folder of that name is returned too, so that loading says "is a folder" instead of
+    # downloading beside it.
+    """
     root = resolve_data_dir(data_dir)
     name = medmnist_filename(flag, size)
     for cand in (root / name, root / "medmnist" / name):
-        if cand.is_file():
+        if cand.exists():
             return cand
     return None
 
@@ -235,7 +239,7 @@ class MedMNIST:
     """
 
     def __init__(self, flag: str, split: str = "train", size: int = 28, data_dir=None, download: bool = True,
-                 transform=None, as_rgb: bool = False, progress: bool = True):
+                 transform=None, as_rgb: bool = False, progress: bool = True, allow_empty: bool = False):
         self.info = get_info(flag)
         self.flag = self.info["flag"]
         if split not in SPLITS:
@@ -247,6 +251,11 @@ class MedMNIST:
             path = self._fetch(data_dir, download, progress)
         self.path = path
         self.images, self.labels = self._load(path)
+        if not allow_empty and len(self) == 0:
+            raise EmptySplitError(
+                f"MedMNIST {self.flag} split {split!r} is empty (0 images in {path}); every split needs "
+                "images to train and evaluate (pass allow_empty=True to load it anyway)"
+            )
 
     def _fetch(self, data_dir, download: bool, progress: bool) -> Path:
         root = resolve_data_dir(data_dir)
@@ -265,15 +274,21 @@ class MedMNIST:
             ) from e
 
     def _load(self, path: Path):
-        with _load_npz(path) as npz:
-            ik, lk = f"{self.split}_images", f"{self.split}_labels"
-            missing = [k for k in (ik, lk) if k not in npz.files]
-            if missing:
-                raise MedMNISTFileError(
-                    f"{path}: missing key(s) {missing}; found {sorted(npz.files)}; expected "
-                    f"{{train,val,test}}_{{images,labels}}"
-                )
-            images, labels = _read_array(npz, ik, path), _read_array(npz, lk, path)
+        ik, lk = f"{self.split}_images", f"{self.split}_labels"
+        try:
+            with open_npz(path, what="MedMNIST file") as npz:
+                missing = [k for k in (ik, lk) if k not in npz.files]
+                if missing:
+                    raise MedMNISTFileError(
+                        f"{path}: missing key(s) {missing}; found {sorted(npz.files)}; expected "
+                        f"{{train,val,test}}_{{images,labels}}"
+                    )
+                images, labels = npz[ik], npz[lk]
+        except MedMNISTFileError:
+            raise
+        except NumpyFileError as e:
+            raise _as_file_error(e) from None
+        labels = _flat_labels(labels, self.info)
         validate_arrays(images, labels, self.info, self.split, self.size, path)
         return np.ascontiguousarray(images), labels.astype(np.int64)
 
@@ -333,6 +348,11 @@ class MedMNIST:
 
 
 def load_medmnist(flag: str, split: str = "train", size: int = 28, data_dir=None, download: bool = True,
-                  transform=None, as_rgb: bool = False, progress: bool = True) -> MedMNIST:
-    """Load one split of a MedMNIST 2D dataset (downloading it when missing). See :class:`MedMNIST`."""
-    return MedMNIST(flag, split, size, data_dir, download, transform, as_rgb, progress)
+                  transform=None, as_rgb: bool = False, progress: bool = True,
+                  allow_empty: bool = False) -> MedMNIST:
+    """Load one split of a MedMNIST 2D dataset (downloading it when missing). See :class:`MedMNIST`.
+
+    An empty split raises :class:`~tinygrad_rad.data.EmptySplitError` naming the dataset and split
+    unless ``allow_empty=True``. Flat ``(N,)`` labels load as ``(N, 1)``.
+    """
+    return MedMNIST(flag, split, size, data_dir, download, transform, as_rgb, progress, allow_empty)
