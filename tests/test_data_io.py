@@ -161,3 +161,23 @@ def test_csv_dataset(tmp_path):
     (tmp_path / "missing.csv").write_text("path,label\nimg/zzz.png,0\n")
     with pytest.raises(FileNotFoundError, match="zzz.png"):
         CSVImageDataset(tmp_path / "missing.csv")[0]
+
+
+def test_npy_images_are_read_safely(tmp_path):
+    from tinygrad_rad.data import NumpyFileError, read_image
+
+    np.save(tmp_path / "g.npy", np.array([[0, 255], [51, 102]], np.uint8))
+    x = read_image(tmp_path / "g.npy")
+    assert x.shape == (1, 2, 2) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], [[0, 1], [0.2, 0.4]], rtol=1e-6)
+    np.save(tmp_path / "rgb.npy", np.zeros((4, 5, 3), np.uint16))
+    assert read_image(tmp_path / "rgb.npy").shape == (3, 4, 5)
+    np.save(tmp_path / "hu.npy", np.array([[-1000, 400]], np.int16))
+    np.testing.assert_allclose(read_image(tmp_path / "hu.npy", ct_window=(-300, 1400))[0], [[0, 1]])
+    np.testing.assert_array_equal(read_image(tmp_path / "hu.npy", normalize=False)[0], [[-1000, 400]])
+    np.save(tmp_path / "obj.npy", np.array([None], dtype=object), allow_pickle=True)
+    with pytest.raises(NumpyFileError, match=r"image .*obj.npy contains Python objects \(pickle\)"):
+        read_image(tmp_path / "obj.npy")
+    (tmp_path / "e.npy").write_bytes(b"")
+    with pytest.raises(NumpyFileError, match=r"e.npy is empty"):
+        read_image(tmp_path / "e.npy")

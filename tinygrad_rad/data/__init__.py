@@ -22,6 +22,7 @@ from .io import (
     read_image,
     read_nifti,
     read_nifti_slices,
+    read_npy_image,
     read_picture,
 )
 from .loader import DataLoader, Dataset, EmptySplitError, TensorDataset, check_not_empty, default_collate
@@ -52,6 +53,7 @@ __all__ = [
     "read_image",
     "read_nifti",
     "read_nifti_slices",
+    "read_npy_image",
     "read_picture",
     "transforms",
     "FLAGS",

@@ -1,5 +1,5 @@
 """Read one medical image as float32 ``(C, H, W)``: PNG/JPEG/TIFF (pillow), DICOM (pydicom), NIfTI (nibabel),
-and NumPy ``.npy`` / ``.npz`` files safely (:func:`load_npy`, :func:`load_npz`, :func:`open_npz`).
+``.npy``; and NumPy ``.npy`` / ``.npz`` files safely (:func:`load_npy`, :func:`load_npz`, :func:`open_npz`).
 
     >>> from tinygrad_rad.data.io import read_image, read_nifti_slices
     >>> x = read_image("chest.png")                        # (1, H, W) in [0, 1]
@@ -41,7 +41,8 @@ from .transforms import ct_window as _apply_window
 PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
 DICOM_EXTS = (".dcm", ".dicom", ".ima")
 NIFTI_EXTS = (".nii", ".nii.gz")
-IMAGE_EXTS = PICTURE_EXTS + DICOM_EXTS + NIFTI_EXTS
+NUMPY_EXTS = (".npy",)
+IMAGE_EXTS = PICTURE_EXTS + DICOM_EXTS + NIFTI_EXTS + NUMPY_EXTS
 
 
 class ImageReadError(OSError):
@@ -76,10 +77,12 @@ def _minmax(a: np.ndarray) -> np.ndarray:
 
 
 def image_kind(path: str | os.PathLike) -> str:
-    """"dicom", "nifti" or "picture", from the extension (DICOM also by its "DICM" magic)."""
+    """"dicom", "nifti", "numpy" or "picture", from the extension (DICOM also by its "DICM" magic)."""
     name = str(path).lower()
     if name.endswith(NIFTI_EXTS):
         return "nifti"
+    if name.endswith(NUMPY_EXTS):
+        return "numpy"
     if name.endswith(DICOM_EXTS):
         return "dicom"
     if name.endswith(PICTURE_EXTS):
@@ -265,6 +268,32 @@ def read_nifti(path, slice_index: int | None = None, ct_window=None, normalize: 
     return _scale(_axial(vol, k % depth)[None], ct_window, normalize)
 
 
+# ------------------------------------------------------------------------------------ .npy images
+def read_npy_image(path, ct_window=None, normalize: bool = True) -> np.ndarray:
+    """A ``.npy`` image (read safely with :func:`load_npy`) as float32 ``(C, H, W)``.
+
+    ``(H, W)`` -> ``(1, H, W)``; ``(H, W, 3|4)`` -> ``(3, H, W)``; ``(C, H, W)`` is kept. Scaling as for
+    pictures (8/16-bit and bool divided by their maximum, others min-max), or ``ct_window`` on the raw
+    values (e.g. HU).
+    """
+    path = Path(path)
+    a = load_npy(path, what="image")
+    if a.dtype.kind not in "biuf":
+        raise ImageReadError(f"cannot read image {path}: dtype {a.dtype} is not numeric")
+    if a.ndim == 2:
+        a = a[None]
+    elif a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] not in (1, 3):
+        a = a[..., :3].transpose(2, 0, 1)
+    elif a.ndim != 3:
+        raise ImageReadError(f"cannot read image {path}: expected (H, W) or (C, H, W), got shape {a.shape}")
+    if not normalize or ct_window is not None:
+        return _scale(a.astype(np.float32), ct_window, normalize)
+    if a.dtype in (np.uint8, np.uint16, np.bool_):
+        top = 1.0 if a.dtype == np.bool_ else np.iinfo(a.dtype).max
+        return a.astype(np.float32) / np.float32(top)
+    return _minmax(a.astype(np.float32))
+
+
 # ------------------------------------------------------------------------------------ dispatch
 def read_image(path, ct_window=None, normalize: bool = True, slice_index: int | None = None) -> np.ndarray:
     """Read any supported image as float32 ``(C, H, W)`` (see the module docstring for scaling).
@@ -277,6 +306,8 @@ def read_image(path, ct_window=None, normalize: bool = True, slice_index: int | 
         return read_dicom(path, ct_window=ct_window, normalize=normalize, frame=slice_index)
     if kind == "nifti":
         return read_nifti(path, slice_index=slice_index, ct_window=ct_window, normalize=normalize)
+    if kind == "numpy":
+        return read_npy_image(path, ct_window=ct_window, normalize=normalize)
     if ct_window is not None:
         raise ValueError(f"ct_window applies to DICOM/NIfTI values, not to the picture file {path}")
     return read_picture(path, normalize=normalize)
