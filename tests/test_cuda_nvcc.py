@@ -3,11 +3,15 @@ and every Numba CUDA kernel to PTX (libNVVM) then to sm_80 machine code with ``p
 build and report no register spills (``-Xptxas -v``: "0 bytes spill stores, 0 bytes spill loads").
 
 The Numba half matters because the simulator only *runs* kernels as Python: it never checks that
-Numba can type them for a GPU. Skips where the CUDA toolkit is absent.
+Numba can type them for a GPU; the float32 PTX must hold no float64 instruction. ``tc_gemm.cu`` is also
+compiled with NVRTC (as CuPy's ``RawModule`` does on the GPU) with the include folder that
+``tensorcore.nvrtc_options`` finds. Skips where the CUDA toolkit / NVRTC is absent.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import glob
 import os
 import re
@@ -93,3 +97,89 @@ def test_numba_kernels_compile_for_sm80_without_spills(tmp_path):
         assert out.returncode == 0, f"ptxas failed on {f.name}:\n{log}"
         spills = _spills(log)
         assert spills and all(s == 0 and l == 0 for *_, s, l in spills), f"{f.name} spills registers:\n{log}"
+
+
+def _numba_ptx(tmp_path, cc: str, dtype: str):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    code = (f"import sys; from tinygrad_rad.kernels import cuda_ptx as P; "
+            f"[open(sys.argv[1] + '/' + ''.join(c if c.isalnum() else '_' for c in n) + '.ptx', 'w')"
+            f".write(t) for n, t in P.compile_all(({cc[0]}, {cc[1]}), dtype='{dtype}').items()]")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         timeout=600, cwd=ROOT)
+    no_nvvm = re.search(r"libnvvm|NVVM|Failure finding", res.stderr) and "Typing" not in res.stderr
+    if res.returncode != 0 and no_nvvm:
+        pytest.skip(f"libNVVM is not available: {res.stderr.strip().splitlines()[-1]}")
+    assert res.returncode == 0, f"a Numba CUDA kernel does not compile:\n{res.stderr[-4000:]}"
+    return sorted(tmp_path.glob("*.ptx"))
+
+
+@pytest.mark.slow
+def test_float32_kernels_do_no_float64_arithmetic(tmp_path):
+    """A float32 kernel must not widen to float64 (a Python float constant, 1/m with an int m, an
+    int-valued divisor): on a GPU float64 runs at a fraction of the float32 rate."""
+    files = _numba_ptx(tmp_path, "90", "float32")
+    assert len(files) >= 20
+    wide = {f.name: len(re.findall(r"\.f64\b", f.read_text())) for f in files}
+    assert not {k: v for k, v in wide.items() if v}, wide
+
+
+@pytest.mark.slow
+def test_numba_kernels_compile_for_sm90_float64_without_spills(tmp_path):
+    ptxas = _ptxas()
+    if ptxas is None:
+        pytest.skip("ptxas (CUDA toolkit) is not installed")
+    for f in _numba_ptx(tmp_path, "90", "float64"):
+        out = subprocess.run([ptxas, "-arch=sm_90", "-v", str(f), "-o", os.devnull], capture_output=True,
+                             text=True, timeout=120)
+        log = out.stdout + out.stderr
+        assert out.returncode == 0, f"ptxas failed on {f.name}:\n{log}"
+        spills = _spills(log)
+        assert spills and all(s == 0 and l == 0 for *_, s, l in spills), f"{f.name} spills registers:\n{log}"
+
+
+def _libnvrtc():
+    """A loadable libnvrtc (the nvidia-cuda-nvrtc wheel's, the toolkit's, or the system's), or None."""
+    cands = []
+    for base in sys.path:
+        cands += sorted(glob.glob(os.path.join(base, "nvidia", "cu1[3-9]", "lib", "libnvrtc.so*")),
+                        reverse=True)
+        cands += glob.glob(os.path.join(base, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*"))
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            cands += glob.glob(os.path.join(os.environ[var], "lib64", "libnvrtc.so*"))
+    cands += glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*")
+    found = ctypes.util.find_library("nvrtc")
+    cands += [found] if found else []
+    for c in cands:
+        if "builtins" in os.path.basename(c):
+            continue
+        try:
+            return ctypes.CDLL(c)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_tc_gemm_compiles_with_nvrtc(arch):
+    """What CuPy's RawModule does on the GPU: NVRTC with tensorcore.nvrtc_options() (the folder holding
+    crt/mma.h: the nvidia-cuda-crt wheel's or the toolkit's)."""
+    from tinygrad_rad.kernels import tensorcore
+
+    lib = _libnvrtc()
+    if lib is None:
+        pytest.skip("NVRTC is not installed (nvidia-cuda-nvrtc wheel or CUDA toolkit)")
+    opts = list(tensorcore.nvrtc_options())
+    if len(opts) < 2:
+        pytest.skip("no folder with crt/mma.h (nvidia-cuda-crt wheel or CUDA toolkit)")
+    prog = ctypes.c_void_p()
+    src = tensorcore.CU_FILE.read_bytes()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), src, b"tc_gemm.cu", 0, None, None) == 0
+    args = [o.encode() for o in opts + [f"-arch={arch}"]]
+    rc = lib.nvrtcCompileProgram(prog, len(args), (ctypes.c_char_p * len(args))(*args))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert rc == 0, f"NVRTC failed on tc_gemm.cu with {opts}:\n{log.value.decode(errors='replace')}"
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
