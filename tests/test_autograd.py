@@ -330,3 +330,94 @@ def test_hook_on_a_leaf_runs_before_accumulation():
     np.testing.assert_allclose(w.grad.numpy(), [0.1, 0.1])
     with pytest.raises(RuntimeError, match="does not require grad"):
         tr.ones(2).register_hook(lambda g: g)
+
+
+# ------------------------------------------------------------------- version counters (issue 12)
+INPLACE = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+def test_inplace_change_of_a_saved_input_under_no_grad_raises():
+    x = tr.randn(3, requires_grad=True)
+    y = (x * x).sum()
+    with tr.no_grad():
+        x[0] = 5.0
+    assert x._version == 1
+    msg = INPLACE + r".*shape \(3,\) that is input 0 of Mul is at version 1; expected version 0"
+    with pytest.raises(RuntimeError, match=msg):
+        y.backward()
+    if HAS_TORCH:
+        tx = torch.randn(3, requires_grad=True)
+        ty = (tx * tx).sum()
+        with torch.no_grad():
+            tx[0] = 5.0
+        with pytest.raises(RuntimeError, match=INPLACE):
+            ty.backward()
+
+
+def test_inplace_change_of_an_input_that_backward_does_not_need_is_fine():
+    x = tr.randn(3, requires_grad=True)
+    y = (x + 1).sum()  # Add saves nothing: its gradient does not depend on x
+    with tr.no_grad():
+        x[0] = 5.0
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_optimizer_step_between_two_backwards_of_a_retained_graph_raises(opt_name):
+    from tinygrad_rad import nn, optim
+
+    tr.manual_seed(0)
+    lin = nn.Linear(3, 2)
+    opt = getattr(optim, opt_name)(lin.parameters(), lr=0.1)
+    loss = lin(tr.randn(4, 3, requires_grad=True)).relu().sum()
+    loss.backward(retain_graph=True)
+    opt.step()
+    assert lin.weight._version == 1
+    with pytest.raises(RuntimeError, match=INPLACE + ".*input 1 of MatMul"):  # x @ w.T: w.T is a view of w
+        loss.backward()
+    if HAS_TORCH:
+        tl = torch.nn.Linear(3, 2)
+        topt = getattr(torch.optim, opt_name)(tl.parameters(), lr=0.1)
+        tloss = tl(torch.randn(4, 3, requires_grad=True)).relu().sum()
+        tloss.backward(retain_graph=True)
+        topt.step()
+        with pytest.raises(RuntimeError, match=INPLACE):
+            tloss.backward()
+
+
+def test_inplace_change_of_a_saved_output_through_detach_raises():
+    x = tr.randn(3, requires_grad=True)
+    y = x.exp()  # Exp saves its output
+    d = y.detach()  # the same memory, the same version counter
+    d[1] = 0.0
+    with pytest.raises(RuntimeError, match=INPLACE + ".*the output of Exp"):
+        y.sum().backward()
+
+
+def test_views_share_the_version_counter():
+    x = tr.zeros(2, 3)
+    v = x.reshape(3, 2)
+    row = x[0]
+    row[1] = 7.0  # writes into x
+    assert x.numpy()[0, 1] == 7.0 and x._version == v._version == row._version == 1
+    assert (x + 1)._version == 0  # a new array starts at 0
+
+
+# ------------------------------------------------------------------------ detect_anomaly (issue 12)
+def test_detect_anomaly_names_the_first_op_with_a_non_finite_gradient():
+    x = tr.tensor([0.0, 1.0], requires_grad=True)
+    with tr.autograd.detect_anomaly():
+        y = (x.sqrt() * 2).sum()  # d sqrt/dx = inf at 0: Sqrt's backward is the first to produce inf
+        with np.errstate(divide="ignore"):
+            msg = r"Function 'Sqrt' returned inf values in its 0th .*inputs \(2,\) float32.*test_autograd"
+            with pytest.raises(RuntimeError, match=msg):
+                y.backward()
+    z = tr.tensor([-1.0, 4.0], requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        with tr.autograd.detect_anomaly():
+            w = (z.sqrt() * 3).sum()  # sqrt(-1) = nan, and its backward g / (2 sqrt) too
+            with pytest.raises(RuntimeError, match="Function 'Sqrt' returned nan values"):
+                w.backward()
+        (z.sqrt() * 3).sum().backward()  # outside detect_anomaly: no check, the nan lands in .grad
+    assert np.isnan(z.grad.numpy()[0]) and z.grad.numpy()[1] == 0.75

@@ -252,3 +252,52 @@ def test_rounding_has_no_grad(op):
     np.testing.assert_array_equal(out.numpy(), getattr(np, op)(x.numpy()))
     if HAS_TORCH:
         np.testing.assert_array_equal(out.numpy(), getattr(torch.tensor(x.numpy()), op)().numpy())
+
+
+# ------------------------------------------------------------------------- edge cases (issue 12)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu", "leaky_relu", "exp", "abs"])
+def test_unary_ops_keep_a_0d_shape(name):
+    tfn = (lambda x: getattr(TF, name)(x)) if name in ("gelu", "leaky_relu") else None
+    out = check_op(lambda x: getattr(x, name)(), tfn, [()])
+    assert out.shape == ()
+
+
+def test_relu_of_a_0d_reduction_chain():
+    x = tr.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = x.relu().sum().relu()
+    assert y.shape == ()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 1.0])
+
+
+POW_SPECIAL = [(0.0, -1.5), (0.0, -2.0), (0.0, 0.0), (0.0, 2.0), (-2.0, 0.5), (-2.0, 3.0), (-np.inf, 0.0),
+               (2.0, 3.0), (np.inf, -1.0)]
+
+
+def _pow_grads(a, b, kind):
+    """Gradients of a ** b (both tensors / scalar exponent / scalar base) in tinygrad_rad."""
+    x = tr.tensor(a, dtype=tr.float64, requires_grad=True)
+    y = tr.tensor(b, dtype=tr.float64, requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {"tt": lambda: x**y, "ts": lambda: x**b, "st": lambda: a**y}[kind]()
+        out.backward()
+    return (None if x.grad is None else x.grad.item()), (None if y.grad is None else y.grad.item())
+
+
+@pytest.mark.parametrize("kind", ["tt", "ts", "st"])
+@pytest.mark.parametrize("a,b", POW_SPECIAL)
+def test_pow_gradients_at_special_values_match_pytorch(a, b, kind):
+    got = _pow_grads(a, b, kind)
+    # PyTorch's rules written out: d/da = 0 where b == 0 else b a^(b-1); d/db = 0 where a == 0 and b >= 0
+    # else a^b ln a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        da = 0.0 if b == 0 else b * np.float64(a) ** (b - 1)
+        db = 0.0 if (a == 0 and b >= 0) else np.float64(a) ** b * np.log(np.float64(a))
+    want = {"tt": (da, db), "ts": (da, None), "st": (None, db)}[kind]
+    np.testing.assert_equal(got, want)
+    if HAS_TORCH:
+        ta = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+        tb = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+        {"tt": lambda: ta**tb, "ts": lambda: ta**b, "st": lambda: a**tb}[kind]().backward()
+        tw = tuple(None if t.grad is None else t.grad.item() for t in (ta, tb))
+        np.testing.assert_equal(got, tw)

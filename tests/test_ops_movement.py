@@ -255,3 +255,30 @@ DEVICE_MOVEMENT = {
 def test_movement_on_device(device, name):
     fn, shapes = DEVICE_MOVEMENT[name]
     check_op(fn, None, shapes, device=device, gradcheck=False)
+
+
+# ------------------------------------------------------------------------- edge cases (issue 12)
+@pytest.mark.parametrize("index", [(0, None, (2, 1, 0)), (0, None, [2, 1, 0]), (slice(None), (1, 0)),
+                                   (1, (0, 2), None), ((1, 0),)])
+def test_tuple_inside_an_index_is_an_index_array(index):
+    out = check_op(lambda x: x[index], None, [(2, 5, 6)])
+    if HAS_TORCH:
+        assert out.shape == tuple(torch.zeros(2, 5, 6)[index].shape)
+    assert tr.zeros(2, 5, 6)[0, None, (2, 1, 0)].shape == (1, 3, 6)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+@pytest.mark.parametrize("start,end,steps", [(-2.5, 2.5, 5), (0, 10, 4), (-7, 7, 6), (3.9, -3.9, 7)])
+def test_linspace_with_an_int_dtype_truncates_toward_zero(start, end, steps, dtype):
+    got = tr.linspace(start, end, steps, dtype=getattr(tr, dtype))
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got.numpy(), np.trunc(np.linspace(start, end, steps)).astype(dtype))
+    if HAS_TORCH:
+        want = torch.linspace(start, end, steps, dtype=getattr(torch, dtype)).numpy()
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_empty_is_uninitialised_memory_of_the_right_shape_and_dtype():
+    t = tr.empty(3, 4, dtype=tr.float64, requires_grad=True)
+    assert t.shape == (3, 4) and t.dtype == np.float64 and t.requires_grad
+    assert tr.empty_like(t).shape == (3, 4)

@@ -175,3 +175,68 @@ def test_reductions_on_device(device, name):
     check_op(DEVICE_REDUCE[name], None, [(2, 3, 4)], device=device, gradcheck=False)
     out = tr.randn(2, 3, device=device).argmax(1)
     assert out.device == device and out.dtype == np.int64
+
+
+# ------------------------------------------------------------------ 0-d tensors, axis= (issue 12)
+@pytest.mark.parametrize("dim", [0, -1])
+@pytest.mark.parametrize("op", ["sum", "mean", "logsumexp", "amax", "amin", "softmax", "log_softmax",
+                                "cumsum"])
+def test_reductions_over_dim_0_of_a_0d_tensor(op, dim):
+    out = check_op(lambda x: getattr(x, op)(dim), None, [()])
+    assert out.shape == ()
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_max_argmax_and_keepdim_of_a_0d_tensor(dim):
+    x = tr.tensor(2.5, requires_grad=True)
+    values, indices = x.max(dim)
+    assert values.shape == () and indices.shape == () and indices.item() == 0
+    assert x.argmax(dim).shape == () and x.sum(dim, keepdim=True).shape == ()
+    assert x.all(dim).item() and x.var(dim, correction=0).item() == 0.0
+    values.backward()
+    assert x.grad.item() == 1.0
+    with pytest.raises(IndexError, match="dim 1 is out of range for a tensor with 0 dimensions"):
+        x.sum(1)
+    if HAS_TORCH:
+        t = torch.tensor(2.5)
+        assert tuple(t.max(dim).values.shape) == values.shape and t.argmax(dim).item() == 0
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "std", "var", "amax", "amin", "logsumexp", "argmax", "argmin"])
+def test_axis_is_an_alias_of_dim(op):
+    x = tr.randn(3, 4, 5)
+    got = getattr(x, op)(axis=1)
+    want = getattr(x, op)(dim=1)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    if HAS_TORCH:
+        t = torch.tensor(x.numpy())
+        np.testing.assert_allclose(got.numpy(), getattr(t, op)(axis=1).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="dim or its alias axis, not both"):
+        getattr(x, op)(dim=1, axis=1)
+
+
+@pytest.mark.parametrize("op", ["max", "min", "all", "any"])
+def test_axis_alias_on_max_min_all_any(op):
+    x = tr.randn(3, 4) > 0 if op in ("all", "any") else tr.randn(3, 4)
+    got = getattr(x, op)(axis=0)
+    want = getattr(x, op)(dim=0)
+    got, want = (got.values, want.values) if op in ("max", "min") else (got, want)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    if HAS_TORCH:
+        t = torch.tensor(x.numpy())
+        tw = getattr(t, op)(axis=0)
+        tw = tw.values if op in ("max", "min") else tw
+        np.testing.assert_array_equal(got.numpy(), tw.numpy())
+
+
+def test_all_any_with_dim_and_keepdim_like_pytorch():
+    a = np.array([[True, False, True], [True, True, True]])
+    x = tr.tensor(a)
+    for op in ("all", "any"):
+        for dim in (0, 1, -1):
+            for keepdim in (False, True):
+                got = getattr(x, op)(dim, keepdim=keepdim).numpy()
+                np.testing.assert_array_equal(got, getattr(a, op)(axis=dim, keepdims=keepdim))
+                if HAS_TORCH:
+                    want = getattr(torch.tensor(a), op)(dim, keepdim=keepdim).numpy()
+                    np.testing.assert_array_equal(got, want)

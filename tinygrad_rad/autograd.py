@@ -16,8 +16,9 @@ Read it top to bottom: grad mode, ``Function``, the topological sort, then :func
 the loop that *is* backpropagation. The small helpers below it (hooks, ``retain_grad``, checks,
 tracing) are called from that loop and can be skipped on a first read.
 
-This module imports nothing from the rest of tinygrad_rad: ``Function.apply`` builds its result
-with ``type(inputs[0])._wrap``, so any Tensor class that provides ``_wrap`` works.
+This module imports nothing from the rest of tinygrad_rad (only NumPy, for ``detect_anomaly``):
+``Function.apply`` builds its result with ``type(inputs[0])._wrap``, so any Tensor class that
+provides ``_wrap`` (and the fields ``data``, ``requires_grad``, ``_ctx``, ``_vc``) works.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import time
 import weakref
 from contextlib import contextmanager
 from typing import Any, NamedTuple
+
+import numpy as np
 
 # ----------------------------------------------------------------------------------- grad mode
 _state = threading.local()
@@ -93,6 +96,7 @@ class Function:
     parents: tuple
     needs_input_grad: tuple
     freed: bool = False
+    view: bool = False  # True for ops whose output may be a view of their first input (reshape, ...)
 
     def forward(self, *args: Any, **kwargs: Any):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -118,36 +122,49 @@ class Function:
             out = ctx.forward(*arrays, **kwargs)
         _CALLED.add(cls)
         result = type(tensors[0])._wrap(out, device=device, requires_grad=requires_grad)
+        if cls.view and getattr(out, "base", None) is not None:
+            result._vc = tensors[0]._vc  # a view shares its base's version counter (as in PyTorch)
         if requires_grad:
-            ctx.parents = tensors  # the graph: result._ctx.parents are the inputs
-            result._ctx = ctx
+            ctx.link(tensors, result)
         return result
+
+    def link(self, parents: tuple, result) -> None:
+        """Record the graph edge parents -> result (and the versions backward will check)."""
+        self.parents = parents  # the graph: result._ctx.parents are the inputs
+        self.versions = [t._vc[0] for t in parents]
+        self.out_version = result._vc[0]
+        if _ANOMALY["on"]:
+            self.forward_site = _user_frame()
+        result._ctx = self
 
     def free(self) -> None:
         """Drop everything saved for backward (called once backward has used it), keep the structure.
 
-        The parents are replaced by :class:`Edge` records (op, shape, dtype) so that no array stays
-        alive through them, while ``edges()`` / ``viz.to_dot`` can still walk the graph.
+        The parents are replaced by plain records (op, shape, dtype) so that no array stays alive
+        through them, while ``edges()`` / ``viz.to_dot`` can still walk the graph.
         """
-        edges = self.edges()
-        device, needs = self.__dict__.get("device"), self.__dict__.get("needs_input_grad")
-        self.__dict__.clear()
-        self.device, self.needs_input_grad, self._edges = device, needs, edges
+        d = self.__dict__
+        kept = (d.get("device"), d.get("needs_input_grad"), _records(d.get("parents", ())))
+        d.clear()
+        self.device, self.needs_input_grad, self._records = kept
         self.freed = True
 
     def edges(self) -> tuple:
         """One :class:`Edge` per input: the op that made it (None for a leaf), its shape and dtype."""
-        if self.freed:
-            return self.__dict__.get("_edges", ())
-        return tuple(
-            Edge(p._ctx, tuple(p.shape), p.dtype, p.requires_grad, weakref.ref(p) if p._ctx is None else None)
-            for p in self.__dict__.get("parents", ())
-        )
+        d = self.__dict__
+        records = d.get("_records", ()) if self.freed else _records(d.get("parents", ()))
+        return tuple(Edge(*r) for r in records)
 
     @property
     def next_functions(self) -> tuple:
         """``((fn, 0), ...)`` per input, as in PyTorch (``fn`` is None for leaves)."""
         return tuple((e.fn, 0) for e in self.edges())
+
+
+def _records(parents) -> list:
+    # (fn, shape, dtype, requires_grad, weak ref to a leaf): what Edge holds, as cheap tuples
+    return [(p._ctx, p.data.shape, p.data.dtype, p.requires_grad, None if p._ctx else weakref.ref(p))
+            for p in parents]
 
 
 def _same_device(cls, tensors) -> str:
@@ -204,6 +221,7 @@ def run_backward(root, grad, retain_graph: bool = False) -> None:
         if ctx is None:
             continue
         _check_not_freed(ctx)
+        _check_versions(ctx, node)
         in_grads = _call_backward(ctx, g)  # the chain rule, one op at a time
         for p, pg in zip(ctx.parents, in_grads):
             if pg is None or not p.requires_grad:
@@ -269,11 +287,46 @@ def _call_backward(ctx, g) -> tuple:
         in_grads = ctx.backward(g)
         in_grads = in_grads if isinstance(in_grads, tuple) else (in_grads,)
     _CALLED_BACKWARD.add(type(ctx))
+    if _ANOMALY["on"]:
+        _check_finite(ctx, in_grads)
     if len(in_grads) != len(ctx.parents):
         raise RuntimeError(
             f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(ctx.parents)} inputs"
         )
     return in_grads
+
+
+def _check_versions(ctx, node) -> None:
+    """Refuse to run backward on arrays that were modified in place after the forward pass."""
+    if ctx.versions == [p._vc[0] for p in ctx.parents] and node._vc[0] == ctx.out_version:
+        return
+    for i, (p, v) in enumerate(zip(ctx.parents, ctx.versions)):
+        if p._vc[0] != v and _saved(ctx, p.data):
+            raise _modified_error(ctx, p, f"input {i}", v)
+    if node._vc[0] != ctx.out_version and _saved(ctx, node.data):
+        raise _modified_error(ctx, node, "the output", ctx.out_version)
+
+
+def _saved(ctx, arr) -> bool:
+    """Does ctx keep ``arr`` (or an array sharing its memory) for backward?"""
+    root = _base(arr)
+    return any(_base(v) is root for v in ctx.__dict__.values() if hasattr(v, "shape") and hasattr(v, "dtype"))
+
+
+def _base(a):
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+def _modified_error(ctx, t, which: str, expected: int) -> RuntimeError:
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace operation: "
+        f"the {t.dtype} tensor of shape {tuple(t.shape)} that is {which} of {ctx.name} is at version "
+        f"{t._vc[0]}; expected version {expected} instead. Hint: an optimizer step or an in-place "
+        "assignment (t[...] = ...) changed it after the forward pass; recompute the forward pass, or "
+        "clone() the tensor before changing it."
+    )
 
 
 def _checked(ctx, p, pg):
@@ -284,6 +337,50 @@ def _checked(ctx, p, pg):
             f"shape {tuple(p.shape)}"
         )
     return pg if pg.dtype == p.dtype else pg.astype(p.dtype)
+
+
+# ----------------------------------------------------------------------------- detect_anomaly
+_ANOMALY = {"on": False}
+
+
+@contextmanager
+def detect_anomaly(check_nan: bool = True):
+    """Stop the backward pass at the first op whose backward produces a nan or inf gradient.
+
+    The error names that op, its forward-time input shapes and where its forward was called (PyTorch's
+    ``torch.autograd.detect_anomaly``). It costs one ``isfinite`` pass per gradient: debugging only.
+
+        >>> with detect_anomaly():
+        ...     x.sqrt().sum().backward()        # x has a 0: "Function 'Sqrt' returned inf values ..."
+    """
+    prev = _ANOMALY["on"]
+    _ANOMALY["on"] = bool(check_nan)
+    try:
+        yield
+    finally:
+        _ANOMALY["on"] = prev
+
+
+def _check_finite(ctx, in_grads) -> None:
+    for i, pg in enumerate(in_grads):
+        if pg is None or pg.dtype.kind not in "fc" or bool(np.isfinite(pg).all()):
+            continue
+        what = "nan" if bool(np.isnan(pg).any()) else "inf"
+        ins = ", ".join(f"{tuple(p.shape)} {p.dtype}" for p in ctx.parents)
+        site = ctx.__dict__.get("forward_site", "an unknown place (outside detect_anomaly)")
+        raise RuntimeError(
+            f"Function '{ctx.name}' returned {what} values in its {i}th output (the gradient of its input "
+            f"{i}, shape {tuple(pg.shape)}). Its forward took inputs {ins} and was called at {site}."
+        )
+
+
+def _user_frame() -> str:
+    """``file:line`` of the innermost caller outside tinygrad_rad (where an op's forward was called)."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
 
 
 # --------------------------------------------------------------------------------------- trace

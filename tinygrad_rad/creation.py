@@ -84,7 +84,10 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
 
 def linspace(start: float, end: float, steps: int, dtype=None, device=None,
              requires_grad: bool = False) -> Tensor:
-    return _new(np.linspace(start, end, steps, dtype=_creation_dtype(dtype)), device, requires_grad)
+    dt = _creation_dtype(dtype)
+    if dt.kind in "iub":  # NOTE: PyTorch truncates toward zero (NumPy's linspace(dtype=int) floors)
+        return _new(np.linspace(start, end, steps).astype(dt), device, requires_grad)
+    return _new(np.linspace(start, end, steps, dtype=dt), device, requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -37,7 +37,7 @@ class Tensor(TensorMethods):
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_device", "_retains_grad", "_hooks", "_post_hooks",
-                 "__weakref__")
+                 "_vc", "__weakref__")
     __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype=None, device=None):
@@ -64,6 +64,7 @@ class Tensor(TensorMethods):
         self._retains_grad = False
         self._hooks = None
         self._post_hooks = None
+        self._vc = [0]  # version counter: bumped by in-place changes, shared with views (see _version)
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -79,6 +80,7 @@ class Tensor(TensorMethods):
         t._retains_grad = False
         t._hooks = None
         t._post_hooks = None
+        t._vc = [0]
         t.requires_grad = requires_grad
         return t
 
@@ -106,6 +108,18 @@ class Tensor(TensorMethods):
     @property
     def grad_fn(self):
         return self._ctx
+
+    @property
+    def _version(self) -> int:
+        """How often the data was changed in place (``t[...] = v``, optimizer steps); PyTorch's name.
+
+        Views (reshape, permute, expand, basic indexing, detach) share their base's counter, and
+        backward refuses arrays whose version moved since the forward pass."""
+        return self._vc[0]
+
+    def _bump_version(self) -> None:
+        """Call after changing ``data`` in place (optimizers do)."""
+        self._vc[0] += 1
 
     def dim(self) -> int:
         return self.data.ndim
@@ -208,8 +222,10 @@ class Tensor(TensorMethods):
         return self.numpy().reshape(()).item()
 
     def detach(self) -> Tensor:
-        """Same data, cut from the graph."""
-        return Tensor._wrap(self.data, device=self.device)
+        """Same data, cut from the graph (and sharing the version counter: it is the same memory)."""
+        t = Tensor._wrap(self.data, device=self.device)
+        t._vc = self._vc
+        return t
 
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")

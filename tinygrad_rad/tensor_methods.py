@@ -310,22 +310,34 @@ class TensorMethods:
         return ops.Softplus.apply(self, beta=float(beta), threshold=float(threshold))
 
     # ----------------------------------------------------------------------------- reductions
-    def sum(self, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    # NOTE: ``axis=`` is accepted as an alias of ``dim=`` (as in PyTorch and NumPy). A 0-d tensor may be
+    # reduced over dim 0 or -1 (PyTorch allows it): it is reduced as the 1-element tensor it is, and the
+    # result is 0-d again.
+    def sum(self, dim=None, keepdim: bool = False, dtype=None, *, axis=None) -> Tensor:
+        dim = _alias("sum", dim, axis)
+        if self.ndim == 0 and dim is not None:
+            return self._as_1d(dim).sum(0, dtype=dtype)
         out = ops.Sum.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
         return out.to(dtype=dtype) if dtype is not None else out
 
-    def mean(self, dim=None, keepdim: bool = False) -> Tensor:
+    def mean(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        dim = _alias("mean", dim, axis)
         if not is_floating(self.dtype):
             raise TypeError(f"mean() needs a floating-point tensor, got dtype {self.dtype}")
+        if self.ndim == 0 and dim is not None:
+            return self._as_1d(dim).mean(0)
         dims = _dims(dim, self.ndim)
         n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         return ops.Sum.apply(self, dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n, 1))
 
     def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction=None) -> Tensor:
+            correction=None, axis=None) -> Tensor:
         """Variance; ``correction=1`` (or ``unbiased=True``, the default) divides by N-1."""
+        dim = _alias("var", dim, axis)
         if correction is None:
             correction = 1 if unbiased is None or unbiased else 0
+        if self.ndim == 0 and dim is not None:
+            return self._as_1d(dim).var(0, correction=correction)
         dims = _dims(dim, self.ndim)
         n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
         mu = self.mean(dim=dims, keepdim=True)
@@ -333,7 +345,8 @@ class TensorMethods:
         return (d * d).sum(dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n - correction, 1e-300))
 
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction=None) -> Tensor:
+            correction=None, axis=None) -> Tensor:
+        dim = _alias("std", dim, axis)
         return self.var(dim=dim, unbiased=unbiased, keepdim=keepdim, correction=correction).sqrt()
 
     def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
@@ -349,6 +362,8 @@ class TensorMethods:
         return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
 
     def cumsum(self, dim: int) -> Tensor:
+        if self.ndim == 0:
+            return self._as_1d(dim).cumsum(0).reshape(())
         return ops.CumSum.apply(self, dim=_dims(dim, self.ndim)[0])
 
     def _maxmin(self, fn, dim, keepdim):
@@ -356,38 +371,50 @@ class TensorMethods:
             return fn.apply(self, dim=None, keepdim=False)
         if isinstance(dim, (tuple, list)):
             raise TypeError(f"max/min(dim) takes one int dim, got {dim!r}; use amax/amin for several dims")
+        if self.ndim == 0:
+            return MaxMin(*self._as_1d(dim)._maxmin(fn, 0, False))
         dims = _dims(dim, self.ndim)
         values = fn.apply(self, dim=dims, keepdim=keepdim, first=True)
         arg = self.argmax if fn is ops.Max else self.argmin
         return MaxMin(values, arg(dim=dims[0], keepdim=keepdim))
 
-    def max(self, dim: int | None = None, keepdim: bool = False):
+    def max(self, dim: int | None = None, keepdim: bool = False, *, axis=None):
         """``t.max()`` -> a scalar tensor; ``t.max(dim)`` -> ``(values, indices)`` like PyTorch.
 
         (To take the elementwise maximum of two tensors use ``maximum``.)"""
+        dim = _alias("max", dim, axis)
         if isinstance(dim, TensorMethods):
             return self.maximum(dim)
         return self._maxmin(ops.Max, dim, keepdim)
 
-    def min(self, dim: int | None = None, keepdim: bool = False):
+    def min(self, dim: int | None = None, keepdim: bool = False, *, axis=None):
+        dim = _alias("min", dim, axis)
         if isinstance(dim, TensorMethods):
             return self.minimum(dim)
         return self._maxmin(ops.Min, dim, keepdim)
 
-    def amax(self, dim=None, keepdim: bool = False) -> Tensor:
+    def amax(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        dim = _alias("amax", dim, axis)
+        if self.ndim == 0 and dim is not None:
+            return self._as_1d(dim).amax(0)
         return ops.Max.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
 
-    def amin(self, dim=None, keepdim: bool = False) -> Tensor:
+    def amin(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        dim = _alias("amin", dim, axis)
+        if self.ndim == 0 and dim is not None:
+            return self._as_1d(dim).amin(0)
         return ops.Min.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return self._arg(_xp(self).argmax, dim, keepdim)
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis=None) -> Tensor:
+        return self._arg(_xp(self).argmax, _alias("argmax", dim, axis), keepdim)
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return self._arg(_xp(self).argmin, dim, keepdim)
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis=None) -> Tensor:
+        return self._arg(_xp(self).argmin, _alias("argmin", dim, axis), keepdim)
 
     def _arg(self, fn, dim, keepdim) -> Tensor:
-        if dim is None:
+        if dim is None or self.ndim == 0:
+            if self.ndim == 0 and dim is not None:
+                _dims(dim, 0)  # 0 or -1
             res = fn(self.data.reshape(-1))
             if keepdim:
                 res = res.reshape((1,) * self.ndim)
@@ -398,20 +425,39 @@ class TensorMethods:
                 res = _xp(self).expand_dims(res, d)
         return self._wrap(_xp(self).asarray(res, dtype=np.int64), device=self.device)
 
-    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
+    def logsumexp(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        dim = _alias("logsumexp", dim, axis)
+        if dim is None:
+            raise TypeError("logsumexp() missing the dim argument (an int or a tuple of ints)")
+        if self.ndim == 0:
+            return self._as_1d(dim).logsumexp(0)
         return ops.LogSumExp.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
+        if self.ndim == 0:
+            return self._as_1d(dim).softmax(0).reshape(())
         return ops.Softmax.apply(self, dim=_dims(dim, self.ndim)[0])
 
     def log_softmax(self, dim: int) -> Tensor:
+        if self.ndim == 0:
+            return self._as_1d(dim).log_softmax(0).reshape(())
         return ops.LogSoftmax.apply(self, dim=_dims(dim, self.ndim)[0])
 
-    def all(self) -> Tensor:
-        return self._wrap(_xp(self).asarray(self.data.all()), device=self.device)
+    def all(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        return self._logical(_alias("all", dim, axis), keepdim, "all")
 
-    def any(self) -> Tensor:
-        return self._wrap(_xp(self).asarray(self.data.any()), device=self.device)
+    def any(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+        return self._logical(_alias("any", dim, axis), keepdim, "any")
+
+    def _logical(self, dim, keepdim, how) -> Tensor:
+        dims = () if self.ndim == 0 and dim is not None and _dims(dim, 0) else _dims(dim, self.ndim)
+        res = getattr(self.data.astype(np.bool_, copy=False), how)(axis=dims, keepdims=keepdim)
+        return self._wrap(_xp(self).asarray(res), device=self.device)
+
+    def _as_1d(self, dim) -> Tensor:
+        """This 0-d tensor as shape (1,), for a reduction over its dim 0 / -1 (checked here)."""
+        _dims(dim, 0)
+        return self.reshape(1)
 
     # ------------------------------------------------------------------------------- movement
     @property
@@ -510,8 +556,9 @@ class TensorMethods:
     def __setitem__(self, index, value) -> None:
         """``t[index] = value`` in place, for tensors outside the graph (data prep, masks, metrics).
 
-        NOTE: autodiff here has no version counters, so in-place writes to a tensor that requires grad
-        (with grad enabled) or that an op produced for backward are refused; use ``where``/``cat``.
+        NOTE: in-place writes to a tensor that requires grad (with grad enabled) or that an op produced
+        are refused (use ``where``/``cat``); other writes bump the version counter, so a backward that
+        needs the old values raises instead of computing wrong gradients.
         """
         if self._ctx is not None or (self.requires_grad and is_grad_enabled()):
             raise RuntimeError(
@@ -524,8 +571,10 @@ class TensorMethods:
             raise RuntimeError(f"setitem: value is on {value.device!r} but the tensor is on {self.device!r}")
         if not getattr(self.data, "flags", None) or not self.data.flags.writeable:
             self.data = self.data.copy()  # e.g. the read-only result of expand()
+            self._vc = [self._vc[0]]  # no longer a view: its own version counter from now on
         try:
             self.data[ops.normalize_index(self, index)] = v
+            self._bump_version()
         except (ValueError, IndexError) as e:
             vshape = tuple(getattr(value, "shape", ()))
             raise type(e)(f"setitem: cannot assign a value of shape {vshape} to index {index!r} of a tensor "
@@ -560,6 +609,15 @@ class TensorMethods:
 
 
 # ------------------------------------------------------------------------------------ helpers
+def _alias(name: str, dim, axis):
+    """``axis=`` is an alias of ``dim=`` (PyTorch accepts both spellings; giving both is an error)."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError(f"{name}(): give dim or its alias axis, not both")
+    return axis
+
+
 def _xp(t: Tensor):
     return xp_for(t.device)
 

@@ -31,15 +31,15 @@ class Relu(Function):
     def forward(self, a):
         if a.dtype.kind != "f":  # integer tensors: NumPy/CuPy's maximum (no kernel needed)
             self.out = xp_of(a).maximum(a, 0)
-        else:
-            self.out = backend(self.device).relu_forward(a)
+        else:  # NOTE: reshape: a kernel may hand a 0-d input back as shape (1,)
+            self.out = backend(self.device).relu_forward(a).reshape(a.shape)
         return self.out
 
     def backward(self, g):
         # d relu(a)/da = [a > 0] (equivalently [out > 0]): one fused kernel pass
         if g.dtype.kind != "f":
             return (g * (self.out > 0),)
-        return (backend(self.device).relu_backward(g, self.out),)
+        return (backend(self.device).relu_backward(g, self.out).reshape(g.shape),)
 
 
 class LeakyRelu(Function):

@@ -107,13 +107,18 @@ class Pow(_Binary):
 
     def backward(self, g):
         xp = xp_of(g)
-        # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a  (taken as 0 where a <= 0)
+        zero = xp.zeros((), dtype=g.dtype)
         ga = gb = None
-        if self.needs_input_grad[0]:
-            ga = unbroadcast(g * self.b * self.a ** (self.b - 1), self.a_shape)
-        if self.needs_input_grad[1]:
-            safe = xp.where(self.a > 0, self.a, 1)
-            gb = unbroadcast(g * self.out * xp.log(safe), self.b_shape)
+        # NOTE: special values as in PyTorch (0^b with b < 0, (-2)^b, a^0 at a = 0 or -inf: nan / +-inf / 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                # d(a^b)/da = b a^(b-1), taken as 0 where b = 0 (even where a^(b-1) is inf)
+                da = g * self.b * self.a ** (self.b - 1)
+                ga = unbroadcast(xp.where(self.b == 0, zero, da), self.a_shape)
+            if self.needs_input_grad[1]:
+                # d(a^b)/db = a^b ln a, taken as 0 where a = 0 and b >= 0 (nan where a < 0)
+                cond = (self.a == 0) & (self.b >= 0)
+                gb = unbroadcast(xp.where(cond, zero, g * self.out * xp.log(self.a)), self.b_shape)
         return ga, gb
 
 
@@ -222,8 +227,7 @@ class ToDevice(Function):
         out = ctx.forward(t.data, device=device)
         res = type(t)._wrap(out, device=device, requires_grad=t.requires_grad and is_grad_enabled())
         if res.requires_grad:
-            ctx.parents = (t,)
-            res._ctx = ctx
+            ctx.link((t,), res)
         return res
 
 

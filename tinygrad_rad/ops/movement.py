@@ -14,6 +14,8 @@ from .elementwise import unbroadcast
 
 
 class Reshape(Function):
+    view = True  # the output may share the input's memory (and so its version counter)
+
     def forward(self, a, shape):
         self.in_shape = a.shape
         return a.reshape(shape)
@@ -24,6 +26,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    view = True  # the output may share the input's memory (and so its version counter)
+
     def forward(self, a, order):
         self.order = order
         return a.transpose(order)
@@ -34,6 +38,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    view = True  # the output may share the input's memory (and so its version counter)
+
     def forward(self, a, shape):
         self.in_shape = a.shape
         return xp_of(a).broadcast_to(a, shape)
@@ -48,6 +54,8 @@ def _is_basic_index(index: tuple) -> bool:
 
 
 class GetItem(Function):
+    view = True  # the output may share the input's memory (and so its version counter)
+
     def forward(self, a, index):
         self.in_shape, self.index, self.dtype = a.shape, index, a.dtype
         try:
@@ -105,7 +113,7 @@ def normalize_index(t, index) -> tuple:
     for i in index:
         if hasattr(type(i), "_wrap"):  # a Tensor (duck-typed: ops never import tensor.py)
             i = i.data
-        elif isinstance(i, (list, np.ndarray)):
+        elif isinstance(i, (list, tuple, np.ndarray)):  # NOTE: a tuple inside the index is an index array
             i = np.asarray(i)
         if hasattr(i, "dtype") and hasattr(i, "shape") and not isinstance(i, np.generic):
             if i.dtype.kind == "f":

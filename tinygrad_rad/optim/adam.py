@@ -72,6 +72,7 @@ class Adam(Optimizer):
                 kernels.adam_step(p.data, g, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq"),
                                   lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd, step=t,
                                   maximize=maximize, decoupled=self._decoupled, amsgrad=amsgrad)
+                p._bump_version()  # a graph that saved p's old values must not backward through it
         return loss
 
 

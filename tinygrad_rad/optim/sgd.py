@@ -54,4 +54,5 @@ class SGD(Optimizer):
                     st["momentum_buffer"] = buf
                     g = g + momentum * buf if nesterov else buf
                 p.data -= (lr * g).astype(p.dtype, copy=False)
+                p._bump_version()
         return loss
