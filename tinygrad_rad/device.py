@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from . import cuda
 from .cuda import is_simulator as simulator_enabled
 
 DEVICES = ("cpu", "cuda")
@@ -32,8 +33,6 @@ def canonical_device(device) -> str:
     if base not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
     if base == "cuda":
-        from . import cuda
-
         cuda.require()
     return base
 

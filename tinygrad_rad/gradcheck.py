@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .autograd import no_grad
+from .tensor import Tensor
 
 
 class GradcheckError(AssertionError):
@@ -36,8 +37,6 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
     Returns one dict per input (``name``, ``max_abs_err``, ``max_rel_err``, ``ok``; ``None`` entries
     for inputs that need no grad); raises :class:`GradcheckError` with the report when a check fails.
     """
-    from .tensor import Tensor
-
     inputs = list(inputs)
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:

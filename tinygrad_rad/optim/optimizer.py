@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import enable_grad
 from ..device import to_device, xp_of
 from ..dtypes import is_floating
 from ..tensor import Tensor
@@ -106,8 +107,6 @@ class Optimizer:
     def _closure(self, closure):
         if closure is None:
             return None
-        from ..autograd import enable_grad
-
         with enable_grad():
             return closure()
 
