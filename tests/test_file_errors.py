@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import struct
 import zipfile
 
@@ -189,3 +190,110 @@ def test_medmnist_broken_files_name_the_path(tmp_path):
     p.mkdir()
     _raises(lambda: load_medmnist("breastmnist", data_dir=tmp_path, download=False),
             r"breastmnist.npz is a folder", IsADirectoryError)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def _ck(tmp_path, name="c.safetensors", **kw):
+    pytest.importorskip("safetensors")
+    from tinygrad_rad import optim
+    from tinygrad_rad.checkpoint import save_checkpoint
+    from tinygrad_rad.models import SmallCNN
+
+    model = SmallCNN(1, 2)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    cfg = {"lr": 1e-3, "epochs": 3}
+    return save_checkpoint(tmp_path / name, model, opt, epoch=2, config=cfg, **kw), model
+
+
+def _rewrite_meta(src, dst, **fields):
+    """A copy of checkpoint ``src`` at ``dst`` with some metadata fields replaced by raw strings."""
+    import safetensors
+    import safetensors.numpy as stn
+
+    tensors = stn.load_file(str(src))
+    with safetensors.safe_open(str(src), framework="np") as f:
+        meta = dict(f.metadata())
+    meta.update(fields)
+    stn.save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def test_truncated_or_garbage_checkpoints(tmp_path, monkeypatch):
+    from tinygrad_rad import checkpoint
+    from tinygrad_rad.checkpoint import CheckpointError, load_checkpoint
+
+    ck, model = _ck(tmp_path)
+    data = ck.read_bytes()
+    cases = {
+        "empty": (b"", r"empty.safetensors is not a readable safetensors checkpoint: the file is empty"),
+        "tiny": (data[:5], r"tiny.safetensors .*truncated to 5 bytes"),
+        "header": (data[:200], r"header.safetensors .*length field says \d+ bytes but the file holds 200"),
+        "half": (data[: len(data) // 2], r"half.safetensors .*truncated: the tensor data should be"),
+        "garbage": (np.random.default_rng(1).bytes(5000), r"garbage.safetensors is not a readable"),
+        "json": (struct.pack("<Q", 9) + b"{not json" + b"\0" * 10, r"json.safetensors .*header is not valid"),
+    }
+    for name, (raw, match) in cases.items():
+        p = tmp_path / f"{name}.safetensors"
+        p.write_bytes(raw)
+        _raises(lambda p=p: load_checkpoint(p, model), match, CheckpointError)
+    _raises(lambda: load_checkpoint(tmp_path, model), r"is a directory", IsADirectoryError)
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint, "open", denied, raising=False)
+    err = _raises(lambda: load_checkpoint(ck, model), r"c.safetensors: permission denied", PermissionError)
+    assert isinstance(err, CheckpointError)
+
+
+def test_malformed_metadata_fields_name_file_and_field(tmp_path):
+    from tinygrad_rad import optim
+    from tinygrad_rad.checkpoint import CheckpointError, load_checkpoint
+
+    ck, model = _ck(tmp_path)
+    cases = [
+        ({"epoch": '"three"'}, {},
+         r"e0.safetensors: metadata field 'epoch' is malformed: expected an integer, got 'three' \(str\)"),
+        ({"epoch": "{oops"}, {}, r"e1.safetensors: metadata field 'epoch' is not valid JSON"),
+        ({"config": "[1, 2]"}, {}, r"e2.safetensors: metadata field 'config' is malformed: expected a JSON "
+                                   r"object, got \[1, 2\] \(list\)"),
+        ({"optimizer": '{"type": "Adam", "param_groups": 5}'}, {"opt": True},
+         r"e3.safetensors: metadata field 'optimizer' is malformed"),
+        ({"optimizer": '{"type": "Adam", "param_groups": [{}], "state": {"x": {}}}'}, {"opt": True},
+         r"e4.safetensors: metadata field 'optimizer' is malformed"),
+        ({"rng": '{"numpy": {"name": "MT19937", "keys": [1], "pos": 0}}'}, {"restore_rng": True},
+         r"e5.safetensors: metadata field 'rng' is malformed"),
+    ]
+    for i, (fields, kw, match) in enumerate(cases):
+        bad = _rewrite_meta(ck, tmp_path / f"e{i}.safetensors", **fields)
+        opt = optim.Adam(model.parameters(), lr=1e-3) if kw.pop("opt", False) else None
+        _raises(lambda bad=bad, opt=opt, kw=kw: load_checkpoint(bad, model, optimizer=opt, **kw), match,
+                CheckpointError)
+    assert load_checkpoint(ck, model)["epoch"] == 2  # the good one still loads
+
+
+def test_config_from_checkpoint_checks_each_field(tmp_path):
+    import dataclasses
+
+    from tinygrad_rad.checkpoint import CheckpointError, config_from_checkpoint
+
+    @dataclasses.dataclass
+    class Cfg:
+        lr: float = 1e-3
+        epochs: int = 3
+        size: int | None = None
+        scale: tuple = (0.9, 1.1)
+        augment: bool = True
+        out: str = "runs/x"
+
+    p = tmp_path / "last.safetensors"
+    cfg = config_from_checkpoint(Cfg, {"lr": 1, "epochs": 5, "size": None, "scale": [1, 2], "old": 1}, p,
+                                 out="elsewhere")
+    assert cfg == Cfg(lr=1, epochs=5, scale=[1, 2], out="elsewhere")
+    for field, value, want in [("lr", "fast", "float"), ("epochs", 2.5, "int"), ("size", "big", "int | None"),
+                               ("augment", 1, "bool"), ("scale", 3, "tuple"), ("out", None, "str")]:
+        _raises(lambda f=field, v=value: config_from_checkpoint(Cfg, {f: v}, p),
+                rf"last.safetensors: config field '{field}' is malformed: expected {re.escape(want)}, got",
+                CheckpointError)
+    _raises(lambda: config_from_checkpoint(Cfg, ["lr"], p), r"field 'config' is malformed", CheckpointError)
+    _raises(lambda: config_from_checkpoint(Cfg, None, p), r"field 'config' is missing", CheckpointError)
