@@ -1,19 +1,29 @@
-"""CPU backend: the kernel functions the ops call for ``device="cpu"``.
-
-* matmul: NumPy's BLAS (OpenBLAS sgemm/dgemm).
-* convolution: ``cpu_conv`` - Numba im2col/col2im around one BLAS GEMM per chunk of images.
-* pooling and batch norm: Numba loops below, parallel over (image, channel) planes or channels,
-  one pass over the data where the math allows (the reference versions make several NumPy passes).
+"""Tier 2: the fast CPU kernels, the default backend for ``device="cpu"`` (``TGR_BACKEND=cpu``).
 
 Every function has the signature and semantics of the function of the same name in
 ``kernels/reference.py`` and returns fresh arrays (autograd keeps them; conv adds its bias in place).
+Read its plain twin in ``cpu_plain.py`` (tier 1) first; what each fast kernel adds beyond it:
+
+* matmul: NumPy's BLAS (OpenBLAS sgemm/dgemm) instead of the triple loop.
+* erf: a Numba ufunc (``numba.vectorize``) instead of a prange loop.
+* convolution (``cpu_conv.py``): batch split across threads, im2col + one BLAS GEMM per chunk of
+  images, "wide rows" copies for stride 1, Winograd F(2x2, 3x3) for 3x3 stride-1 convs
+  (``cpu_winograd.py``); depthwise-like convs keep the plain direct loops.
+* max pool forward: two specialisations - no padding (no bounds checks) and 2x2 / stride 2 (two
+  vectorised pairwise passes); any other window uses the plain loop. The backward is the plain loop.
+* batch norm: one pass for mean and variance (shifted sums) instead of two, ``y = x a + b`` with the
+  per-channel a, b folded, vectorised float64 sums (``fastmath={"reassoc"}``); the backward likewise.
+* channel affine: the backward's sums vectorised (``fastmath={"reassoc"}``); the forward as plain.
+* Adam: the constants rounded to p's dtype first and the reference's order of operations, so the
+  result has the NumPy reference's bits (the plain tier is the textbook formula).
+* ReLU, avg pool, softmax-cross-entropy: the plain loops are already one parallel pass each and are
+  used as they are (imported from ``cpu_plain``).
 
 Example::
 
     >>> from tinygrad_rad.kernels import cpu
     >>> y, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1))
 """
-
 from __future__ import annotations
 
 import math
@@ -23,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
-from .cpu_plain import (  # noqa: F401  (the plain loops that are already the fast ones: see above)
+from .cpu_plain import (  # noqa: F401  (the plain kernels that are already the fast ones: see above)
     _check4d,
     _max_pool_fwd,
     _pool_args,
@@ -89,7 +99,7 @@ def _max_pairs(xf, src, hm, hb, dst, count):
     """hm[dst + q], hb[dst + q] = max and position (0 / 1) of the pair xf[src + 2q], xf[src + 2q + 1].
 
     # NOTE: a separate loop with its own constant bounds: the same loop with bounds chosen by a tuple
-    # expression inside the kernel did not vectorise (21.5 vs 6.4 ms for (128, 64, 28, 28)).
+    # expression inside the kernel did not vectorise (3x slower: benchmarks/NOTES.md section 6d).
     """
     for q in range(count):
         a = xf[src + 2 * q]
@@ -104,12 +114,13 @@ def _max_pool_fwd_2x2(x, y, idx):
     """2x2 windows, stride 2, no padding (the common case) in two passes per plane: the max of each
     horizontal pair of every row, then the max of each vertical pair of those.
 
-    # NOTE: the generic loops above ran at ~0.5 GB/s here (52 ms single-threaded for (128, 64, 28, 28),
-    # NumPy's four strided np.maximum calls took 8.5 ms): runtime-length tap loops with a branchy argmax do
-    # not vectorise. One pass over each window with the four taps spelled out still ran over rows of only
-    # 7-14 windows (13-15 ms on 2 threads); the horizontal pass here runs over the whole plane at once when
-    # W is even (5.9-6.7 ms). Same rule as the generic loops: the first maximum wins, a NaN beats
-    # everything; the pairwise order gives the same winner ((a0, a1) then (a2, a3), then top vs bottom).
+    # NOTE: the generic loops (cpu_plain._max_pool_fwd) ran at ~0.5 GB/s here, slower than NumPy's four
+    # strided np.maximum calls: runtime-length tap loops with a branchy argmax do not vectorise. One pass
+    # over each window with the four taps spelled out still ran over rows of only 7-14 windows; the
+    # horizontal pass here runs over the whole plane at once when W is even (2x faster than that again:
+    # benchmarks/NOTES.md section 6d). Same rule as the generic loops: the first maximum wins, a NaN
+    # beats everything; the pairwise order gives the same winner ((a0, a1) then (a2, a3), then top vs
+    # bottom).
     """
     n, c, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -165,8 +176,8 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
 
 # ----------------------------------------------------------------------------------- batch norm
 # NOTE: fastmath "reassoc" (only that flag: no NaN/inf assumptions) lets LLVM split the per-channel float64
-# sums below into vector lanes; without it each sum is one serial chain of dependent adds. Measured:
-# forward 4.9 -> 2.0-3.8 ms, backward 4.8-7.7 -> 3.5-4.4 ms on SmallCNN's shapes. The sums change only by
+# sums below into vector lanes; without it each sum is one serial chain of dependent adds (forward and
+# backward 1.3-2x faster on SmallCNN's shapes: benchmarks/NOTES.md section 6c). The sums change only by
 # rounding (the same order on every run: one channel is summed by one thread).
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _bn_fwd(x, weight, bias, eps, y, mean, invstd):

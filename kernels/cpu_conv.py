@@ -1,5 +1,13 @@
 """CPU convolution kernels: Numba im2col / col2im around one BLAS GEMM per chunk of images (and group).
 
+From plain to fast: the plain twin (``cpu_plain.conv2d_*``, tier 1) computes every output, input pixel
+or weight tap as a direct sum, parallel over (image, channel) planes - Cg * kh * kw multiply-adds per
+output, read straight from the input, with no cache blocking or vectorised GEMM. This file keeps that
+code for depthwise-like convs and adds, for everything else: (1) the batch split across threads,
+(2) im2col so that each chunk of images is one BLAS GEMM (cache-blocked and vectorised by OpenBLAS),
+with "wide rows" copies for stride 1, (3) a choice of GEMM shape per pass, and (4) Winograd F(2x2, 3x3)
+for 3x3 stride-1 convs.
+
 How a convolution becomes a matrix product (the scheme, for learners)
 ---------------------------------------------------------------------
 For one image ``x[n]`` (C, H, W) and weights ``w`` (O, C, kh, kw), lay every input value that a
@@ -37,7 +45,7 @@ Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md)
 * 3x3 stride-1 convs with enough channels skip im2col altogether: all three passes go through Winograd
   F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
-  make many tiny GEMMs, so they use direct Numba loops instead (``_direct_*``, parallel over planes).
+  make many tiny GEMMs, so they use the plain tier's direct Numba loops instead (``cpu_plain._direct_*``).
 
 Every function here takes and returns NCHW float32/float64 arrays and returns fresh arrays; only the
 scratch buffers are reused. The ground truth is ``kernels/reference.py``.
@@ -71,9 +79,8 @@ DIRECT_MAX_CG = 4
 # all three passes (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
 WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 32
-# ... and at least this output size. With the channels-last transforms, ResNet's layer4 (512 -> 512 at 4x4)
-# takes 189-208 ms for its three passes by Winograd against 364-382 ms by im2col + GEMM (measured; with the
-# first, slower transforms 4x4 did not pay and this was 6)
+# ... and at least this output size: with the channels-last transforms even ResNet's layer4 (512 -> 512 at
+# 4x4) is ~1.8x faster by Winograd than by im2col + GEMM (benchmarks/NOTES.md section 6b)
 WINOGRAD_MIN_SIZE = 4
 # the weight gradient's GEMM reduces over the chunk's columns (images x positions): keep at least this many
 # so that writing and accumulating the (O, K) result does not dominate (ResNet's 512x512 @4x4: 16 per image)
@@ -369,7 +376,7 @@ def _accumulate_gw(gw, gy2, cols2, og, kg, groups, part_name):
     """gw[g] (og, Kg) += gy_g (og, L) @ cols_g (Kg, L).T for each group, one GEMM each.
 
     # NOTE: we let the larger of og, Kg be the GEMM's M: OpenBLAS on 2 threads ran the small-M form of
-    # this long-K product up to ~10x slower.
+    # this long-K product up to ~10x slower (benchmarks/NOTES.md section 1b).
     """
     part = scratch(part_name, (max(og, kg), min(og, kg)), gw.dtype)
     for g in range(groups):
@@ -396,7 +403,7 @@ def _forward_part(x, wm, y, lo, hi, q):
     xpad = scratch("xpad", (nb, q.c, q.plane), x.dtype) if q.wide else None
     c2 = cols.reshape(k, nb * p)
     # NOTE: OpenBLAS ran our GEMMs 1.3-8x faster when the output has at least as many rows as columns
-    # (measured 7 vs 57 GFLOP/s for 256x441 vs 441x256), so for a wide chunk we compute y.T.
+    # (benchmarks/NOTES.md section 1h), so for a wide chunk we compute y.T.
     transposed = o < nb * p
     yw = scratch("out", (nb * p, o) if transposed else (o, nb * p), x.dtype)
     for n0 in range(lo, hi, nb):
@@ -464,7 +471,8 @@ def _planes(name, rows, cols, dtype):
     # NOTE: the 16 planes are NOT a multiple of 4 KiB apart: the output transform reads several planes at
     # the same offset, and when planes were a multiple of 4 KiB apart (256 channels x 1024 tiles: ResNet's
     # layer3 weight gradient) such streams mapped to the same L1 cache sets and evicted each other (a
-    # transform measured 3-8x slower). One extra cache line per plane (PLANE_PAD_BYTES) spreads them out.
+    # transform ran 3-8x slower: benchmarks/NOTES.md section 5g). One extra cache line per plane
+    # (PLANE_PAD_BYTES) spreads them out.
     """
     flat = scratch(name, (16, rows * cols + PLANE_PAD_BYTES // np.dtype(dtype).itemsize), dtype)
     return flat, flat[:, : rows * cols].reshape(16, rows, cols)
@@ -521,7 +529,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         return y
     if q.winograd:
         # NOTE: a small GEMM: on one BLAS thread, or OpenBLAS's woken worker keeps spinning through the
-        # batch-split conv that follows (3 busy threads on 2 cores: +50 ms per SmallCNN step, measured)
+        # batch-split conv that follows (3 busy threads on 2 cores: benchmarks/NOTES.md section 5f)
         with blas_threads(1):
             u = wino.weight_transform(w)
         run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q), q.parts())
@@ -550,8 +558,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if (q.sh, q.sw) == (1, 1) and qh >= 0 and qw >= 0 and (flip_wino or not (q.wide and q.og >= 2 * q.cg)):
         # NOTE: two ways for stride 1, picked by GEMM shape. GEMM + col2im multiplies (Kg x og) @ (og x b*P):
         # good when og is large next to cg; the conv of gy with flipped weights here is (cg x og*k*k) @ (...),
-        # whose M = cg is too small then (measured: 32->64 @28 159-258 ms vs 341-366 ms), but it wins when
-        # og ~ cg (64->64 @28: 263-552 ms here vs 1000+ ms for the shallow K = og GEMM).
+        # whose M = cg is too small then (up to 2x slower for 32->64 @28), but it wins when og ~ cg (2-4x
+        # faster than the shallow K = og GEMM for 64->64 @28; benchmarks/NOTES.md sections 1d and 7).
         # dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
         return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
     wm = w.reshape(q.o, q.kg)

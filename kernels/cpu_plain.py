@@ -353,7 +353,7 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
     gx = np.empty(x_shape, dtype=gy.dtype)
     # NOTE: a 2x2 version writing each cell once (gy or 0, no zeroing pass) measured 2x slower than this
-    # zero-then-scatter loop: its stride-2 stores over rows of 7-14 windows do not vectorise
+    # zero-then-scatter loop: its stride-2 stores over rows of 7-14 windows do not vectorise (NOTES.md 6d)
     _max_pool_bwd(gy, idx, *_pool_args(kernel, stride, padding, dilation), gx)
     return gx
 

@@ -52,7 +52,7 @@ def weight_transform(w: np.ndarray) -> np.ndarray:
     """U (16, O, Cg) with U[4a + b, o, c] = (G w[o, c] G^T)[a, b]."""
     o, cg = w.shape[:2]
     # NOTE: one GEMM with the Kronecker product, U (16, O*C) = (G (x) G) (16, 9) @ w (O*C, 9).T, in float64:
-    # np.einsum("ai,ocij,bj->aboc", ...) (or two tensordots) took 18 ms for a 256x256 conv on every call
+    # np.einsum("ai,ocij,bj->aboc", ...) (or two tensordots) cost ~150 ms per ResNet-18 step (NOTES.md 5f)
     u = _GG @ w.reshape(o * cg, 9).T.astype(np.float64)
     return u.astype(w.dtype).reshape(16, o, cg)
 
@@ -82,7 +82,7 @@ def _lincomb4(dst, p0, p1, p2, p3, c0, c1, c2, c3):
     """dst = c0 p0 + c1 p1 + c2 p2 + c3 p3 (1-D arrays of one length).
 
     # NOTE: inlined into the caller: called as a function, passing the four array views cost 15-40 % of the
-    # transforms' time (measured).
+    # transforms' time (benchmarks/NOTES.md section 6a).
     """
     for f in range(dst.shape[0]):
         dst[f] = c0 * p0[f] + c1 * p1[f] + c2 * p2[f] + c3 * p3[f]
