@@ -6,6 +6,7 @@ project's Numba CUDA kernels on NumPy arrays; with ``TGR_REAL_GPU=1`` it runs on
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -163,6 +164,46 @@ def test_tiny_cnn_two_training_steps_match_cpu():
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-4, atol=1e-4)
     for k, v in results["cpu"][1].items():
         np.testing.assert_allclose(results["cuda"][1][k], v, rtol=1e-4, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("opt_name", ["Adam", "AdamW"])
+def test_adam_on_cuda_runs_the_cuda_kernel_and_matches_cpu(opt_name, monkeypatch):
+    """Adam goes through backend("cuda").adam_step (no private CPU kernel): same parameters as on the CPU."""
+    from tinygrad_rad import nn, optim
+    from tinygrad_rad.device import backend
+
+    calls = []
+    cuda_kernels = backend("cuda")
+    real = cuda_kernels.adam_step
+    monkeypatch.setattr(cuda_kernels, "adam_step", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    rng = np.random.default_rng(0)
+    init = rng.standard_normal((3, 4)).astype(np.float32)
+    grads = rng.standard_normal((3, 3, 4)).astype(np.float32)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        p = nn.Parameter(tr.tensor(init, device=dev))
+        opt = getattr(optim, opt_name)([p], lr=0.01, weight_decay=0.1)
+        for g in grads:
+            p.grad = tr.tensor(g, device=dev)
+            opt.step()
+        out[dev] = p.numpy()
+    assert len(calls) == 3
+    np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=1e-6, atol=1e-7)
+
+
+def test_cuda_tier_selection_leaves_the_cpu_alone():
+    from tinygrad_rad.device import backend
+
+    prev = tr.get_backend("cuda")
+    try:
+        if importlib.util.find_spec("tinygrad_rad.kernels.cuda_plain") is None:
+            pytest.skip("kernels/cuda_plain.py (tier 3) is not there yet")
+        tr.set_backend("cuda_plain")
+        assert tr.get_backend("cuda") == "cuda_plain" and tr.get_backend("cpu") == "cpu"
+        assert backend("cuda").__name__ == "tinygrad_rad.kernels.cuda_plain"
+        _grads_match(lambda x, w: F.relu(F.conv2d(x, w, padding=1)), (1, 2, 5, 5), (3, 2, 3, 3))
+    finally:
+        tr.set_backend(prev)
 
 
 # ------------------------------------------------------------------ GPU benchmark scripts
