@@ -3,7 +3,7 @@
     python examples/detect_nodules.py           # 4 folds x EPOCHS (minutes on 2 CPU cores)
     python examples/detect_nodules.py --tiny    # 2 folds, 1 epoch, a few slices (seconds; smoke test)
 
-The same recipe as ``tinygrad-rad detect train --cv`` (library version: tinygrad_rad/cli_detect.py),
+The same recipe as ``tinygrad-rad detect train --cv`` (library version: tinygrad_rad/tasks/detect.py),
 written out as one script. 108 slices from 8 patients, 512 -> 256 px; 4 folds of 2 patients, so slices
 of one nodule never sit in both train and test. Each fold trains from scratch on random 128x128 crops
 (flips, shift, zoom; boxes follow), then the whole 256x256 test slices are decoded (3x3 peak picking,
@@ -18,15 +18,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tinygrad_rad.kernels import configure_cpu
 
 import tinygrad_rad as tr
 from tinygrad_rad.data import DataLoader
 from tinygrad_rad.data.detection import DetectionDataset, RandomBoxAffine, load_lidc_nodules, patient_folds
-from tinygrad_rad.detect import blob_detect, decode_centernet
 from tinygrad_rad.metrics.detection import detection_report
 from tinygrad_rad.models import CenterNet
-from tinygrad_rad.models.detection import centernet_loss
+from tinygrad_rad.models.detection import centernet_loss, decode_centernet
 from tinygrad_rad.optim import Adam
+from tinygrad_rad.tasks.detect import blob_detect
 
 # ----------------------------------------------------------------------------------------- settings
 DATA_DIR = os.environ.get("TINYGRAD_RAD_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -38,12 +39,14 @@ LR = 2e-3
 BASE_CHANNELS, DEPTH = 8, 3
 TOP_K = 20
 SEED = 0
+NUM_THREADS = None  # None: all cores; 1 on a machine that other jobs keep busy
 # ---------------------------------------------------------------------------------------------------
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--tiny", action="store_true")
 ap.add_argument("--data-dir", default=DATA_DIR)
 ap.add_argument("--epochs", type=int, default=EPOCHS)
 args = ap.parse_args()
+configure_cpu(num_threads=NUM_THREADS)  # Numba threading layer, malloc, threads (importing changes nothing)
 epochs, folds = (1, 2) if args.tiny else (args.epochs, FOLDS)
 
 data = load_lidc_nodules(args.data_dir, SIZE)  # images (108, 1, 256, 256), boxes: list of (K, 4)

@@ -3,7 +3,7 @@
     python examples/segment_lung_ct.py           # the full recipe (see EPOCHS; minutes on 2 CPU cores)
     python examples/segment_lung_ct.py --tiny    # a few steps on a few images (seconds; smoke test)
 
-The same recipe as ``tinygrad-rad segment train`` (library version: tinygrad_rad/cli_segment.py), written
+The same recipe as ``tinygrad-rad segment train`` (library version: tinygrad_rad/tasks/segment.py), written
 out as one script: HU -> lung window [-1000, 400] -> [0, 1]; joint flip/rotate/shift/zoom of image and
 mask; U-Net (depth 4, 8 base channels); Dice + BCE loss; Adam with a cosine learning rate; the epoch
 with the best validation Dice is kept and evaluated once on the test split (Dice, IoU, HD95, ASD).
@@ -16,16 +16,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tinygrad_rad.kernels import configure_cpu
 
 import tinygrad_rad as tr
 from tinygrad_rad.checkpoint import load_checkpoint, save_checkpoint
-from tinygrad_rad.cli_segment import overlay, write_png
 from tinygrad_rad.data import DataLoader
 from tinygrad_rad.data.segmentation import JointRandomAffine, SegmentationNPZ
 from tinygrad_rad.metrics.segmentation import aggregate, segmentation_report
 from tinygrad_rad.models import UNet
 from tinygrad_rad.nn import DiceBCELoss
 from tinygrad_rad.optim import Adam
+from tinygrad_rad.plots import overlay, write_png
 
 # ----------------------------------------------------------------------------------------- settings
 DATA_DIR = os.environ.get("TINYGRAD_RAD_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -36,6 +37,7 @@ BATCH_SIZE = 8
 LR = 2e-3
 DEPTH, BASE_CHANNELS = 4, 8
 SEED = 0
+NUM_THREADS = None  # None: all cores; 1 on a machine that other jobs keep busy
 # ---------------------------------------------------------------------------------------------------
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--tiny", action="store_true", help="1 epoch on 8 training images, 4 val/test images")
@@ -43,6 +45,7 @@ ap.add_argument("--data-dir", default=DATA_DIR)
 ap.add_argument("--out", default=OUT_DIR)
 ap.add_argument("--epochs", type=int, default=EPOCHS)
 args = ap.parse_args()
+configure_cpu(num_threads=NUM_THREADS)  # Numba threading layer, malloc, threads (importing changes nothing)
 epochs = 1 if args.tiny else args.epochs
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)

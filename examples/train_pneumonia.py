@@ -3,7 +3,7 @@
     python examples/train_pneumonia.py            # the full recipe (see EPOCHS; minutes on 2 CPU cores)
     python examples/train_pneumonia.py --tiny     # a few steps on a few images (seconds; smoke test)
 
-The same recipe as ``tinygrad-rad train`` (whose library version is tinygrad_rad/train.py), written out
+The same recipe as ``tinygrad-rad train`` (library version: tinygrad_rad/tasks/classify.py), written out
 as one readable script: SmallCNN, Adam, cosine learning rate, random affine augmentation (no flips:
 chest X-rays are not left-right symmetric), model selection on the validation AUC, and one final
 evaluation of the selected model on the test split.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tinygrad_rad.kernels import configure_cpu
 
 import tinygrad_rad as tr
 import tinygrad_rad.nn.functional as F
@@ -35,6 +36,7 @@ LR = 1e-3
 SEED = 0
 AUGMENT = True  # rotation +-10 deg, shift +-2 px, zoom 0.9-1.1
 DEVICE = "cpu"
+NUM_THREADS = None  # None: all cores; 1 on a machine that other jobs keep busy
 # ---------------------------------------------------------------------------------------------------
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--tiny", action="store_true", help="2 epochs of 2 small batches, 64 eval images")
@@ -42,6 +44,7 @@ ap.add_argument("--data-dir", default=DATA_DIR)
 ap.add_argument("--out", default=OUT_DIR)
 ap.add_argument("--epochs", type=int, default=EPOCHS)
 args = ap.parse_args()
+configure_cpu(num_threads=NUM_THREADS)  # Numba threading layer, malloc, threads (importing changes nothing)
 epochs, batch_size = (2, 32) if args.tiny else (args.epochs, BATCH_SIZE)
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rad import cli
-from tinygrad_rad.cli_detect import DetectConfig, cross_validate
+from tinygrad_rad.tasks.detect import DetectConfig, cross_validate
 
 
 def _fake_lidc(root, n_per_patient=2, patients=4):

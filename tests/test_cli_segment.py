@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rad import cli
-from tinygrad_rad.cli_segment import overlay, write_png
+from tinygrad_rad.plots import overlay, write_png
 
 
 def _npz(path, n=(8, 4, 4), size=32):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_rad as tr
-from tinygrad_rad import detect as D
+from tinygrad_rad import boxes as B
 from tinygrad_rad.data.detection import (
     RandomBoxAffine,
     boxes_from_masks,
@@ -18,19 +18,20 @@ from tinygrad_rad.data.detection import (
     resize_images,
 )
 from tinygrad_rad.metrics.detection import average_precision, froc, match_hits
-from tinygrad_rad.models.detection import CenterNet, centernet_loss
+from tinygrad_rad.models.detection import CenterNet, centernet_loss, centernet_targets, decode_centernet
+from tinygrad_rad.tasks.detect import blob_detect
 
 
 # ------------------------------------------------------------------------------------------ boxes
 def test_box_iou_and_nms_hand_computed():
     a = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float)
-    iou = D.box_iou(a, a)
+    iou = B.box_iou(a, a)
     assert iou[0, 1] == pytest.approx(50 / 150) and iou[0, 2] == 0 and iou[1, 1] == 1
     # 0 and 1 overlap with IoU 1/3: kept at threshold 0.5, suppressed at 0.3
-    assert D.nms(a, [0.9, 0.8, 0.7], 0.5).tolist() == [0, 1, 2]
-    assert D.nms(a, [0.9, 0.8, 0.7], 0.3).tolist() == [0, 2]
-    assert D.nms(a, [0.1, 0.8, 0.7], 0.3).tolist() == [1, 2]
-    assert D.nms(np.zeros((0, 4)), [], 0.5).tolist() == []
+    assert B.nms(a, [0.9, 0.8, 0.7], 0.5).tolist() == [0, 1, 2]
+    assert B.nms(a, [0.9, 0.8, 0.7], 0.3).tolist() == [0, 2]
+    assert B.nms(a, [0.1, 0.8, 0.7], 0.3).tolist() == [1, 2]
+    assert B.nms(np.zeros((0, 4)), [], 0.5).tolist() == []
 
 
 def _naive_nms(boxes, scores, thr):
@@ -54,7 +55,7 @@ def test_nms_matches_naive_loop_and_torchvision():
     xy = rng.uniform(0, 50, (60, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(2, 20, (60, 2))], 1)
     scores = rng.random(60)
-    got = D.nms(boxes, scores, 0.4)
+    got = B.nms(boxes, scores, 0.4)
     assert got.tolist() == _naive_nms(boxes, scores, 0.4)
     try:
         import torch
@@ -71,28 +72,28 @@ def test_label_components_and_boxes():
     m[0:2, 0:2] = True
     m[2, 2] = True  # touches the first blob diagonally only
     m[4:6, 5:8] = True
-    lab, n = D.label_components(m, 4)
+    lab, n = B.label_components(m, 4)
     assert n == 3
-    lab8, n8 = D.label_components(m, 8)
+    lab8, n8 = B.label_components(m, 8)
     assert n8 == 2
-    np.testing.assert_array_equal(D.boxes_from_mask(m, 4), [[0, 0, 2, 2], [2, 2, 3, 3], [5, 4, 8, 6]])
-    assert D.boxes_from_mask(np.zeros((3, 3))).shape == (0, 4)
+    np.testing.assert_array_equal(B.boxes_from_mask(m, 4), [[0, 0, 2, 2], [2, 2, 3, 3], [5, 4, 8, 6]])
+    assert B.boxes_from_mask(np.zeros((3, 3))).shape == (0, 4)
     ndi = pytest.importorskip("scipy.ndimage")
     rng = np.random.default_rng(1)
     r = rng.random((40, 40)) > 0.6
-    assert D.label_components(r, 4)[1] == ndi.label(r)[1]
-    assert D.label_components(r, 8)[1] == ndi.label(r, structure=np.ones((3, 3)))[1]
+    assert B.label_components(r, 4)[1] == ndi.label(r)[1]
+    assert B.label_components(r, 8)[1] == ndi.label(r, structure=np.ones((3, 3)))[1]
 
 
 # ------------------------------------------------------------------------------------- CenterNet
 def test_centernet_targets_decode_roundtrip():
     boxes = np.array([[10, 12, 20, 30], [40, 40, 45, 44]], float)
-    t = D.centernet_targets(boxes, 32, 32, stride=2)
+    t = centernet_targets(boxes, 32, 32, stride=2)
     assert t["heat"].shape == (1, 32, 32) and t["mask"].sum() == 2
     assert t["heat"].max() == 1.0 and (t["heat"] == 1.0).sum() == 2
     # perfect head outputs (heat as logits with peaks) decode back to the boxes
     logits = np.where(t["heat"] >= 1.0, 10.0, -10.0)
-    got, scores = D.decode_centernet(logits, t["size"], t["offset"], stride=2, nms_iou=None)
+    got, scores = decode_centernet(logits, t["size"], t["offset"], stride=2, nms_iou=None)
     order = np.argsort(got[:, 0])
     np.testing.assert_allclose(got[order], boxes, atol=1e-5)
     assert (scores > 0.99).all()
@@ -105,7 +106,7 @@ def test_centernet_model_shapes_loss_and_gradients():
     assert out["heat"].shape == (2, 1, 8, 8) and out["size"].shape == (2, 2, 8, 8)
     # the heat-map starts at the prior probability 0.01 on average
     assert 0.001 < float(out["heat"].sigmoid().numpy().mean()) < 0.1
-    ts = [D.centernet_targets(np.array([[2, 2, 8, 8]], float), 8, 8, 2) for _ in range(2)]
+    ts = [centernet_targets(np.array([[2, 2, 8, 8]], float), 8, 8, 2) for _ in range(2)]
     st = {k: np.stack([t[k] for t in ts]) for k in ts[0]}
     loss, parts = centernet_loss(out, st["heat"], st["size"], st["offset"], st["mask"])
     loss.backward()
@@ -155,7 +156,7 @@ def test_blob_baseline_prefers_blobs_over_vessels():
     yy, xx = np.mgrid[:64, :64]
     img += np.exp(-((yy - 20) ** 2 + (xx - 40) ** 2) / (2 * 3.0**2))  # a round nodule
     img[:, 10:12] += 1.0  # a straight vessel
-    boxes, scores = D.blob_detect(img, top_k=5)
+    boxes, scores = blob_detect(img, top_k=5)
     cx, cy = (boxes[0, 0] + boxes[0, 2]) / 2, (boxes[0, 1] + boxes[0, 3]) / 2
     assert abs(cx - 40.5) <= 1.5 and abs(cy - 20.5) <= 1.5
     assert (scores[:-1] >= scores[1:]).all()

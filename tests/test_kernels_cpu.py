@@ -407,7 +407,7 @@ def test_set_num_threads_sets_numba_and_blas():
     import numba
     from tinygrad_rad.kernels import threads
 
-    from tinygrad_rad.train import set_num_threads
+    from tinygrad_rad.kernels.threads import set_num_threads
 
     try:
         set_num_threads(1)

@@ -1,4 +1,4 @@
-"""The training library: metric conventions, schedules, exact resumption, multi-label/RGB runs, real data."""
+"""The classification task: metrics, schedules, exact resumption, multi-label/RGB runs, real data."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 from tinygrad_rad.checkpoint import load_checkpoint
 from tinygrad_rad.data.medmnist import get_info
-from tinygrad_rad.train import (
+from tinygrad_rad.metrics import classification_report as compute_metrics
+from tinygrad_rad.tasks.classify import (
     TrainConfig,
     TrainingInterrupted,
-    compute_metrics,
     fit,
     load_trained,
     lr_factor,

@@ -1,20 +1,26 @@
-"""Training plots with matplotlib (Agg backend, PNG files): curves, ROC, confusion matrix, Grad-CAM grid.
+"""Pictures of a run: matplotlib plots (curves, ROC, confusion matrix, Grad-CAM grid) and plain-NumPy
+PNGs (:func:`write_png`, segmentation outlines :func:`overlay`, detection boxes :func:`draw_boxes`).
 
     >>> from tinygrad_rad import plots
     >>> plots.plot_history(history, "runs/demo/curves.png")      # history: list of per-epoch dicts
     >>> plots.plot_roc("binary-class", y_true, y_prob, "runs/demo/roc.png")
 
 matplotlib is optional (the ``viz`` extra): :func:`available` says whether it is installed, and every
-plotting function raises :class:`PlotsUnavailable` with an install hint when it is not.
+matplotlib plotting function raises :class:`PlotsUnavailable` with an install hint when it is not.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .utils import atomic_output
+from .metrics import roc_auc_score, roc_curve
+from .metrics.segmentation import surface
+from .utils import atomic_output, atomic_write_bytes
 
 MISSING_MESSAGE = "matplotlib is not installed; install it with: pip install 'tinygrad_rad[viz]'"
 
@@ -55,44 +61,54 @@ def _save(fig, path) -> Path:
     return path
 
 
+_LABELS = {"train_loss": "train", "val_loss": "validation", "val_auc": "val AUC", "val_acc": "val ACC",
+           "train_acc": "train ACC", "val_dice": "val Dice", "val_iou": "val IoU"}
+
+
 def plot_history(history: list, path) -> Path:
-    """Loss (train/val) and validation AUC/ACC per epoch, side by side.
+    """Per-epoch curves of a training run's ``history.csv`` rows: the losses on the left (``train_loss``,
+    ``val_loss`` or ``loss``), the validation metrics (every ``val_*`` column but the loss, and
+    ``train_acc``) on the right when there are any.
 
         >>> plot_history([{"epoch": 1, "train_loss": .5, "val_loss": .4, "val_auc": .9}], "c.png")
     """
     plt = _plt()
     ep = [r["epoch"] for r in history]
+    keys = list(history[0]) if history else []
 
     def col(k):
         return [np.nan if r.get(k) is None else r[k] for r in history]
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a1.plot(ep, col("train_loss"), "o-", label="train")
-    a1.plot(ep, col("val_loss"), "o-", label="validation")
+    losses = [k for k in ("train_loss", "val_loss", "loss") if k in keys]
+    metrics = [k for k in keys if k.startswith("val_") and k != "val_loss"]
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 5.2, 3.8), squeeze=False)
+    a1 = axes[0, 0]
+    for k in losses:
+        a1.plot(ep, col(k), "o-", label=_LABELS.get(k, k))
     a1.set_xlabel("epoch")
     a1.set_ylabel("loss")
     a1.set_title("loss")
     a1.legend()
     a1.grid(alpha=0.3)
-    a2.plot(ep, col("val_auc"), "o-", label="val AUC")
-    a2.plot(ep, col("val_acc"), "s-", label="val ACC")
-    if any(r.get("train_acc") is not None for r in history):
-        a2.plot(ep, col("train_acc"), "--", alpha=0.7, label="train ACC")
-    a2.set_xlabel("epoch")
-    a2.set_title("validation AUC / accuracy")
-    a2.legend()
-    a2.grid(alpha=0.3)
+    if metrics:
+        a2 = axes[0, 1]
+        for k, style in zip(metrics, ("o-", "s-", "^-", "v-", "d-")):
+            a2.plot(ep, col(k), style, label=_LABELS.get(k, k))
+        if any(r.get("train_acc") is not None for r in history):
+            a2.plot(ep, col("train_acc"), "--", alpha=0.7, label="train ACC")
+        a2.set_xlabel("epoch")
+        a2.set_title("validation")
+        a2.legend()
+        a2.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator
 
-    for ax in (a1, a2):
+    for ax in axes.ravel():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 
 
 def _roc(y, s):
-    from .metrics import roc_auc_score, roc_curve
-
     fpr, tpr, _ = roc_curve(y, s)
     return fpr, tpr, roc_auc_score(y, s)
 
@@ -204,3 +220,77 @@ def plot_explanations(images, cams, saliency, path, titles: list | None = None, 
         a2.set_title("saliency", fontsize=7)
     fig.tight_layout(pad=0.3)
     return _save(fig, path)
+
+
+# ------------------------------------------------------- pictures in NumPy (no matplotlib needed)
+def write_png(path: str | os.PathLike, img: np.ndarray) -> Path:
+    """Write a uint8 (H, W) gray or (H, W, 3) RGB array as a PNG, atomically (zlib only, no imaging library).
+    Float arrays in [0, 1] are scaled by 255."""
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        a = np.clip(
+            np.rint(a.astype(np.float64) * (255.0 if a.max(initial=0) <= 1.0 else 1.0)), 0, 255
+        ).astype(np.uint8)
+    if a.ndim == 2:
+        color = 0
+    elif a.ndim == 3 and a.shape[2] == 3:
+        color = 2
+    else:
+        raise ValueError(f"write_png: expected (H, W) or (H, W, 3), got shape {a.shape}")
+    h, w = a.shape[:2]
+    raw = b"".join(b"\x00" + a[r].tobytes() for r in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    atomic_write_bytes(path, png)
+    return Path(path)
+
+
+def overlay(
+    image: np.ndarray, pred: np.ndarray | None = None, target: np.ndarray | None = None, scale: int = 1
+) -> np.ndarray:
+    """RGB uint8 picture of a [0, 1] image with the target's outline in green and the prediction's in red
+    (yellow where they coincide); ``scale`` enlarges by pixel repetition."""
+    g = np.clip(np.asarray(image, dtype=np.float64), 0, 1)
+    rgb = np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2)
+    if target is not None:
+        s = surface(np.asarray(target) > 0)
+        rgb[s] = (0, 255, 0)
+    if pred is not None:
+        s = surface(np.asarray(pred) > 0)
+        both = s & (surface(np.asarray(target) > 0) if target is not None else False)
+        rgb[s] = (255, 0, 0)
+        rgb[both] = (255, 255, 0)
+    if scale > 1:
+        rgb = rgb.repeat(scale, 0).repeat(scale, 1)
+    return rgb
+
+
+def draw_boxes(image: np.ndarray, pred=None, gt=None, scale: int = 2, max_pred: int = 5) -> np.ndarray:
+    """RGB uint8 picture: image (min-max scaled), true boxes in green, the ``max_pred`` best predicted
+    boxes in red (brightness ~ score)."""
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(a, 0.5), np.percentile(a, 99.5)
+    g = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+    rgb = np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2).repeat(scale, 0).repeat(scale, 1)
+    h, w = rgb.shape[:2]
+
+    def rect(b, color):
+        x0, y0, x1, y1 = (np.asarray(b, float) * scale).round().astype(int)
+        x0, y0 = np.clip(x0, 0, w - 1), np.clip(y0, 0, h - 1)
+        x1, y1 = np.clip(x1 - 1, 0, w - 1), np.clip(y1 - 1, 0, h - 1)
+        rgb[y0, x0 : x1 + 1] = rgb[y1, x0 : x1 + 1] = color
+        rgb[y0 : y1 + 1, x0] = rgb[y0 : y1 + 1, x1] = color
+
+    for b in np.asarray(gt if gt is not None else np.zeros((0, 4))).reshape(-1, 4):
+        rect(b, (0, 255, 0))
+    if pred is not None:
+        boxes, scores = pred
+        for b, s in list(zip(np.asarray(boxes).reshape(-1, 4), np.asarray(scores)))[:max_pred]:
+            rect(b, (255, int(200 * (1 - min(max(s, 0), 1))), 0))
+    return rgb

@@ -5,19 +5,22 @@
 
 Every writer goes through :func:`atomic_output`: the data lands in a temporary file beside the target,
 is fsynced, then ``os.replace``d over it, so a crash (or Ctrl-C) mid-write leaves the previous file intact
-and no temporary file behind.
+and no temporary file behind. Results get the usual ``0o666 & ~umask`` permissions; the temporary files a
+killed process (SIGKILL) leaves are removed by :func:`clean_stale_tmp` at the start of the next run.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import math
 import os
+import re
+import secrets
+import stat
 import sys
-import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,14 +30,52 @@ __all__ = [
     "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
+    "clean_stale_tmp",
+    "is_stale_tmp",
     "json_safe",
     "write_json",
     "default_data_dir",
     "ConfigDictMixin",
     "ProgressBar",
     "load_run_checkpoint",
-    "run_subcommand",
 ]
+
+
+_TMP_MARK = ".tgr-tmp-"
+# temporary names: ".<target name>.tgr-tmp-<pid>-<random hex><suffix>",
+# e.g. ".last.safetensors.tgr-tmp-812-9f3a01c2.tmp"
+_TMP_RE = re.compile(r"^\..+\.tgr-tmp-(?P<pid>\d+)-[0-9a-f]+(\.[A-Za-z0-9]+)?$")
+# the mkstemp names of earlier versions: ".<target name>.<8 random chars>.tmp|.part|.png"
+_LEGACY_TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9]+\.[a-z0-9_]{8}\.(tmp|part|png)$")
+
+
+def _process_start_time() -> float:
+    """When this process started (Linux: from /proc, rounded down to the second), else the import time."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start time since boot
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return time.time()
+
+
+_PROCESS_START = _process_start_time()
+
+
+def _new_tmp(path: Path, suffix: str) -> Path:
+    """An empty new temporary file beside ``path``, mode ``0o666 & ~umask`` (as ``open(..., "w")`` gives)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # NOTE: the kernel applies the umask (mkstemp would give 0600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file beside {path}")  # pragma: no cover
 
 
 @contextlib.contextmanager
@@ -44,12 +85,15 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
         >>> with atomic_output("model.safetensors") as tmp:
         ...     save_file(tensors, tmp)
 
+    The result has the permissions of any new file (``0o666 & ~umask``). The temporary file is named
+    ``.<name>.tgr-tmp-<pid>-<random><suffix>`` so that :func:`clean_stale_tmp` can find the ones a killed
+    process left behind.
+
     # NOTE: on any exception (KeyboardInterrupt included) the temporary file is deleted and ``path`` is
     # left untouched. The parent folder must exist.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = str(_new_tmp(path, suffix))
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -59,6 +103,56 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def is_stale_tmp(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file of :func:`atomic_output` (or of earlier versions) that no live
+    writer owns: its name matches, it is older than the current process, and its writer has exited."""
+    p = Path(path)
+    m = _TMP_RE.match(p.name)
+    if m is None and _LEGACY_TMP_RE.match(p.name) is None:
+        return False
+    try:
+        st = p.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_mtime >= _PROCESS_START:
+        return False
+    if m is not None:
+        pid = int(m.group("pid"))
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                return False  # NOTE: a live process of that pid may still be writing it
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OSError, OverflowError):
+                return False
+    return True
+
+
+def clean_stale_tmp(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that killed writes left in ``folder``; return the paths removed.
+
+        >>> clean_stale_tmp("runs/pneumonia")     # at the start of a run, before writing anything
+        [PosixPath('runs/pneumonia/.last.safetensors.tgr-tmp-4242-0a1b2c3d.tmp')]
+
+    Only files named like :func:`atomic_output`'s (or earlier versions') temporary files, older than the
+    current process and whose writer has exited, are removed (see :func:`is_stale_tmp`); a missing folder
+    gives ``[]``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.rglob(".*") if recursive else folder.glob(".*"):
+        if is_stale_tmp(p):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return sorted(removed)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -188,13 +282,3 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
     load_checkpoint(str(checkpoint), model=model)
     model.eval()
     return model, cfg
-
-
-def run_subcommand(register, command: str, argv=None) -> int:
-    """Stand-alone entry of a ``tinygrad-rad <command>`` group: ``register(subparsers)`` adds it, and its
-    parsers set ``<command>_func``. ``argv`` defaults to ``sys.argv[1:]``."""
-    parser = argparse.ArgumentParser(prog="tinygrad-rad")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    a = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
-    return getattr(a, f"{command}_func")(a)

@@ -5,7 +5,7 @@
     >>> for train_idx, test_idx in patient_folds(data["patient"], n_folds=4):
     ...     pass                                                  # no patient on both sides
 
-Boxes are half-open ``(x_min, y_min, x_max, y_max)`` pixels (see :mod:`tinygrad_rad.detect`).
+Boxes are half-open ``(x_min, y_min, x_max, y_max)`` pixels (see :mod:`tinygrad_rad.boxes`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detect import boxes_from_mask
+from ..boxes import boxes_from_mask
 
 __all__ = [
     "read_boxes_csv",
@@ -217,7 +217,7 @@ class DetectionDataset:
         return img[:, y0 : y0 + c, x0 : x0 + c], np.clip(nb, 0, c)
 
     def get_batch(self, indices, rng: np.random.Generator | None = None):
-        from ..detect import centernet_targets
+        from ..models.detection import centernet_targets
 
         rng = np.random.default_rng() if rng is None else rng
         xs, heat, size, off, mask = [], [], [], [], []

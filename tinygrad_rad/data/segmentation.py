@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["window_hu", "JointRandomAffine", "SegmentationNPZ", "SegmentationFolder", "affine_warp"]
+__all__ = ["window_hu", "JointRandomAffine", "SegmentationNPZ", "SegmentationFolder", "affine_warp",
+           "IMAGE_EXTS", "file_stem", "read_array"]
 
 LUNG_WINDOW = (-1000.0, 400.0)
 
@@ -224,19 +225,20 @@ class SegmentationNPZ(_PairDataset):
         self.augment, self.split, self.path = augment, split, path
 
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz", ".npy")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz", ".npy")
 
 
-def _stem(p: Path) -> str:
+def file_stem(p: Path) -> str:
     n = p.name
-    for e in (".nii.gz",) + _IMAGE_EXTS:
+    for e in (".nii.gz",) + IMAGE_EXTS:
         if n.lower().endswith(e):
             return n[: -len(e)]
     return p.stem
 
 
-def _read(path: Path, ct_window: tuple | str | None) -> np.ndarray:
-    """An image as an array; ``ct_window`` is read_image's (center, width) or preset name."""
+def read_array(path: Path, ct_window: tuple | str | None) -> np.ndarray:
+    """An image file (PNG, JPEG, DICOM, NIfTI, .npy) as an array; ``ct_window`` is read_image's (center,
+    width) or preset name."""
     if path.name.lower().endswith(".npy"):
         return np.load(path, allow_pickle=False)
     from . import read_image
@@ -284,9 +286,11 @@ class SegmentationFolder(_PairDataset):
         for d in (images_dir, masks_dir):
             if not d.is_dir():
                 raise FileNotFoundError(f"SegmentationFolder: no such folder {d}")
-        masks = {_stem(p): p for p in sorted(masks_dir.iterdir()) if p.is_file()}
+        masks = {file_stem(p): p for p in sorted(masks_dir.iterdir()) if p.is_file()}
         pairs = [
-            (p, masks[_stem(p)]) for p in sorted(images_dir.iterdir()) if p.is_file() and _stem(p) in masks
+            (p, masks[file_stem(p)])
+            for p in sorted(images_dir.iterdir())
+            if p.is_file() and file_stem(p) in masks
         ]
         if not pairs:
             raise ValueError(
@@ -294,8 +298,8 @@ class SegmentationFolder(_PairDataset):
             )
         imgs, msks = [], []
         for ip, mp in pairs:
-            im = np.squeeze(_read(ip, ct_window)).astype(np.float32)
-            mk = np.squeeze(_read(mp, None))
+            im = np.squeeze(read_array(ip, ct_window)).astype(np.float32)
+            mk = np.squeeze(read_array(mp, None))
             if im.ndim == 3 and im.shape[-1] in (3, 4):
                 im = im[..., :3].mean(-1)
             if mk.ndim == 3 and mk.shape[-1] in (3, 4):
@@ -322,5 +326,5 @@ class SegmentationFolder(_PairDataset):
             )
         self.images = np.stack(imgs)[:, None].astype(np.float32)
         self.masks = np.stack(msks)[:, None].astype(np.float32)
-        self.ids = np.array([_stem(p) for p, _ in pairs])
+        self.ids = np.array([file_stem(p) for p, _ in pairs])
         self.augment = augment

@@ -345,6 +345,61 @@ def evaluate_predictions(task: str, y_true, y_prob, threshold: float = 0.5, unde
     )
 
 
+def classification_report(task: str, y_true, y_prob, threshold: float = 0.5) -> dict:
+    """Everything a training run reports for one MedMNIST task: ``auc``, ``acc``, ``sensitivity``,
+    ``specificity``, ``ppv``, ``npv``, ``f1``, ``balanced_accuracy`` (+ ``confusion_matrix`` and
+    ``per_class_auc`` for softmax tasks, ``per_label_auc`` for multi-label ones).
+
+    * binary (2 softmax columns): AUC on the positive-class column, the rest from argmax;
+    * multi-class: macro one-vs-rest AUC, argmax ACC, sensitivity/specificity/... macro over classes;
+    * multi-label: macro over labels at ``threshold``; ACC over every (image, label) decision.
+
+    Undefined values (an AUC with one class present, a ratio with an empty denominator) are ``nan``
+    and left out of the macro means.
+
+        >>> classification_report("binary-class", [[0], [1]], [[0.8, 0.2], [0.3, 0.7]])["acc"]
+        1.0
+    """
+    yt = _np(y_true)
+    p = _np(y_prob).astype(np.float64)
+    if yt.ndim == 1:
+        yt = yt[:, None]
+    out: dict = {}
+    if task.startswith("multi-label"):
+        pred, truth = p >= threshold, yt > 0
+        aucs = [_auc_or_nan(truth[:, j].astype(np.int64), p[:, j], "nan", "") for j in range(truth.shape[1])]
+        out["auc"] = float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
+        out["acc"] = float((pred == truth).mean())
+        tp, tn = (pred & truth).sum(0), (~pred & ~truth).sum(0)
+        fp, fn = (pred & ~truth).sum(0), (~pred & truth).sum(0)
+        out["per_label_auc"] = [float(a) for a in aucs]
+    else:
+        labels = yt.reshape(-1).astype(np.int64)
+        k = p.shape[1]
+        pred = p.argmax(axis=1)
+        cm = confusion_matrix(labels, pred, num_classes=k)
+        out["confusion_matrix"] = cm.tolist()
+        out["acc"] = float((pred == labels).mean()) if len(labels) else float("nan")
+        if k == 2:
+            out["auc"] = _auc_or_nan((labels == 1).astype(np.int64), p[:, 1], "nan", "")
+            tp, tn, fp, fn = (np.array([v]) for v in (cm[1, 1], cm[0, 0], cm[0, 1], cm[1, 0]))
+        else:
+            aucs = [_auc_or_nan((labels == j).astype(np.int64), p[:, j], "nan", "") for j in range(k)]
+            out["auc"] = float(np.nanmean(aucs)) if not all(np.isnan(aucs)) else float("nan")
+            out["per_class_auc"] = [float(a) for a in aucs]
+            tp = np.diag(cm)
+            fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+            tn = cm.sum() - tp - fp - fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
+                 "npv": tn / (tn + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
+    for name, v in rates.items():  # macro mean over classes / labels of the defined values
+        v = np.asarray(v, dtype=np.float64)
+        out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+    out["balanced_accuracy"] = (out["sensitivity"] + out["specificity"]) / 2.0
+    return out
+
+
 def youden_threshold(y_true, y_prob) -> float:
     """The threshold maximising sensitivity + specificity - 1 (Youden's J) on the ROC curve.
 

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ..detect import _boxes, box_iou
+from ..boxes import as_boxes, box_iou
 
 __all__ = ["FROC_RATES", "match_hits", "froc", "average_precision", "detection_report"]
 
@@ -43,9 +43,9 @@ def _check(pred_boxes, pred_scores, gt_boxes):
             f"detection metrics: got {len(pred_boxes)} pred_boxes, {len(pred_scores)} pred_scores and "
             f"{len(gt_boxes)} gt_boxes lists; they need one entry per image"
         )
-    pb = [_boxes(b, f"pred_boxes[{i}]") for i, b in enumerate(pred_boxes)]
+    pb = [as_boxes(b, f"pred_boxes[{i}]") for i, b in enumerate(pred_boxes)]
     ps = [np.asarray(s, dtype=np.float64).reshape(-1) for s in pred_scores]
-    gb = [_boxes(b, f"gt_boxes[{i}]") for i, b in enumerate(gt_boxes)]
+    gb = [as_boxes(b, f"gt_boxes[{i}]") for i, b in enumerate(gt_boxes)]
     for i, (b, s) in enumerate(zip(pb, ps)):
         if len(b) != len(s):
             raise ValueError(f"image {i}: {len(b)} predicted boxes but {len(s)} scores")
@@ -54,7 +54,7 @@ def _check(pred_boxes, pred_scores, gt_boxes):
 
 def match_hits(pred: np.ndarray, gt: np.ndarray, iou_threshold: float, criterion: str = "center_or_iou"):
     """Boolean (K, M) matrix: does prediction k hit true box m (see module docstring), and the IoUs."""
-    pred, gt = _boxes(pred), _boxes(gt)
+    pred, gt = as_boxes(pred), as_boxes(gt)
     iou = box_iou(pred, gt)
     if criterion not in ("center_or_iou", "iou", "center"):
         raise ValueError(f"criterion must be 'center_or_iou', 'iou' or 'center', got {criterion!r}")

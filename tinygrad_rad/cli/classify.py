@@ -1,0 +1,195 @@
+"""``tinygrad-rad train|evaluate|predict|explain``: the classification commands (tinygrad_rad.tasks.classify).
+
+    $ tinygrad-rad train --out runs/demo                 # the default PneumoniaMNIST recipe
+    $ tinygrad-rad train --resume runs/demo              # continue after Ctrl-C (or: --epochs 30 for longer)
+    $ tinygrad-rad evaluate --checkpoint runs/demo/best.safetensors --split test --json test.json
+    $ tinygrad-rad predict --checkpoint runs/demo/best.safetensors chest.png scan.dcm
+    $ tinygrad-rad explain --checkpoint runs/demo/best.safetensors --n 16 --out runs/demo/explain
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import plots
+from ..tasks import classify as C
+from ..utils import default_data_dir, write_json
+from .common import (
+    add_data_dir,
+    add_device,
+    add_epochs,
+    add_resume,
+    add_seed,
+    finite_float,
+    positive_int,
+    resume_keep,
+)
+
+EXIT_INTERRUPTED = 130
+
+
+# --------------------------------------------------------------------------------------- train
+def add_train(sub) -> None:
+    d = C.TrainConfig()
+    p = sub.add_parser("train", help="train a classifier on a MedMNIST 2D dataset",
+                       description="Train a classifier; keeps OUT/best.safetensors (best validation AUC) "
+                                   "and OUT/last.safetensors, then tests the best checkpoint once "
+                                   "(OUT/metrics.json). With no options: the default PneumoniaMNIST recipe.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", "--data", dest="dataset", default=d.dataset,
+                   help="MedMNIST flag, e.g. pneumoniamnist, breastmnist, dermamnist, chestmnist")
+    p.add_argument("--model", default=d.model, help="smallcnn, resnet18, ... (tinygrad_rad.models)")
+    add_epochs(p, d.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--eval-batch-size", type=positive_int, default=d.eval_batch_size)
+    p.add_argument("--lr", type=finite_float, default=d.lr)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default=d.optimizer)
+    p.add_argument("--momentum", type=finite_float, default=d.momentum, help="SGD momentum (Nesterov)")
+    p.add_argument("--weight-decay", type=finite_float, default=d.weight_decay)
+    p.add_argument("--scheduler", choices=["cosine", "step", "multistep", "none"], default=d.scheduler)
+    p.add_argument("--warmup-epochs", type=finite_float, default=d.warmup_epochs)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
+                   help="random affine: rotation +-10 deg, shift +-2 px (at 28 px), scale 0.9-1.1; no flips")
+    p.add_argument("--size", type=int, default=d.size, choices=[28, 64, 128, 224], help="MedMNIST image size")
+    add_seed(p, d.seed)
+    add_device(p)
+    add_data_dir(p, "folder with the MedMNIST .npz files (default: $TINYGRAD_RAD_DATA, else "
+                    "../shared/data when present, else ~/.cache/tinygrad_rad)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
+    p.add_argument("--out", default=d.out, help="output folder")
+    add_resume(p)
+    p.add_argument("--limit-train", type=positive_int, default=None,
+                   help="use only the first N training images")
+    p.add_argument("--limit-eval", type=positive_int, default=None,
+                   help="use only the first N validation and test images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="no PNG plots")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    if args.resume:
+        out = Path(args.resume)
+        if out.is_file():
+            out = out.parent
+        keep = resume_keep(args, out)
+        cfg = C.TrainConfig(out=str(out), device=args.device, num_threads=args.num_threads,
+                            epochs=args.epochs, progress=not args.no_progress, plots=not args.no_plots,
+                            data_dir=args.data_dir)
+        resume = True
+    else:
+        cfg = C.TrainConfig(
+            dataset=args.dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+            eval_batch_size=args.eval_batch_size, lr=args.lr, optimizer=args.optimizer,
+            momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
+            warmup_epochs=args.warmup_epochs,
+            augment=args.augment, size=args.size, seed=args.seed, device=args.device,
+            data_dir=args.data_dir or default_data_dir(), out=args.out, limit_train=args.limit_train,
+            limit_eval=args.limit_eval, num_threads=args.num_threads, plots=not args.no_plots,
+            progress=not args.no_progress, download=not args.no_download)
+        keep, resume = (), False
+    res = C.fit(cfg, resume=resume, keep=keep)
+    print(json.dumps({k: res[k] for k in ("test_auc", "test_acc", "test_sensitivity", "test_specificity",
+                                          "best_epoch", "train_seconds", "images_per_second")}, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .safetensors checkpoint written by train (or its folder)")
+    p.add_argument("--dataset", "--data", dest="dataset", default=None,
+                   help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    add_data_dir(p)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
+    add_device(p)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics as JSON")
+    p.add_argument("--out", default=None, help="also write OUT/metrics.json")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _write(path, obj) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, obj)
+    print(f"wrote {path}")
+
+
+def cmd_evaluate(args) -> int:
+    res = C.evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, args.batch_size,
+                                args.limit, args.device)
+    print(f"{res['dataset']} {args.split} ({res['n']} images), {res['checkpoint']}:")
+    for k in ("auc", "acc", "sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "loss"):
+        v = res.get(k)
+        print(f"  {k:<18s} {v:.4f}" if isinstance(v, float) else f"  {k:<18s} {v}")
+    if res.get("confusion_matrix") is not None:
+        print(f"  confusion matrix (rows true, cols predicted): {res['confusion_matrix']}")
+    if args.json:
+        _write(args.json, res)
+    if args.out:
+        _write(Path(args.out) / "metrics.json", res)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- predict
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="class probabilities for image files (PNG, JPEG, DICOM, NIfTI)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    add_device(p)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the predictions as JSON")
+    p.add_argument("--out", default=None, help="also write OUT/predictions.json")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    results = C.predict_files(args.checkpoint, args.images, args.device)
+    for r in results:
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in r["probabilities"].items())
+        print(f"{r['image']}: {shown}  -> {r['prediction']}")
+    if args.json:
+        write_json(args.json, results)
+    if args.out:
+        _write(Path(args.out) / "predictions.json", results)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- explain
+def add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM and gradient saliency overlays for test images (PNG grid)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", "--data", dest="dataset", default=None,
+                   help="default: the checkpoint's dataset")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    add_data_dir(p)
+    p.add_argument("--n", type=positive_int, default=16, help="number of images")
+    add_seed(p, 0, "which images: a seeded random sample of the split")
+    p.add_argument("--target-class", type=int, default=None,
+                   help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", default=None, help="module name for Grad-CAM (default: the last conv block)")
+    add_device(p)
+    p.add_argument("--out", required=True, help="output folder (writes gradcam.png and explanations.npz)")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args) -> int:
+    r = C.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
+                             args.seed, args.target_class, args.layer, args.device)
+    print(f"Grad-CAM layer: {r['layer']}; {r['n']} {r['dataset']} {r['split']} images; wrote {r['npz']}")
+    if r["png"] is None:
+        print(f"no PNG: {plots.MISSING_MESSAGE}", file=sys.stderr)
+    else:
+        print(f"wrote {r['png']}")
+    return 0
+
+
+def register(sub) -> None:
+    add_train(sub)
+    add_evaluate(sub)
+    add_predict(sub)
+    add_explain(sub)
