@@ -11,6 +11,6 @@ the tests use) and where to write its figures.
 
 from __future__ import annotations
 
-from .run import CHAPTERS, LEARN_DIR, chapter_path, code_blocks, run_chapter, settings
+from .run import CHAPTERS, LEARN_DIR, chapter_path, code_blocks, data_dir, run_chapter, settings
 
-__all__ = ["CHAPTERS", "LEARN_DIR", "chapter_path", "code_blocks", "run_chapter", "settings"]
+__all__ = ["CHAPTERS", "LEARN_DIR", "chapter_path", "code_blocks", "data_dir", "run_chapter", "settings"]

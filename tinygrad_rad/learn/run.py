@@ -41,6 +41,16 @@ def settings() -> tuple[bool, Path]:
     return short, out
 
 
+def data_dir() -> Path | None:
+    """The real-data folder: ``$TINYGRAD_RAD_DATA``, else ``../shared/data`` beside the repository;
+    None when neither exists (chapters that need data then skip their training cleanly)."""
+    env = os.environ.get("TINYGRAD_RAD_DATA")
+    for d in ([Path(env)] if env else []) + [LEARN_DIR.parents[2] / "shared" / "data"]:
+        if d.is_dir():
+            return d
+    return None
+
+
 def chapter_path(n: int) -> Path:
     if n not in CHAPTERS:
         raise ValueError(f"no chapter {n}; the chapters are {sorted(CHAPTERS)}")

@@ -13,8 +13,9 @@ def test_unbroadcast(unbroadcast) -> None:
     g = r.standard_normal((2, 3, 4))
     if unbroadcast(g, (2, 3, 4)) is not g and not np.array_equal(unbroadcast(g, (2, 3, 4)), g):
         raise AssertionError("same shape: grad must come back unchanged")
-    cases = {(4,): g.sum((0, 1)), (3, 1): g.sum(0).sum(1, keepdims=True), (1, 3, 1): g.sum((0, 2), keepdims=True),
-             (2, 1, 4): g.sum(1, keepdims=True), (): g.sum(), (1,): g.sum().reshape(1)}
+    cases = {(4,): g.sum((0, 1)), (3, 1): g.sum(0).sum(1, keepdims=True),
+             (1, 3, 1): g.sum((0, 2), keepdims=True), (2, 1, 4): g.sum(1, keepdims=True), (): g.sum(),
+             (1,): g.sum().reshape(1)}
     for shape, want in cases.items():
         close(unbroadcast(g, shape), want, f"unbroadcast to {shape}")
 
