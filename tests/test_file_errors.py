@@ -297,3 +297,124 @@ def test_config_from_checkpoint_checks_each_field(tmp_path):
                 CheckpointError)
     _raises(lambda: config_from_checkpoint(Cfg, ["lr"], p), r"field 'config' is malformed", CheckpointError)
     _raises(lambda: config_from_checkpoint(Cfg, None, p), r"field 'config' is missing", CheckpointError)
+
+
+# ------------------------------------------------------------------------------------ artefacts
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask(tmp_path, umask):
+    from tinygrad_rad.utils import atomic_output, atomic_write_text, write_json
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_json(tmp_path / "metrics.json", {"auc": 0.5})
+        with atomic_output(tmp_path / "b.bin", suffix=".part") as tmp:
+            assert (os.stat(tmp).st_mode & 0o777) == 0o666 & ~umask  # the temp file already has it
+            with open(tmp, "wb") as f:
+                f.write(b"1")
+        (tmp_path / "plain.txt").write_text("x")  # what any other output gets
+        ck = None
+        if _has_safetensors():
+            ck, _ = _ck(tmp_path, "last.safetensors")
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    for name in ("a.txt", "metrics.json", "b.bin", "plain.txt") + (("last.safetensors",) if ck else ()):
+        assert (os.stat(tmp_path / name).st_mode & 0o777) == want, (name, oct(umask))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _has_safetensors() -> bool:
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_temp_names_are_recognisable_and_removed_on_error(tmp_path):
+    from tinygrad_rad.utils import atomic_output
+
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "history.csv") as tmp:
+            name = os.path.basename(tmp)
+            assert re.fullmatch(rf"\.history\.csv\.tgr-tmp-{os.getpid()}-[0-9a-f]{{8}}\.tmp", name), name
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_clean_stale_tmp_removes_only_stale_temp_files(tmp_path):
+    from tinygrad_rad import utils
+    from tinygrad_rad.utils import clean_stale_tmp, is_stale_tmp
+
+    old = utils._PROCESS_START - 100
+    dead, live = _dead_pid(), os.getppid()
+    names = {
+        f".last.safetensors.tgr-tmp-{dead}-0a1b2c3d.tmp": True,     # killed writer
+        f".metrics.json.tgr-tmp-{os.getpid()}-00ff00ff.tmp": True,  # older than us: not ours to finish
+        f".loss.png.tgr-tmp-{dead}-12345678.png": True,
+        ".last.safetensors.k2j_x9q1.tmp": True,                      # an earlier version's mkstemp name
+        f".best.safetensors.tgr-tmp-{live}-0a1b2c3d.tmp": False,     # its writer may still be running
+        ".notes.tmp": False,                                         # not ours
+        "last.safetensors": False,
+        "x.tgr-tmp-1-00.tmp": False,                                 # not hidden
+    }
+    for n in names:
+        (tmp_path / n).write_bytes(b"partial")
+        os.utime(tmp_path / n, (old, old))
+    fresh = tmp_path / f".history.csv.tgr-tmp-{dead}-abcdef01.tmp"  # newer than this process: kept
+    fresh.write_bytes(b"")
+    (tmp_path / f".d.tgr-tmp-{dead}-0a.tmp").mkdir()                 # a folder: kept
+    sub = tmp_path / "overlays"
+    sub.mkdir()
+    (sub / f".a.png.tgr-tmp-{dead}-01.png").write_bytes(b"")
+    os.utime(sub / f".a.png.tgr-tmp-{dead}-01.png", (old, old))
+
+    removed = clean_stale_tmp(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {n for n, stale in names.items() if not stale} | {fresh.name, f".d.tgr-tmp-{dead}-0a.tmp",
+                                                                     "overlays"}
+    assert not is_stale_tmp(fresh) and clean_stale_tmp(tmp_path) == []
+    assert [p.name for p in clean_stale_tmp(tmp_path, recursive=True)] == [f".a.png.tgr-tmp-{dead}-01.png"]
+    assert clean_stale_tmp(tmp_path / "missing") == []
+
+
+def test_killed_writer_leaves_a_temp_file_the_next_run_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    utils_py = os.path.join(os.path.dirname(__file__), "..", "tinygrad_rad", "utils.py")
+    load = ("import importlib.util as u, sys; s = u.spec_from_file_location('tgr_utils', sys.argv[1]); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); d = sys.argv[2]\n")
+    writer = load + (
+        "import os, time\n"
+        "with m.atomic_output(os.path.join(d, 'last.safetensors')) as tmp:\n"
+        "    open(tmp, 'wb').write(b'half a checkpoint'); print('ready', flush=True); time.sleep(60)\n"
+    )
+    (tmp_path / "last.safetensors").write_bytes(b"previous")
+    p = subprocess.Popen([sys.executable, "-c", writer, utils_py, str(tmp_path)], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    p.stdout.close()
+    left = [q.name for q in tmp_path.iterdir() if q.name != "last.safetensors"]
+    assert len(left) == 1 and ".tgr-tmp-" in left[0]
+    time.sleep(1.1)  # NOTE: the process start time is known to the second
+    out = subprocess.run([sys.executable, "-c", load + "print([q.name for q in m.clean_stale_tmp(d)])",
+                          utils_py, str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == repr(left)
+    assert [q.name for q in tmp_path.iterdir()] == ["last.safetensors"]
+    assert (tmp_path / "last.safetensors").read_bytes() == b"previous"

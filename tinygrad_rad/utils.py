@@ -11,6 +11,7 @@ killed process (SIGKILL) leaves are removed by :func:`clean_stale_tmp` at the st
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigDictMixin",
     "ProgressBar",
     "load_run_checkpoint",
+    "run_subcommand",
 ]
 
 
@@ -94,10 +96,14 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str
     """
     path = Path(path)
     tmp = str(_new_tmp(path, suffix))
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0o666 & ~umask
     try:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+            if stat.S_IMODE(os.fstat(f.fileno()).st_mode) != mode:
+                # NOTE: some writers replace the file with their own 0600 temp file (safetensors does)
+                os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -282,3 +288,13 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
     load_checkpoint(str(checkpoint), model=model)
     model.eval()
     return model, cfg
+
+
+def run_subcommand(register, command: str, argv=None) -> int:
+    """Stand-alone entry of a ``tinygrad-rad <command>`` group: ``register(subparsers)`` adds it, and its
+    parsers set ``<command>_func``. ``argv`` defaults to ``sys.argv[1:]``."""
+    parser = argparse.ArgumentParser(prog="tinygrad-rad")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    a = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
+    return getattr(a, f"{command}_func")(a)
