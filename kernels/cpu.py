@@ -118,8 +118,8 @@ def _max_pool_fwd_2x2(x, y, idx):
     # strided np.maximum calls: runtime-length tap loops with a branchy argmax do not vectorise. One pass
     # over each window with the four taps spelled out still ran over rows of only 7-14 windows; the
     # horizontal pass here runs over the whole plane at once when W is even (2x faster than that again:
-    # benchmarks/NOTES.md section 6d). Same rule as the generic loops: the first maximum wins, a NaN
-    # beats everything; the pairwise order gives the same winner ((a0, a1) then (a2, a3), then top vs
+    # benchmarks/NOTES.md sections 5f and 6d). Same rule as the generic loops: the first maximum wins, a
+    # NaN beats everything; the pairwise order gives the same winner ((a0, a1) then (a2, a3), then top vs
     # bottom).
     """
     n, c, h, w = x.shape

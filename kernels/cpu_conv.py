@@ -559,7 +559,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         # NOTE: two ways for stride 1, picked by GEMM shape. GEMM + col2im multiplies (Kg x og) @ (og x b*P):
         # good when og is large next to cg; the conv of gy with flipped weights here is (cg x og*k*k) @ (...),
         # whose M = cg is too small then (up to 2x slower for 32->64 @28), but it wins when og ~ cg (2-4x
-        # faster than the shallow K = og GEMM for 64->64 @28; benchmarks/NOTES.md sections 1d and 7).
+        # faster than the shallow K = og GEMM for 64->64 @28; benchmarks/NOTES.md section 1d).
         # dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
         return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
     wm = w.reshape(q.o, q.kg)
