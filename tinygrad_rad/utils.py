@@ -11,7 +11,6 @@ killed process (SIGKILL) leaves are removed by :func:`clean_stale_tmp` at the st
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -39,7 +38,6 @@ __all__ = [
     "ConfigDictMixin",
     "ProgressBar",
     "load_run_checkpoint",
-    "run_subcommand",
 ]
 
 
@@ -288,13 +286,3 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
     load_checkpoint(str(checkpoint), model=model)
     model.eval()
     return model, cfg
-
-
-def run_subcommand(register, command: str, argv=None) -> int:
-    """Stand-alone entry of a ``tinygrad-rad <command>`` group: ``register(subparsers)`` adds it, and its
-    parsers set ``<command>_func``. ``argv`` defaults to ``sys.argv[1:]``."""
-    parser = argparse.ArgumentParser(prog="tinygrad-rad")
-    sub = parser.add_subparsers(dest="command")
-    register(sub)
-    a = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
-    return getattr(a, f"{command}_func")(a)
