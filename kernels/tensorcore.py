@@ -145,12 +145,17 @@ def self_test(name: str = "float32") -> bool:
     try:
         import cupy
 
-        dt = np.dtype(name)
         rng = np.random.default_rng(0)
-        a = cupy.asarray(rng.standard_normal((2, 67, 45)).astype(dt))  # stored (K, M): trans_a
-        b = cupy.asarray(rng.standard_normal((1, 130, 67)).astype(dt))  # stored (N, K): trans_b
-        got = gemm(a, b, trans_a=True, trans_b=True).astype(cupy.float32)
-        want = cupy.matmul(a.astype(cupy.float32).swapaxes(1, 2), b.astype(cupy.float32).swapaxes(1, 2))
+        a = rng.standard_normal((2, 67, 45)).astype(np.float32)  # stored (K, M): trans_a
+        b = rng.standard_normal((1, 130, 67)).astype(np.float32)  # stored (N, K): trans_b
+        if name == "bfloat16":  # as bit patterns (CuPy has no bfloat16 dtype)
+            a, b = bf16_bits(a), bf16_bits(b)
+            got = gemm(cupy.asarray(a), cupy.asarray(b), trans_a=True, trans_b=True, precision=name)
+            a, b = _as_f32(a, True), _as_f32(b, True)
+        else:
+            a, b = a.astype(name), b.astype(name)
+            got = gemm(cupy.asarray(a), cupy.asarray(b), trans_a=True, trans_b=True).astype(cupy.float32)
+        want = cupy.asarray(a.astype(np.float32).swapaxes(1, 2) @ b.astype(np.float32).swapaxes(1, 2))
         err = float(cupy.abs(got - want).max() / (cupy.abs(want).max() + 1e-30))
         ok = err < (5e-3 if name == "float32" else 2e-2)
         if not ok:
@@ -162,25 +167,40 @@ def self_test(name: str = "float32") -> bool:
         return False
 
 
+def bf16_bits(x) -> np.ndarray:
+    """bfloat16 bit patterns (uint16, round to nearest even) of a float32 NumPy array."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    odd = (u >> np.uint32(16)) & np.uint32(1)
+    return ((u + np.uint32(0x7FFF) + odd) >> np.uint32(16)).astype(np.uint16)
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _fallback(a3, b3, trans_a, trans_b, splits):
+def _as_f32(a, raw_bf16: bool):
+    """float32 values of ``a`` (bfloat16 bit patterns held as uint16 when ``raw_bf16``)."""
+    if raw_bf16:
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float32)
+
+
+def _fallback(a3, b3, trans_a, trans_b, splits, raw_bf16=False):
     """The product without tensor cores: the Numba GEMM for float32 / float64, else the array module's
     matmul in float32 (float16 / bfloat16 inputs, float32 accumulation like the tensor cores)."""
     from .cuda_common import xp_of
     from .cuda_gemm import gemm as numba_gemm
 
-    if np.dtype(a3.dtype) in (np.dtype(np.float32), np.dtype(np.float64)):
+    if not raw_bf16 and np.dtype(a3.dtype) in (np.dtype(np.float32), np.dtype(np.float64)):
         return numba_gemm(a3, b3, trans_a=trans_a, trans_b=trans_b, splits=splits)
     xp = xp_of(a3)
-    a = a3.astype(np.float32).swapaxes(1, 2) if trans_a else a3.astype(np.float32)
-    b = b3.astype(np.float32).swapaxes(1, 2) if trans_b else b3.astype(np.float32)
-    return xp.matmul(a, b).astype(a3.dtype)
+    a, b = _as_f32(a3, raw_bf16), _as_f32(b3, raw_bf16)
+    c = xp.matmul(a.swapaxes(1, 2) if trans_a else a, b.swapaxes(1, 2) if trans_b else b)
+    return c if raw_bf16 else c.astype(a3.dtype)
 
 
-def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None = None):
+def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None = None,
+         precision: str | None = None):
     """Batched ``op(a) @ op(b)`` on tensor cores; same conventions as ``cuda_gemm.gemm``.
 
     a: (Ba, M, K) or (Ba, K, M) with trans_a; b: (Bb, K, N) or (Bb, N, K) with trans_b (2-D: a batch of
@@ -189,17 +209,21 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None 
     output tiles with a deep K still fill the GPU, ``cuda_gemm.auto_splits``). Batches above the grid
     limit launch in chunks, empty products return zeros, and when the CUDA C module cannot be built
     (no compiler, no headers, the simulator) the product runs without tensor cores (:func:`_fallback`).
+    ``precision="bfloat16"`` with uint16 operands: they hold bfloat16 bit patterns (CuPy has no bfloat16
+    dtype); the result is then float32.
     """
     from . import cuda_gemm
     from .cuda_common import contiguous, xp_of
 
-    name = np.dtype(a.dtype).name
-    if name not in _KERNELS or a.dtype != b.dtype:
-        raise TypeError(f"tensor-core gemm: unsupported dtypes {a.dtype}, {b.dtype}")
+    raw_bf16 = precision == "bfloat16" and np.dtype(a.dtype) == np.uint16
+    name = "bfloat16" if raw_bf16 else np.dtype(a.dtype).name
+    if name not in _KERNELS or a.dtype != b.dtype or precision not in (None, name):
+        raise TypeError(f"tensor-core gemm: unsupported dtypes {a.dtype}, {b.dtype} (precision={precision})")
     a3, b3, m, n, k, batch, two_d = cuda_gemm.gemm_shapes(a, b, trans_a, trans_b, "tensor-core gemm")
     xp = xp_of(a3)
+    out_dtype = np.float32 if raw_bf16 else a3.dtype
     if m == 0 or n == 0 or k == 0 or batch == 0:
-        out = xp.zeros((batch, m, n), dtype=a3.dtype)
+        out = xp.zeros((batch, m, n), dtype=out_dtype)
         return out[0] if two_d else out
     if splits is None:
         splits = cuda_gemm.auto_splits(m, n, k, batch, BLOCK_M, BLOCK_N)
@@ -207,7 +231,7 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None 
     splits = cuda_gemm.fit_splits(batch, a3.shape[0], b3.shape[0], splits)
     mod = _module() if available() else None
     if mod is None:
-        out = _fallback(contiguous(a3), contiguous(b3), trans_a, trans_b, splits)
+        out = _fallback(contiguous(a3), contiguous(b3), trans_a, trans_b, splits, raw_bf16)
         return out[0] if two_d else out
     # each K-slice a multiple of BLOCK_K deep, so only the last one has a ragged edge
     k_chunk = _ceil(_ceil(k, splits), BLOCK_K) * BLOCK_K
@@ -225,5 +249,5 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, splits: int | None 
                               np.int32(k_chunk)))
     if splits > 1:
         c = c.reshape(batch, splits, m, n).sum(axis=1)
-    out = c if name == "float32" else c.astype(a3.dtype)
+    out = c if name == "float32" or raw_bf16 else c.astype(a3.dtype)
     return out[0] if two_d else out

@@ -538,3 +538,143 @@ def test_avg_pool_float32_stays_float32():
     y = K.avg_pool2d_forward(D(x), (3, 3), (2, 2), (1, 1), False)
     assert H(y).dtype == np.float32
     close(y, R.avg_pool2d_forward(x, (3, 3), (2, 2), (1, 1), False))
+
+
+def test_tensor_core_bfloat16_bit_patterns():
+    """CuPy has no bfloat16 dtype: bf16 operands travel as uint16 bit patterns (precision="bfloat16")."""
+    from tinygrad_rad.kernels import tensorcore
+
+    a, b = rnd(2, 6, 9), rnd(2, 9, 5, seed=45)
+    ab, bb = tensorcore.bf16_bits(a), tensorcore.bf16_bits(b)
+    assert ab.dtype == np.uint16
+    back = tensorcore._as_f32(ab, True)
+    assert np.abs(back - a).max() <= 2**-8 * np.abs(a).max()  # 8 significant bits
+    got = tensorcore.gemm(D(ab), D(bb), precision="bfloat16")
+    assert H(got).dtype == np.float32
+    close(got, back @ tensorcore._as_f32(bb, True), 1e-5)
+    with pytest.raises(TypeError, match="precision"):
+        tensorcore.gemm(D(a), D(b), precision="bfloat16")
+
+
+# ------------------------------------------------------------------- realistic sizes (GPU only)
+def _rel(got, want) -> float:
+    got, want = H(got).astype(np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert np.isfinite(got).all()
+    return float(np.linalg.norm(got - want) / (np.linalg.norm(want) + 1e-300))
+
+
+def _gpu_case(name):  # pragma: no cover - GPU only
+    from tinygrad_rad.kernels import tensorcore
+
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+
+    def r(*s, dtype=np.float32):
+        return rng.standard_normal(s).astype(dtype)
+
+    if name.startswith("sgemm"):
+        ta, tb = name.endswith(("tn", "tt")), name.endswith(("nt", "tt"))
+        a, b = r(1000, 777), r(777, 1100)
+        got = cuda_gemm.gemm(D(a.T.copy() if ta else a), D(b.T.copy() if tb else b), trans_a=ta, trans_b=tb)
+        return [(_rel(got, a.astype(np.float64) @ b), 1e-5)]
+    if name == "dgemm_batched_split":
+        a, b = r(3, 130, 2000, dtype=np.float64), r(1, 2000, 70, dtype=np.float64)
+        return [(_rel(cuda_gemm.gemm(D(a), D(b), splits=4), a @ b), 1e-12)]
+    if name == "gemm_batch_over_grid_limit":
+        a, b = r(70000, 8, 5), r(1, 5, 6)
+        outs = [(_rel(cuda_gemm.gemm(D(a), D(b)), a.astype(np.float64) @ b), 1e-5)]
+        outs.append((_rel(tensorcore.gemm(D(a), D(b), splits=2), a.astype(np.float64) @ b), 5e-3))
+        return outs
+    if name.startswith("tc_"):  # (the CUDA C module must build: no silent fallback here)
+        assert tensorcore._module() is not None, tensorcore._BUILD_ERROR
+    if name in ("tc_tf32", "tc_f16", "tc_bf16"):
+        prec = name[3:]
+        a, b = r(2, 1000, 600), r(1, 600, 900)
+        if prec == "bf16":
+            ab, bb = tensorcore.bf16_bits(a), tensorcore.bf16_bits(b)
+            got = tensorcore.gemm(D(ab), D(bb), precision="bfloat16")
+            want = tensorcore._as_f32(ab, True).astype(np.float64) @ tensorcore._as_f32(bb, True)
+            return [(_rel(got, want), 1e-5)]
+        dt = np.float32 if prec == "tf32" else np.float16
+        a, b = a.astype(dt), b.astype(dt)
+        got = tensorcore.gemm(D(a), D(b))
+        return [(_rel(got, a.astype(np.float64) @ b.astype(np.float64)), 5e-3 if prec == "tf32" else 2e-3)]
+    if name == "tc_split_k_weight_grad":  # 64 x 9 output, K = 20000: split over many blocks
+        a, b = r(64, 20000), r(9, 20000)
+        got = tensorcore.gemm(D(a), D(b), trans_b=True)
+        return [(_rel(got, a.astype(np.float64) @ b.T), 5e-3)]
+    if name == "conv":
+        x, w = r(16, 64, 28, 28), r(128, 64, 3, 3) * 0.05
+        args = ((2, 2), (1, 1), (1, 1), 1)
+        y = R.conv2d_forward(x.astype(np.float64), w.astype(np.float64), *args)
+        gy = r(*y.shape)
+        gx = R.conv2d_backward_input(gy.astype(np.float64), w.astype(np.float64), x.shape, *args)
+        gw = R.conv2d_backward_weight(gy.astype(np.float64), x.astype(np.float64), w.shape, *args)
+        return [(_rel(K.conv2d_forward(D(x), D(w), *args), y), 1e-5),
+                (_rel(K.conv2d_backward_input(D(gy), D(w), x.shape, *args), gx), 1e-5),
+                (_rel(K.conv2d_backward_weight(D(gy), D(x), w.shape, *args), gw), 1e-5)]
+    if name == "batch_norm":
+        out = []
+        for shape in [(64, 32, 28, 28), (256, 512)]:
+            x, gy = r(*shape) * 2 + 1, r(*shape)
+            w, b = r(shape[1]), r(shape[1])
+            x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+            ref = R.batch_norm_forward_train(x64, w64, b64, 1e-5)
+            got = K.batch_norm_forward_train(D(x), D(w), D(b), 1e-5)
+            out += [(_rel(g_, r_), 1e-5) for g_, r_ in zip(got, ref)]
+            refb = R.batch_norm_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                         ref[1], ref[2])
+            gotb = K.batch_norm_backward(D(gy), D(x), D(w), D(ref[1].astype(np.float32)),
+                                         D(ref[2].astype(np.float32)))
+            out += [(_rel(g_, r_), 1e-4) for g_, r_ in zip(gotb, refb)]
+        return out
+    if name == "softmax_ce":
+        out = []
+        for m, c in [(4096, 10), (1000, 2), (64, 1000)]:
+            x, t = r(m, c) * 3, np.abs(r(m, c))
+            lp = _log_softmax(x.astype(np.float64))
+            loss, logp = K.softmax_cross_entropy_forward(D(x), D(t), 1 / m)
+            out += [(_rel(logp, lp), 1e-6), (_rel(H(loss).reshape(1), [-(t * lp).sum() / m]), 1e-5)]
+            g = K.softmax_cross_entropy_backward(D(np.float32(1.0)), logp, D(t), 1 / m)
+            out.append((_rel(g, (np.exp(lp) * t.sum(axis=1, keepdims=True) - t) / m), 1e-5))
+        return out
+    if name == "pooling":
+        x = r(32, 64, 28, 28)
+        geo = ((3, 3), (2, 2), (1, 1), (1, 1))
+        y, idx = R.max_pool2d_forward(x, *geo)
+        got_y, got_idx = K.max_pool2d_forward(D(x), *geo)
+        gy = r(*y.shape)
+        gx = R.max_pool2d_backward(gy, idx, x.shape, *geo)
+        out = [(_rel(got_y, y), 0.0), (float((H(got_idx) != idx).mean()), 0.0),
+               (_rel(K.max_pool2d_backward(D(gy), got_idx, x.shape, *geo), gx), 1e-6)]
+        ageo = ((3, 3), (2, 2), (1, 1), False)
+        ya = R.avg_pool2d_forward(x.astype(np.float64), *ageo)
+        gya = r(*ya.shape)
+        gxa = R.avg_pool2d_backward(gya.astype(np.float64), x.shape, *ageo)
+        out += [(_rel(K.avg_pool2d_forward(D(x), *ageo), ya), 1e-6),
+                (_rel(K.avg_pool2d_backward(D(gya), x.shape, *ageo), gxa), 1e-6)]
+        return out
+    if name == "adam":
+        p, g = r(1_000_003), r(1_000_003)
+        m, v = r(1_000_003) * 0.1, np.abs(r(1_000_003)) * 0.01
+        kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, step=5, maximize=False,
+                  decoupled=True, amsgrad=False)
+        want = [a.astype(np.float64) for a in (p, m, v)]
+        _adam_numpy(want[0], g.astype(np.float64), want[1], want[2], None, **kw)
+        got = [D(a.copy()) for a in (p, m, v)]
+        K.adam_step(got[0], D(g), got[1], got[2], None, **kw)
+        return [(_rel(a, b), 1e-6) for a, b in zip(got, want)]
+    raise KeyError(name)
+
+
+GPU_CASES = ["sgemm_nn", "sgemm_tn", "sgemm_nt", "sgemm_tt", "dgemm_batched_split",
+             "gemm_batch_over_grid_limit", "tc_tf32", "tc_f16", "tc_bf16", "tc_split_k_weight_grad", "conv",
+             "batch_norm", "softmax_ce", "pooling", "adam"]
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="realistic sizes run on a real GPU only (TGR_REAL_GPU=1)")
+@pytest.mark.parametrize("case", GPU_CASES)
+def test_realistic_sizes_on_gpu(case):  # pragma: no cover - GPU only
+    """Every kernel at the sizes training uses, against a float64 CPU reference (relative L2 error)."""
+    for i, (err, tol) in enumerate(_gpu_case(case)):
+        assert err <= tol, f"{case} output {i}: relative error {err:.3e} > {tol:.0e}"
