@@ -95,7 +95,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if ((t[valid] < 0) | (t[valid] >= c)).any():
         bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
         raise ValueError(f"cross_entropy: target {bad} is out of range for {c} classes")
-    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    w = _class_weight("cross_entropy", weight, c)
     m = t.shape[0]
     rows = np.arange(m)[valid]
     dense = np.zeros((m, c), dtype=np.float64)
@@ -113,30 +113,61 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     tgt = xp.asarray(dense.astype(input.dtype))
-    if denom <= 0:
+    if not valid.any():
         # NOTE: every target ignored: the mean is 0/0 = nan, but the gradient is zero (as in PyTorch),
         # so one fully-ignored batch cannot poison the weights
         return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
-    return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=1.0 / denom)
+    # NOTE: as PyTorch, divide by the summed weight as it is, even when it is <= 0 (0 gives inf / nan)
+    return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=_inverse(denom))
+
+
+def _inverse(denom) -> float:
+    """1 / denom with IEEE semantics (1/0 = inf), as PyTorch's division by the total weight."""
+    with np.errstate(divide="ignore"):
+        return float(np.float64(1.0) / np.float64(denom))
+
+
+def _class_weight(fn: str, weight: Tensor | None, c: int) -> np.ndarray:
+    """The class weights as float64 (ones without ``weight``), checked: shape (C,), finite."""
+    if weight is None:
+        return np.ones(c)
+    if weight.shape != (c,):
+        raise ValueError(
+            f"{fn}: weight tensor should be defined either for all {c} classes or no classes but got "
+            f"weight tensor of shape: {list(weight.shape)}"
+        )
+    w = weight.numpy().astype(np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError(f"{fn}: weight holds non-finite values ({w.tolist()}); the loss would be nan")
+    return w
 
 
 def _cross_entropy_probs(input: Tensor, target: Tensor, weight, reduction: str,
                          label_smoothing: float) -> Tensor:
     """Cross-entropy with class probabilities as target (same shape as input), as in PyTorch: the mean
-    divides by the number of samples, not by the weights; the target gets no gradient."""
+    divides by the number of samples, not by the weights. A target that requires grad gets its
+    gradient (d loss / d target = -w log_softmax(input)); otherwise one fused op does it all."""
     c = input.shape[1]
+    w = None if weight is None else _class_weight("cross_entropy", weight, c)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    logits = _class_last(input)
+    if target.requires_grad or reduction == "none":
+        tgt = _class_last(target.to(dtype=input.dtype) if target.dtype != input.dtype else target)
+        if label_smoothing:
+            tgt = tgt * (1.0 - label_smoothing) + label_smoothing / c
+        if w is not None:
+            tgt = tgt * _const(w.reshape(1, c), input)
+        loss = -(logits.log_softmax(1) * tgt).sum(dim=1)
+        if reduction == "none":
+            return loss.reshape((input.shape[0],) + input.shape[2:])
+        return loss.mean() if reduction == "mean" else loss.sum()
     tgt = _class_last(target.detach()).data.astype(input.dtype)  # (M, C)
     if label_smoothing:
         tgt = tgt * (1.0 - label_smoothing) + label_smoothing / c
-    if weight is not None:
-        tgt = tgt * weight.data.astype(input.dtype).reshape(1, c)
-    logits = _class_last(input)
-    if reduction == "none":
-        loss = -(logits.log_softmax(1) * Tensor._wrap(tgt, device=input.device)).sum(dim=1)
-        return loss.reshape((input.shape[0],) + input.shape[2:])
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    scale = 1.0 / tgt.shape[0] if reduction == "mean" else 1.0
+    if w is not None:
+        tgt = tgt * xp_for(input.device).asarray(w.astype(input.dtype).reshape(1, c))
+    scale = _inverse(tgt.shape[0]) if reduction == "mean" else 1.0
     return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=scale)
 
 
@@ -149,7 +180,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
         raise ValueError(f"nll_loss: a target is out of range for {c} classes")
-    w = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    w = _class_weight("nll_loss", weight, c)
     m = t.shape[0]
     dense = np.zeros((m, c), dtype=input.dtype)
     dense[np.arange(m)[valid], t[valid]] = w[t[valid]]
@@ -160,10 +191,10 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     if reduction == "sum":
         return per.sum()
     if reduction == "mean":
-        denom = w[t[valid]].sum()
-        if denom <= 0:  # every target ignored: nan loss, zero gradient (as in PyTorch)
+        if not valid.any():  # every target ignored: nan loss, zero gradient (as in PyTorch)
             return per.sum() * 0.0 + float("nan")
-        return per.sum() * (1.0 / denom)
+        # as PyTorch: divide by the summed weight as it is, even when it is <= 0
+        return per.sum() * _inverse(w[t[valid]].sum())
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 

@@ -15,20 +15,35 @@ names, argument names and default initialisations follow PyTorch, so ``state_dic
 | module.py | Parameter, Module |
 | containers.py | Sequential, ModuleList, ModuleDict |
 | linear.py | Identity, Linear |
-| conv.py | Conv2d, ConvTranspose2d |
-| pool.py | MaxPool2d, AvgPool2d, AdaptiveAvgPool2d |
+| conv.py | Conv1d, Conv2d, ConvTranspose2d |
+| pool.py | MaxPool2d, AvgPool2d, MaxUnpool2d, AdaptiveAvgPool2d |
 | norm.py | BatchNorm1d, BatchNorm2d |
 | dropout.py | Dropout, Dropout2d |
-| activation.py | ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax |
+| activation.py | ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax, |
+|  | SiLU, Mish, Hardsigmoid, Hardswish |
 | upsampling.py | Upsample |
 | flatten.py | Flatten |
 | loss.py | CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, |
 |  | DiceLoss, TverskyLoss, FocalLoss, DiceBCELoss, DiceCELoss |
 """
 
-from .activation import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .activation import (
+    ELU,
+    GELU,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .containers import ModuleDict, ModuleList, Sequential
-from .conv import Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .flatten import Flatten
 from .linear import Identity, Linear
@@ -47,7 +62,7 @@ from .loss import (
 )
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d
-from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
 from .upsampling import Upsample
 
 __all__ = [
@@ -55,5 +70,6 @@ __all__ = [
     "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout2d", "MaxPool2d", "AvgPool2d",
     "AdaptiveAvgPool2d", "Upsample", "Flatten", "ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh",
     "Softplus", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "NLLLoss", "MSELoss",
-    "L1Loss", "SmoothL1Loss", "DiceLoss", "TverskyLoss", "FocalLoss", "DiceBCELoss", "DiceCELoss",
+    "L1Loss", "SmoothL1Loss", "DiceLoss", "TverskyLoss", "FocalLoss", "DiceBCELoss", "DiceCELoss", "Conv1d",
+    "MaxUnpool2d", "SiLU", "Mish", "Hardsigmoid", "Hardswish",
 ]

@@ -1,4 +1,4 @@
-"""Convolutions: ``Conv2d`` and ``ConvTranspose2d`` (PyTorch's weight layouts and initialisation).
+"""Convolutions: ``Conv1d``, ``Conv2d`` and ``ConvTranspose2d`` (PyTorch's weight layouts and initialisation).
 
     >>> Conv2d(1, 8, 3, padding="same")(tinygrad_rad.randn(2, 1, 28, 28)).shape
     (2, 8, 28, 28)
@@ -14,7 +14,7 @@ from .. import init
 from ..argcheck import pair
 from .module import Module, new_parameter
 
-__all__ = ["Conv2d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
 
 
 class _ConvNd(Module):
@@ -28,11 +28,11 @@ class _ConvNd(Module):
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
+        if isinstance(self.padding, str) or any(self.padding):
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
+        if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
-        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+        if any(getattr(self, "output_padding", ())):
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -74,6 +74,48 @@ class Conv2d(_ConvNd):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def _single(v, name: str) -> tuple:
+    v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    if len(v) != 1:
+        raise ValueError(f"Conv1d: {name} must be an int or a 1-tuple, got {v!r}")
+    return (int(v[0]),)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C_in, L); ``weight`` (C_out, C_in/groups, K) as in PyTorch.
+
+    >>> Conv1d(3, 8, 5, padding=2)(tinygrad_rad.randn(2, 3, 40)).shape
+    (2, 8, 40)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv1d: padding_mode {padding_mode!r} is not supported")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv1d: groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size, self.stride = _single(kernel_size, "kernel_size"), _single(stride, "stride")
+        self.dilation = _single(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else _single(padding, "padding")
+        self.padding_mode = padding_mode
+        wshape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
+        self.weight = new_parameter(wshape, dtype, device)
+        if bias:
+            self.bias = new_parameter((self.out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class ConvTranspose2d(_ConvNd):
