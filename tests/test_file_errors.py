@@ -418,3 +418,24 @@ def test_killed_writer_leaves_a_temp_file_the_next_run_removes(tmp_path):
     assert out.strip() == repr(left)
     assert [q.name for q in tmp_path.iterdir()] == ["last.safetensors"]
     assert (tmp_path / "last.safetensors").read_bytes() == b"previous"
+
+
+def test_run_checkpoint_with_a_malformed_config_field(tmp_path):
+    import dataclasses
+
+    from tinygrad_rad.checkpoint import CheckpointError, save_checkpoint
+    from tinygrad_rad.models import SmallCNN
+    from tinygrad_rad.utils import ConfigDictMixin, load_run_checkpoint
+
+    pytest.importorskip("safetensors")
+
+    @dataclasses.dataclass
+    class Cfg(ConfigDictMixin):
+        base_channels: int = 8
+        device: str = "cpu"
+
+    ck = save_checkpoint(tmp_path / "best.safetensors", SmallCNN(1, 2), config={"base_channels": "eight"},
+                         extra={"kind": "segmentation"})
+    _raises(lambda: load_run_checkpoint(ck, "segment", "segmentation", Cfg, lambda c: pytest.fail("built")),
+            r"best.safetensors: config field 'base_channels' is malformed: expected int, got 'eight' \(str\)",
+            CheckpointError)

@@ -272,7 +272,7 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
 
     ``command`` starts the error messages (a missing file, a checkpoint of another kind).
     """
-    from .checkpoint import load_checkpoint
+    from .checkpoint import config_from_checkpoint, load_checkpoint
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -281,7 +281,7 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
     found = (stored.get("extra") or {}).get("kind")
     if found != kind:
         raise ValueError(f"{command}: {checkpoint} is not a {kind} checkpoint (kind {found!r})")
-    cfg = config_cls.from_dict({**stored["config"], "device": device})
+    cfg = config_from_checkpoint(config_cls, stored["config"], checkpoint, device=device)
     model = build_model(cfg)
     load_checkpoint(str(checkpoint), model=model)
     model.eval()
