@@ -154,7 +154,7 @@ def clean_stale_tmp(folder: str | os.PathLike, recursive: bool = False) -> list[
             try:
                 p.unlink()
                 removed.append(p)
-            except FileNotFoundError:
+            except OSError:  # NOTE: gone meanwhile, or a read-only folder: nothing to do
                 pass
     return sorted(removed)
 
