@@ -404,16 +404,18 @@ def test_relu_kernels_match_reference(dtype):
 
 
 def test_set_num_threads_sets_numba_and_blas():
+    """threads.set_num_threads (what configure_cpu(num_threads=...) calls) sets Numba's and BLAS's counts."""
     import numba
-    from tinygrad_rad.kernels import threads
-
-    from tinygrad_rad.kernels.threads import set_num_threads
+    from tinygrad_rad.kernels import configure_cpu, threads
 
     try:
-        set_num_threads(1)
+        threads.set_num_threads(1)
         assert numba.get_num_threads() == 1
         if threads.BLAS_CONTROL:
             assert threads.get_blas_threads() == 1
+        got = configure_cpu(num_threads=2, threading_layer=None, tune_malloc=False)
+        assert got["num_threads"] == numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        assert got["threading_layer"] is None  # left alone when asked to
     finally:
         threads.set_num_threads(None)  # back to all cores
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
