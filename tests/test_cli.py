@@ -156,3 +156,117 @@ def test_segment_and_detect_are_registered(capsys):
         with pytest.raises(SystemExit) as e:  # needs its own sub-command
             cli.main([name])
         assert e.value.code == 2
+
+
+# ------------------------------------------------------------- expected errors: one line, exit 2
+TINY = ["--limit-train", "32", "--limit-eval", "16", "--epochs", "1", "--batch-size", "16", "--no-progress",
+        "--no-plots"]
+
+
+def _one_line_error(capsys, *needles, err=None):
+    """stderr ends with exactly one error line (after any progress log), with no traceback."""
+    err = (capsys.readouterr().err if err is None else err).strip()
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert "Traceback" not in err and len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    for n in needles:
+        assert n in errors[0], (n, err)
+    return errors[0]
+
+
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0", "PYTHONUNBUFFERED": "1"}
+
+    def run(*argv):
+        p = subprocess.run([sys.executable, "-m", "tinygrad_rad", *argv], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stderr
+
+    rc, err = run("evaluate", "--checkpoint", str(tmp_path / "missing.safetensors"), "--device", "cuda")
+    if "not available" not in err:
+        pytest.skip("a CUDA device is available here")
+    assert rc == 2
+    _one_line_error(None, "--device cuda", "device 'cuda' is not available", err=err)
+    rc, err = run("segment", "train", "--device", "cuda", "--out", str(tmp_path / "s"))
+    assert rc == 2
+    _one_line_error(None, "tinygrad-rad segment train: error: --device cuda", err=err)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--lr", "nan"], "--lr: expected a finite number, got nan"),
+    (["train", "--lr", "inf"], "--lr: expected a finite number"),
+    (["segment", "train", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["detect", "train", "--epochs", "-1"], "--epochs"),
+])
+def test_bad_numbers_are_refused_up_front(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    _one_line_error(capsys, needle)
+
+
+def test_a_loss_that_becomes_non_finite_stops_the_run_with_a_message(tmp_path, capsys):
+    _npz(tmp_path, n=(32, 16, 16))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data-dir", str(tmp_path), "--out", str(out), "--lr", "1e30", *TINY]) == 2
+    err = _one_line_error(capsys, "training loss became", "epoch 1, step", "lower --lr")
+    assert "nan" in err or "inf" in err
+    assert not (out / "metrics.json").exists() and not (out / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind", ["oserror", "safetensors"])
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch, kind):
+    import errno
+
+    from tinygrad_rad.tasks import loop
+
+    class SafetensorError(Exception):  # what safetensors raises (matched by name)
+        pass
+
+    def full(*a, **k):
+        if kind == "oserror":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                              "\"No space left on device\" })")
+
+    monkeypatch.setattr(loop, "save_checkpoint", full)
+    _npz(tmp_path, n=(32, 16, 16))
+    assert cli.main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), *TINY]) == 2
+    _one_line_error(capsys, "no space left on device")
+
+
+def test_an_empty_split_is_refused_before_training(tmp_path, capsys):
+    _npz(tmp_path, n=(32, 16, 0))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data-dir", str(tmp_path), "--out", str(out), *TINY]) == 2
+    _one_line_error(capsys, "test", "empty")
+    assert not (out / "last.safetensors").exists()
+
+
+def test_resume_applies_epochs_and_refuses_what_cannot_change(tmp_path, capsys):
+    _npz(tmp_path, n=(32, 16, 16))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data-dir", str(tmp_path), "--out", str(out), *TINY]) == 0
+    assert cli.main(["train", "--resume", str(out), "--epochs", "2", "--lr", "0.5",
+                     "--model", "resnet18"]) == 2
+    _one_line_error(capsys, "--lr", "--model", "cannot change")
+    assert load_checkpoint(out / "last.safetensors")["epoch"] == 1
+    assert cli.main(["train", "--resume", str(out), "--epochs", "2", "--no-progress",
+                     "--num-threads", "1"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs"] == 2 and len((out / "history.csv").read_text().splitlines()) == 3
+    assert m["config"]["lr"] == 1e-3 and m["config"]["limit_train"] == 32
+
+
+def test_detect_anomaly_names_the_op_that_made_a_bad_gradient(tmp_path, capsys, monkeypatch):
+    from tinygrad_rad.tasks import classify
+
+    # a loss that is finite (0) but whose backward is inf: d sqrt(u) / du at u = 0
+    monkeypatch.setattr(classify, "loss_fn", lambda task, logits, y: (logits * 0.0).sqrt().sum())
+    _npz(tmp_path, n=(32, 16, 16))
+    argv = ["train", "--data-dir", str(tmp_path), *TINY]
+    assert cli.main([*argv, "--out", str(tmp_path / "a"), "--detect-anomaly"]) == 2
+    _one_line_error(capsys, "--detect-anomaly", "Function 'Sqrt' returned inf")
+    # without it, the bad gradient poisons the weights and the next loss stops the run
+    assert cli.main([*argv, "--out", str(tmp_path / "b")]) == 2
+    _one_line_error(capsys, "training loss became nan at epoch 1, step 2")

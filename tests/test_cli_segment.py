@@ -123,6 +123,12 @@ def test_segment_train_evaluate_predict(tmp_path, capsys):
     )
     assert _read_png_size(tmp_path / "pred" / "scan1_mask.png") == (40, 40)
     assert (tmp_path / "pred" / "scan1_overlay.png").is_file()
+    # the shared loop's resume: one more epoch, with the stored recipe; recipe flags are refused
+    assert cli.main(["segment", "train", "--resume", str(out), "--lr", "0.1"]) == 2
+    assert "--lr cannot change" in capsys.readouterr().err
+    assert cli.main(["segment", "train", "--resume", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert (out / "history.csv").read_text().count("\n") == 4
+    assert json.loads((out / "metrics.json").read_text())["config"]["depth"] == 2
 
 
 def test_segment_errors_are_clear(tmp_path, capsys):
@@ -136,6 +142,11 @@ def test_segment_errors_are_clear(tmp_path, capsys):
     )
     assert "divisible" in capsys.readouterr().err
     assert cli.main(["segment", "evaluate", "--checkpoint", str(tmp_path / "nope.safetensors")]) == 2
+    empty = _npz(tmp_path / "empty.npz", n=(8, 0, 4))
+    argv = ["segment", "train", "--data", str(empty), "--depth", "2", "--out", str(tmp_path / "e")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "val" in err and "empty" in err and not (tmp_path / "e" / "last.safetensors").exists()
 
 
 def test_segment_real_ct_lung_few_steps(data_dir, tmp_path):

@@ -21,7 +21,7 @@ from ..device import canonical_device
 from ..kernels import configure_cpu
 from ..tasks import NonFiniteLoss, TrainingInterrupted
 from . import classify, detect, segment
-from .common import CLIError
+from .common import ArgumentParser, CLIError
 
 __all__ = ["main", "build_parser", "EXIT_ERROR", "EXIT_INTERRUPTED"]
 
@@ -33,8 +33,8 @@ EXPECTED_ERRORS = (CLIError, FileNotFoundError, NotADirectoryError, IsADirectory
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinygrad-rad", description="Train and inspect radiology CNNs "
-                                                                      "with tinygrad_rad.")
+    parser = ArgumentParser(prog="tinygrad-rad",
+                            description="Train and inspect radiology CNNs with tinygrad_rad.")
     parser.add_argument("--version", action="version", version=f"tinygrad_rad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 from .. import plots
+from ..autograd import detect_anomaly
 from ..tasks import classify as C
 from ..utils import default_data_dir, write_json
 from .common import (
+    CLIError,
     add_data_dir,
     add_device,
     add_epochs,
@@ -27,8 +30,6 @@ from .common import (
     positive_int,
     resume_keep,
 )
-
-EXIT_INTERRUPTED = 130
 
 
 # --------------------------------------------------------------------------------------- train
@@ -67,6 +68,9 @@ def add_train(sub) -> None:
                    help="use only the first N validation and test images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")
+    p.add_argument("--detect-anomaly", action="store_true",
+                   help="check every gradient in backward and stop at the first op that makes a nan/inf one "
+                        "(autograd.detect_anomaly; slower, for debugging)")
     p.set_defaults(func=cmd_train)
 
 
@@ -91,7 +95,13 @@ def cmd_train(args) -> int:
             limit_eval=args.limit_eval, num_threads=args.num_threads, plots=not args.no_plots,
             progress=not args.no_progress, download=not args.no_download)
         keep, resume = (), False
-    res = C.fit(cfg, resume=resume, keep=keep)
+    with detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
+        try:
+            res = C.fit(cfg, resume=resume, keep=keep)
+        except RuntimeError as e:
+            if not args.detect_anomaly or not str(e).startswith("Function '"):
+                raise
+            raise CLIError(f"--detect-anomaly: {e}") from None
     print(json.dumps({k: res[k] for k in ("test_auc", "test_acc", "test_sensitivity", "test_specificity",
                                           "best_epoch", "train_seconds", "images_per_second")}, indent=2))
     return 0

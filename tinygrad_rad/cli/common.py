@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
-__all__ = ["CLIError", "positive_int", "non_negative_int", "finite_float", "add_data_dir", "add_device",
-           "add_seed", "add_epochs", "add_resume", "resume_keep"]
+__all__ = ["CLIError", "ArgumentParser", "positive_int", "non_negative_int", "finite_float", "add_data_dir",
+           "add_device", "add_seed", "add_epochs", "add_resume", "resume_keep"]
 
 # what `--resume` may change: how the run goes on, and how long (the rest is the run's recipe)
 RESUME_MAY_CHANGE = {"resume", "epochs", "device", "num_threads", "no_progress", "progress", "no_plots",
@@ -20,6 +21,14 @@ RESUME_MAY_CHANGE = {"resume", "epochs", "device", "num_threads", "no_progress",
 
 class CLIError(Exception):
     """A usage problem found before any work starts (printed as one line, exit status 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (what and where, then a pointer to --help)."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def positive_int(s: str) -> int:

@@ -370,6 +370,9 @@ class ClassifyTask(Task):
         self.train_split = _limit(data["train"], cfg.limit_train)
         self.val = _limit(data["val"], cfg.limit_eval)
         self.test_split = _limit(data["test"], cfg.limit_eval)
+        for name, split in (("val", self.val), ("test", self.test_split)):  # NOTE: before any training
+            if len(split.images) == 0:
+                raise ValueError(f"dataset {cfg.dataset!r}: the {name} split is empty")
         if len(self.train_split.images) < 2:
             raise ValueError(f"dataset {cfg.dataset!r}: need at least 2 training images, got "
                              f"{len(self.train_split.images)}")

@@ -34,7 +34,7 @@ import numpy as np
 import tinygrad_rad as tr
 
 from ..boxes import local_maxima, nms
-from ..data import DataLoader
+from ..data import DataLoader, open_npz
 from ..data.detection import (
     DetectionDataset,
     RandomBoxAffine,
@@ -343,7 +343,7 @@ def read_images(path: Path) -> list[tuple[str, np.ndarray]]:
     """(name, 2-D image) pairs from an .npz with ``images`` (N, H, W) (and optional ``ids``), or from
     anything :func:`tinygrad_rad.tasks.segment.read_inputs` reads."""
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path, what="detect predict: input") as z:
             if "images" not in z:
                 raise KeyError(f"detect predict: {path} has no 'images' array (keys {z.files})")
             imgs = z["images"].astype(np.float32)

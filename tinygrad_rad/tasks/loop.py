@@ -213,6 +213,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         cfg = task.config = type(cfg).from_dict({**stored["config"], **given, "out": str(out)})
     elif last_path.is_file():
         log(f"note: {out} already holds a run; starting over (continue it instead with --resume {out})")
+    if int(cfg.epochs) < 1:
+        raise ValueError(f"{task.name}: epochs must be >= 1, got {cfg.epochs}")
     out.mkdir(parents=True, exist_ok=True)
     _set_threads(getattr(cfg, "num_threads", None))
     tr.manual_seed(cfg.seed)

@@ -32,6 +32,7 @@ import tinygrad_rad as tr
 
 from .. import nn
 from ..data import DataLoader
+from ..data.loader import check_not_empty
 from ..data.segmentation import (
     IMAGE_EXTS,
     JointRandomAffine,
@@ -254,8 +255,7 @@ class SegmentTask(Task):
         data = load_splits(cfg)
         self.train_set, self.val, self.test_set = data["train"], data["val"], data["test"]
         for name, ds in data.items():
-            if len(ds) == 0:
-                raise ValueError(f"segment: the {name} split is empty")
+            check_not_empty(ds, f"segment: the {name} split")
         if cfg.size is None and self.train_set.images.shape[-2] == self.train_set.images.shape[-1]:
             cfg.size = int(self.train_set.images.shape[-1])  # stored in the checkpoint: predict resizes to it
         self.model = build_model(cfg)
