@@ -166,3 +166,17 @@ def test_bootstrap_ci_brackets_the_value():
     assert r == M.bootstrap_ci(M.roc_auc_score, y, s, n_boot=200, seed=1)
     # the spread of the interval is about 4 standard errors of AUC (Hanley-McNeil), not 0 and not huge
     assert 0.02 < r["upper"] - r["lower"] < 0.2
+
+
+def test_classification_report_leaves_undefined_values_out_as_nan():
+    # binary with no positives: AUC and sensitivity undefined, specificity defined
+    r = M.classification_report("binary-class", [[0], [0], [0]], [[0.9, 0.1], [0.4, 0.6], [0.8, 0.2]])
+    assert math.isnan(r["auc"]) and math.isnan(r["sensitivity"]) and r["specificity"] == pytest.approx(2 / 3)
+    assert r["confusion_matrix"] == [[2, 1], [0, 0]] and r["acc"] == pytest.approx(2 / 3)
+    # multi-class with class 2 absent: its AUC is nan and left out of the macro mean
+    p = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    r = M.classification_report("multi-class", [0, 1, 0, 1], p)
+    assert math.isnan(r["per_class_auc"][2]) and r["auc"] == pytest.approx(1.0)
+    # multi-label: ACC over every (image, label) decision at the threshold
+    r = M.classification_report("multi-label", [[1, 0], [0, 1]], [[0.9, 0.6], [0.2, 0.7]])
+    assert r["acc"] == pytest.approx(3 / 4) and r["per_label_auc"] == [1.0, 1.0]

@@ -10,7 +10,7 @@ import pytest
 
 from tinygrad_rad.checkpoint import load_checkpoint
 from tinygrad_rad.data.medmnist import get_info
-from tinygrad_rad.metrics import classification_report as compute_metrics
+from tinygrad_rad.metrics import classification_report
 from tinygrad_rad.tasks.classify import (
     TrainConfig,
     TrainingInterrupted,
@@ -50,10 +50,10 @@ def make_medmnist_npz(folder, flag="pneumoniamnist", n=(48, 32, 32), seed=0):
 
 
 # ------------------------------------------------------------------------------------- metrics
-def test_compute_metrics_binary_by_hand():
+def test_classification_report_binary_by_hand():
     y = np.array([[0], [0], [0], [1], [1], [1], [1]])
     p1 = np.array([0.1, 0.6, 0.3, 0.8, 0.4, 0.9, 0.7])
-    m = compute_metrics("binary-class", y, np.stack([1 - p1, p1], axis=1))
+    m = classification_report("binary-class", y, np.stack([1 - p1, p1], axis=1))
     # positives ranked above negatives in 11 of 12 pairs (0.4 < 0.6)
     assert m["auc"] == pytest.approx(11 / 12)
     # threshold 0.5: predicted [0, 1, 0, 1, 0, 1, 1] -> TN 2, FP 1, FN 1, TP 3
@@ -65,20 +65,20 @@ def test_compute_metrics_binary_by_hand():
     assert m["npv"] == pytest.approx(2 / 3)
 
 
-def test_compute_metrics_multiclass_and_multilabel_match_sklearn():
+def test_classification_report_multiclass_and_multilabel_match_sklearn():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(1)
     y = rng.integers(0, 4, 60)
     p = rng.dirichlet(np.ones(4), 60) + np.eye(4)[y] * 0.3
     p /= p.sum(1, keepdims=True)
-    m = compute_metrics("multi-class", y[:, None], p)
+    m = classification_report("multi-class", y[:, None], p)
     assert m["auc"] == pytest.approx(metrics.roc_auc_score(y, p, multi_class="ovr", average="macro"))
     assert m["acc"] == pytest.approx(metrics.accuracy_score(y, p.argmax(1)))
     assert m["sensitivity"] == pytest.approx(metrics.recall_score(y, p.argmax(1), average="macro"))
 
     yl = (rng.random((50, 5)) < 0.4).astype(int)
     pl = np.clip(yl * 0.3 + rng.random((50, 5)) * 0.7, 0, 1)
-    ml = compute_metrics("multi-label", yl, pl)
+    ml = classification_report("multi-label", yl, pl)
     assert ml["auc"] == pytest.approx(metrics.roc_auc_score(yl, pl, average="macro"))
     assert ml["acc"] == pytest.approx(np.mean([(yl[:, j] == (pl[:, j] >= 0.5)).mean() for j in range(5)]))
 
