@@ -227,8 +227,10 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     if resume:
         ck = load_checkpoint(str(last_path), model=model, optimizer=optimizer, scheduler=scheduler)
         state = ck["extra"]["train_state"]
-        if "best_auc" in state:  # NOTE: checkpoints of tinygrad_rad <= 0.x (train.py) named it so
+        if "best_auc" in state:  # NOTE: classification checkpoints written before tasks/ (train.py)
             state["best"] = state.pop("best_auc")
+            if "seen" in state["partial"]:
+                state["partial"]["n"] = state["partial"].pop("seen")
         tr.set_rng_state(ck["extra"]["rng"])
         log(f"resuming {last_path} at epoch {state['epoch'] + 1}, step {state['step']}")
     loader.load_state_dict({"seed": cfg.seed, "epoch": state["epoch"], "batch": state["step"]})
