@@ -183,3 +183,16 @@ def test_tc_gemm_compiles_with_nvrtc(arch):
     lib.nvrtcGetProgramLog(prog, log)
     assert rc == 0, f"NVRTC failed on tc_gemm.cu with {opts}:\n{log.value.decode(errors='replace')}"
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def test_gpu_check_script_parses_and_passes_shellcheck():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    sc = shutil.which("shellcheck")
+    if sc:
+        res = subprocess.run([sc, str(script)], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+    text = script.read_text()
+    for step in ("CUDA_HOME", "cuda.jit", "tensorcore", "TGR_REAL_GPU=1", "bench_gpu"):
+        assert step in text, step
