@@ -117,7 +117,7 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tenso
         if min(lo, 0) + min(hi, 0) + n < 0:
             raise ValueError(
                 f"pad: negative padding ({lo}, {hi}) of dim {dim} crops more than its size {n} (input shape "
-                f"{input.shape}; narrow(): length must be non-negative)"
+                f"{input.shape}; narrow(): length must be non-negative.)"
             )
         crop[dim] = slice(max(-lo, 0), n - max(-hi, 0))
     return ops.pad(input[tuple(crop)], tuple(max(p, 0) for p in amounts), mode=mode, value=value)
@@ -162,10 +162,9 @@ def _check_conv_args(fn: str, stride, padding, dilation, groups) -> None:
     if min(padding) < 0:
         raise ValueError(f"{fn}: negative padding is not supported (got padding {padding})")
     if min(dilation) < 1:
-        raise ValueError(
-            f"{fn}: dilation should be greater than zero, but got dilation_height: {dilation[0]}, "
-            f"dilation_width: {dilation[1]}"
-        )
+        got = (f"[{dilation[0]}, {dilation[1]}]" if fn == "conv2d" else
+               f"dilation_height: {dilation[0]}, dilation_width: {dilation[1]}")  # PyTorch's two wordings
+        raise ValueError(f"{fn}: dilation should be greater than zero, but got {got}")
     if groups < 1:
         raise ValueError(f"{fn}: non-positive groups is not supported (got groups={groups})")
 
@@ -292,7 +291,7 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fa
     s = k if no_stride else pair(stride, "stride")
     p, d = pair(padding, "padding"), pair(dilation, "dilation")
     if min(k) < 1:
-        raise ValueError(f"{fn}: kernel_size should be greater than zero, but got kH: {k[0]} kW: {k[1]}")
+        raise ValueError(f"{fn}: kernel size should be greater than zero, but got kH: {k[0]} kW: {k[1]}")
     if 0 in s:
         raise ValueError(f"{fn}: stride should not be zero")
     if min(s) < 0:
