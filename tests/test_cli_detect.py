@@ -99,6 +99,11 @@ def test_detect_train_evaluate_predict(tmp_path, capsys):
     )
     preds = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert [p["id"] for p in preds] == ["a", "b"] and (tmp_path / "pred" / "a_boxes.png").is_file()
+    # the shared loop: history.csv per run, and --resume trains the fold for more epochs
+    assert (out / "history.csv").read_text().count("\n") == 2
+    assert cli.main(["detect", "train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    assert (out / "history.csv").read_text().count("\n") == 3
+    assert json.loads((out / "metrics.json").read_text())["fold"] == 1
 
 
 def test_cross_validation_is_patient_wise(tmp_path):
