@@ -209,13 +209,12 @@ def total(x):
     kernel = make_total_kernel(np.dtype(flat.dtype).str, rt)
     if flat.size == 0:
         return xp.zeros(1, dtype=flat.dtype)
-    parts = min(MAX_PARTS, (flat.size + rt - 1) // rt)
-    while parts > 1:
+    while flat.size > MAX_PARTS:  # stage 1 (repeated only for more than MAX_PARTS**2 * rt values)
+        parts = min(MAX_PARTS, (flat.size + rt - 1) // rt)
         partial = xp.empty(parts, dtype=flat.dtype)
         kernel[parts, rt, stream()](dev(flat), dev(partial))
         flat = partial
-        parts = min(MAX_PARTS, (flat.size + rt - 1) // rt)
-    out = xp.empty(1, dtype=flat.dtype)
+    out = xp.empty(1, dtype=flat.dtype)  # stage 2: one block
     kernel[1, rt, stream()](dev(flat), dev(out))
     return out
 
