@@ -194,7 +194,10 @@ def toposort(root) -> list:
         stack.append((node, True))
         ctx = node._ctx
         if ctx is not None and not ctx.freed:
-            for p in ctx.parents:
+            # NOTE: reversed, so the first input (the activation path) is explored first and a layer's
+            # weights land right after its op in the backward walk: their .grad (and post-accumulate
+            # hooks, which DDP uses to start all-reduces early) is final as soon as the op has run
+            for p in reversed(ctx.parents):
                 if p.requires_grad and id(p) not in visited:
                     stack.append((p, False))
     return order
