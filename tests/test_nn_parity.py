@@ -137,6 +137,76 @@ def test_cross_entropy_probability_target_grad_flag():
     assert p.grad is not None and p.grad.shape == (2, 3)
 
 
+@pytest.mark.parametrize("fn", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_unbatched_class_index_losses(fn, reduction):
+    ours, theirs = getattr(F, fn), getattr(TF, fn) if HAS_TORCH else None
+    out = check_op(lambda x, t: ours(x, t, reduction=reduction),
+                   lambda x, t: theirs(x, t, reduction=reduction), [(4,), np.array(2)])
+    assert out.shape == ()
+
+
+def test_unbatched_probability_target():
+    probs = np.array([0.1, 0.2, 0.3, 0.4])
+    check_op(lambda x, p: F.cross_entropy(x, p, label_smoothing=0.1),
+             lambda x, p: TF.cross_entropy(x, p, label_smoothing=0.1), [(4,), probs])
+
+
+REGRESSION = ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits"]
+
+
+@pytest.mark.parametrize("fn", REGRESSION)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_on_0d_tensors(fn, reduction):
+    theirs = getattr(TF, fn) if HAS_TORCH else None
+    target = np.array(0.7)
+    check_op(lambda x: getattr(F, fn)(x, tr.Tensor(target), reduction=reduction),
+             lambda x: theirs(x, torch.tensor(target), reduction=reduction), [()])
+
+
+@pytest.mark.parametrize("fn", REGRESSION + ["binary_cross_entropy", "cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_on_empty_batches(fn, reduction):
+    x = tr.Tensor(np.zeros((0, 3)), requires_grad=True)
+    if fn in ("cross_entropy", "nll_loss"):
+        target = tr.Tensor(np.zeros(0, np.int64))
+    else:
+        target = tr.Tensor(np.zeros((0, 3)))
+    out = getattr(F, fn)(x, target, reduction=reduction)
+    if reduction == "none":
+        assert out.shape == ((0,) if fn in ("cross_entropy", "nll_loss") else (0, 3))
+    else:
+        assert out.shape == () and (np.isnan(out.item()) if reduction == "mean" else out.item() == 0)
+        out.backward()
+        assert x.grad.shape == (0, 3)
+    if HAS_TORCH:
+        tt = torch.zeros(0, dtype=torch.long) if fn in ("cross_entropy", "nll_loss") else torch.zeros(0, 3)
+        want = getattr(TF, fn)(torch.zeros(0, 3), tt, reduction=reduction)
+        np.testing.assert_array_equal(out.numpy(), want.numpy())
+
+
+@needs_torch
+@FAST
+@given(n=st.integers(1, 3), c=st.integers(2, 4), spatial=st.lists(st.integers(1, 3), max_size=2),
+       smoothing=st.sampled_from([0.0, 0.1]), weighted=st.booleans(), ignore=st.booleans(),
+       reduction=st.sampled_from(["mean", "sum", "none"]))
+def test_cross_entropy_hypothesis_shapes(n, c, spatial, smoothing, weighted, ignore, reduction):
+    rng = np.random.default_rng(n * 100 + c * 10 + len(spatial))
+    t = rng.integers(0, c, (n,) + tuple(spatial))
+    if ignore:
+        t.flat[0] = -100
+    w = rng.uniform(-1, 2, c) if weighted else None
+    kw = dict(reduction=reduction, label_smoothing=smoothing)
+    check_op(lambda x, tt: F.cross_entropy(x, tt, weight=None if w is None else tr.Tensor(w), **kw),
+             lambda x, tt: TF.cross_entropy(x, tt, weight=None if w is None else torch.tensor(w), **kw),
+             [(n, c) + tuple(spatial), t], gradcheck=False)
+
+
+def test_binary_cross_entropy_input_out_of_range():
+    _raises_like_torch(lambda: F.binary_cross_entropy(tr.tensor([1.5]), tr.tensor([1.0])),
+                       lambda: TF.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0])))
+
+
 # -------------------------------------------------------------------------------------- interpolate
 INTERP = [
     ((1, 2, 5), "nearest", dict(scale_factor=2)),

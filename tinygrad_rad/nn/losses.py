@@ -40,6 +40,8 @@ __all__ = [
 # ------------------------------------------------------------------ classification / regression
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
+        if loss.numel() == 0:  # the mean of nothing is 0/0 = nan, as in PyTorch
+            return loss.sum() * float("nan")
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
@@ -75,6 +77,15 @@ def _targets(fn, input: Tensor, target: Tensor):
     return target.numpy().reshape(-1).astype(np.int64)
 
 
+def _unbatched(fn, input: Tensor, target, weight, ignore_index, reduction, *rest) -> Tensor:
+    """``fn`` on a batch of one: (C,) -> (1, C), the target 0-d -> (1,) (or (C,) -> (1, C))."""
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target))
+    target = target.reshape(1, -1) if target.ndim == 1 else target.reshape(1)
+    out = fn(input.reshape(1, -1), target, weight, ignore_index, reduction, *rest)
+    return out.reshape(()) if reduction == "none" else out
+
+
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy on logits (N, C) or (N, C, d1, ...) with integer class targets.
@@ -83,10 +94,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     and ``ignore_index`` follow PyTorch (the mean divides by the summed weight of the targets).
     """
     check_float("cross_entropy", input=input, weight=weight)
+    if input.ndim == 1:  # unbatched (C,) logits with a 0-d class index or (C,) probabilities
+        return _unbatched(cross_entropy, input, target, weight, ignore_index, reduction, label_smoothing)
     if input.ndim < 2:
-        raise ValueError(f"cross_entropy: expected logits of shape (N, C, ...), got {input.shape}")
+        raise ValueError(f"cross_entropy: expected logits of shape (N, C, ...) or (C,), got {input.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise ValueError(
+            f"cross_entropy: label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}"
+        )
     c = input.shape[1]
     if isinstance(target, Tensor) and is_floating(target.dtype) and target.shape == input.shape:
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
@@ -94,7 +109,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
         bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
-        raise ValueError(f"cross_entropy: target {bad} is out of range for {c} classes")
+        raise ValueError(f"cross_entropy: Target {bad} is out of bounds ({c} classes)")
     w = _class_weight("cross_entropy", weight, c)
     m = t.shape[0]
     rows = np.arange(m)[valid]
@@ -113,7 +128,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     tgt = xp.asarray(dense.astype(input.dtype))
-    if not valid.any():
+    if not valid.any() and reduction == "mean":
         # NOTE: every target ignored: the mean is 0/0 = nan, but the gradient is zero (as in PyTorch),
         # so one fully-ignored batch cannot poison the weights
         return ops.SoftmaxCrossEntropy.apply(logits, target=tgt, scale=0.0) + float("nan")
@@ -175,11 +190,18 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood on log-probabilities (N, C) or (N, C, d1, ...)."""
     check_float("nll_loss", input=input, weight=weight)
+    if input.ndim == 1:  # unbatched (C,) log-probabilities with a 0-d class index
+        return _unbatched(nll_loss, input, target, weight, ignore_index, reduction)
+    if input.ndim < 2:
+        raise ValueError(
+            f"nll_loss: expected log-probabilities of shape (N, C, ...) or (C,), got {input.shape}"
+        )
     c = input.shape[1]
     t = _targets("nll_loss", input, target)
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
-        raise ValueError(f"nll_loss: a target is out of range for {c} classes")
+        bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
+        raise ValueError(f"nll_loss: Target {bad} is out of bounds ({c} classes)")
     w = _class_weight("nll_loss", weight, c)
     m = t.shape[0]
     dense = np.zeros((m, c), dtype=input.dtype)
@@ -227,6 +249,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
                          reduction: str = "mean") -> Tensor:
     """BCE on probabilities (log clamped at -100 as in PyTorch)."""
     target = _same_shape("binary_cross_entropy", input, target)
+    if input.numel() and not bool(((input.data >= 0) & (input.data <= 1)).all()):
+        raise ValueError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (pass logits to "
+            "binary_cross_entropy_with_logits)"
+        )
     loss = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
     if weight is not None:
         loss = loss * weight
