@@ -109,7 +109,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
         bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
-        raise ValueError(f"cross_entropy: Target {bad} is out of bounds ({c} classes)")
+        raise ValueError(
+            f"cross_entropy: Target {bad} is out of bounds (target {bad} is out of range for {c} classes)"
+        )
     w = _class_weight("cross_entropy", weight, c)
     m = t.shape[0]
     rows = np.arange(m)[valid]
@@ -201,7 +203,9 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, ignore
     valid = t != ignore_index
     if ((t[valid] < 0) | (t[valid] >= c)).any():
         bad = t[valid][(t[valid] < 0) | (t[valid] >= c)][0]
-        raise ValueError(f"nll_loss: Target {bad} is out of bounds ({c} classes)")
+        raise ValueError(
+            f"nll_loss: Target {bad} is out of bounds (target {bad} is out of range for {c} classes)"
+        )
     w = _class_weight("nll_loss", weight, c)
     m = t.shape[0]
     dense = np.zeros((m, c), dtype=input.dtype)
