@@ -270,3 +270,20 @@ def test_detect_anomaly_names_the_op_that_made_a_bad_gradient(tmp_path, capsys, 
     # without it, the bad gradient poisons the weights and the next loss stops the run
     assert cli.main([*argv, "--out", str(tmp_path / "b")]) == 2
     _one_line_error(capsys, "training loss became nan at epoch 1, step 2")
+
+
+def test_a_checkpoint_with_a_malformed_config_field_is_one_line(trained, tmp_path, capsys):
+    from tinygrad_rad.checkpoint import save_checkpoint
+    from tinygrad_rad.tasks.classify import load_trained
+
+    _, out = trained
+    model, meta = load_trained(out / "best.safetensors")
+    ck = load_checkpoint(out / "best.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, model, config={**ck["config"], "size": "big"}, extra=ck["extra"])
+    assert cli.main(["evaluate", "--checkpoint", str(bad)]) == 2
+    _one_line_error(capsys, str(bad), "'size'")
+    (tmp_path / "run").mkdir()
+    bad.rename(tmp_path / "run" / "last.safetensors")
+    assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, "last.safetensors", "'size'")

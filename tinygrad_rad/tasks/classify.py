@@ -31,7 +31,7 @@ import tinygrad_rad as tr
 
 from .. import models, optim, plots
 from ..autograd import no_grad
-from ..checkpoint import load_checkpoint
+from ..checkpoint import config_from_checkpoint, load_checkpoint
 from ..data import DataLoader, load_medmnist
 from ..data.io import read_image
 from ..data.transforms import RandomAffine, resize
@@ -492,7 +492,7 @@ def load_trained(path: str | os.PathLike, device: str = "cpu"):
     extra = head.get("extra") or {}
     if not head.get("config") or "num_classes" not in extra:
         raise ValueError(f"{path} is not a tinygrad-rad classification checkpoint (no training config)")
-    cfg = TrainConfig.from_dict(head["config"])
+    cfg = config_from_checkpoint(TrainConfig, head["config"], path)
     model = build(cfg.model, int(extra["in_channels"]), int(extra["num_classes"]), device)
     load_checkpoint(str(path), model=model)
     model.eval()

@@ -43,7 +43,7 @@ import numpy as np
 import tinygrad_rad as tr
 
 from .. import plots
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
 from ..utils import ProgressBar, atomic_write_text, json_safe, write_json
 
 __all__ = ["Task", "train", "TrainingInterrupted", "NonFiniteLoss", "SigintGuard", "write_history_csv",
@@ -210,7 +210,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         if getattr(cfg, "data_dir", None) is not None:
             names.append("data_dir")
         given = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
-        cfg = task.config = type(cfg).from_dict({**stored["config"], **given, "out": str(out)})
+        given["out"] = str(out)
+        cfg = task.config = config_from_checkpoint(type(cfg), stored["config"], last_path, **given)
     elif last_path.is_file():
         log(f"note: {out} already holds a run; starting over (continue it instead with --resume {out})")
     if int(cfg.epochs) < 1:
