@@ -49,7 +49,10 @@ def test_registry_is_complete():
         assert info["n_classes"] == len(info["label"]) >= 2
         assert info["n_channels"] in (1, 3)
         assert set(info["n_samples"]) == {"train", "val", "test"}
-        for size in (28, 64, 128, 224):
+        assert info["sizes"] == ((28, 64, 128, 224) if flag in ALL_2D else (28, 64)), flag
+        assert info["ndim"] == (2 if flag in ALL_2D else 3)
+        assert set(info["md5"]) == set(info["url"]) == set(info["sizes"])
+        for size in info["sizes"]:
             assert re.fullmatch(r"[0-9a-f]{32}", info["md5"][size]), (flag, size)
             assert info["url"][size].startswith("https://zenodo.org/records/10519652/files/" + (
                 f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"))

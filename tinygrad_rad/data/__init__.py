@@ -4,6 +4,7 @@
     >>> train = load_medmnist("pneumoniamnist", "train", data_dir="../shared/data")
     >>> for x, y in DataLoader(train, batch_size=128, shuffle=True, seed=0):
     ...     pass                      # x: Tensor (128, 1, 28, 28) float32, y: Tensor (128,) int64
+    >>> vol = load_medmnist("vesselmnist3d", "train", data_dir="../shared/data")   # 3D: (1, 28, 28, 28) items
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from .io import (
 )
 from .loader import DataLoader, Dataset, EmptySplitError, TensorDataset, check_not_empty, default_collate
 from .medmnist import (
+    ALL_FLAGS,
     FLAGS,
+    FLAGS_3D,
     INFO,
     MedMNIST,
+    MedMNIST3D,
     MedMNISTFileError,
     download_medmnist,
     find_medmnist_file,
@@ -56,12 +60,15 @@ __all__ = [
     "read_npy_image",
     "read_picture",
     "transforms",
+    "ALL_FLAGS",
     "FLAGS",
+    "FLAGS_3D",
     "INFO",
     "DataLoader",
     "Dataset",
     "DownloadError",
     "MedMNIST",
+    "MedMNIST3D",
     "MedMNISTFileError",
     "TensorDataset",
     "default_collate",

@@ -1,10 +1,18 @@
-"""MedMNIST v2 / MedMNIST+ 2D datasets: registry, checked download, validated loading.
+"""MedMNIST v2 / MedMNIST+ 2D and 3D datasets: registry, checked download, validated loading.
 
     >>> from tinygrad_rad.data import load_medmnist
     >>> ds = load_medmnist("pneumoniamnist", split="train", data_dir="../shared/data")
     >>> ds.images.shape, ds.labels.shape, ds.task
     ((4690, 28, 28), (4690, 1), 'binary-class')
     >>> x, y = ds[0]           # x: float32 (1, 28, 28) in [0, 1]; y: int (an int64 array for multi-label)
+
+3D flags (``organmnist3d nodulemnist3d adrenalmnist3d fracturemnist3d vesselmnist3d synapsemnist3d``,
+sizes 28 and 64) load the same way; their volumes are uint8 ``(N, D, H, W)`` and come out as float32
+``(C=1, D, H, W)`` items / ``(B, 1, D, H, W)`` batches:
+
+    >>> vol = load_medmnist("vesselmnist3d", "train", data_dir="../shared/data")
+    >>> vol.images.shape, vol.get_batch([0, 1])[0].shape
+    ((1335, 28, 28, 28), (2, 1, 28, 28, 28))
 
 Files are ``{flag}.npz`` (28x28) or ``{flag}_{size}.npz`` (64, 128, 224) with the keys
 ``{train,val,test}_{images,labels}``. They are looked for in the data folder (argument, else
@@ -26,6 +34,7 @@ from .loader import EmptySplitError
 
 SPLITS = ("train", "val", "test")
 SIZES = (28, 64, 128, 224)
+SIZES_3D = (28, 64)
 HOMEPAGE = "https://medmnist.com/"
 _ZENODO = "https://zenodo.org/records/10519652/files/{name}?download=1"
 
@@ -102,40 +111,79 @@ _RAW = {
 }  # fmt: skip
 
 
+# 3D flags: (task, label names, (n_train, n_val, n_test), {size: md5}, license), from the same
+# info.py (v3.0.2): its "MD5" / "MD5_64" entries for the 28^3 / 64^3 files.
+_RAW_3D = {
+    "organmnist3d": ("multi-class", [
+        "liver", "kidney-right", "kidney-left", "femur-right", "femur-left", "bladder", "heart",
+        "lung-right", "lung-left", "spleen", "pancreas"],
+        (971, 161, 610),
+        {28: "a0c5a1ff56af4f155c46d46fbb45a2fe", 64: "58a2205adf14a9d0a189cb06dc78bf10"}, "CC BY 4.0"),
+    "nodulemnist3d": ("binary-class", ["benign", "malignant"],
+        (1158, 165, 310),
+        {28: "8755a7e9e05a4d9ce80a24c3e7a256f3", 64: "c47c5b7d457bf6332200d2ea6d64ecd8"}, "CC BY 4.0"),
+    "adrenalmnist3d": ("binary-class", ["normal", "hyperplasia"],
+        (1188, 98, 298),
+        {28: "bbd3c5a5576322bc4cdfea780653b1ce", 64: "17721accfe9fb005146a47d33bc54b2f"}, "CC BY 4.0"),
+    "fracturemnist3d": ("multi-class", [
+        "buckle rib fracture", "nondisplaced rib fracture", "displaced rib fracture"],
+        (1027, 103, 240),
+        {28: "6aa7b0143a6b42da40027a9dda61302f", 64: "f01d7e6316aedf4210da0da5b7437b42"}, "CC BY 4.0"),
+    "vesselmnist3d": ("binary-class", ["vessel", "aneurysm"],
+        (1335, 191, 382),
+        {28: "b41fd4f7e7e2feedddb201585ecafa1b", 64: "6bb274a8846e1097066dcd64e2c4520f"}, "CC BY 4.0"),
+    "synapsemnist3d": ("binary-class", ["inhibitory synapse", "excitatory synapse"],
+        (1230, 177, 352),
+        {28: "1235b78a3cd6280881dd7850a78eadb6", 64: "43bd14ebf3af9d3dd072446fedc14d5e"}, "CC BY 4.0"),
+}  # fmt: skip
+
+
 def medmnist_filename(flag: str, size: int = 28) -> str:
     """``pneumoniamnist.npz`` at size 28, ``pneumoniamnist_64.npz`` otherwise."""
     return f"{flag}.npz" if int(size) == 28 else f"{flag}_{int(size)}.npz"
 
 
+def _entry(flag: str, task: str, labels: list, ch: int, n: tuple, md5s: dict, lic: str, ndim: int) -> dict:
+    sizes = SIZES if ndim == 2 else SIZES_3D
+    return {
+        "flag": flag,
+        # "binary-class" | "multi-class" | "multi-label" | "ordinal-regression"
+        "task": task,
+        # the loss MedMNIST trains with: BCE-with-logits per label for multi-label, else CE
+        "loss": "bce" if task == "multi-label" else "ce",
+        "label": {str(i): name for i, name in enumerate(labels)},
+        "n_classes": len(labels),
+        "n_channels": ch,
+        "n_samples": dict(zip(SPLITS, n)),
+        "ndim": ndim,  # 2: images (N, H, W[, 3]); 3: volumes (N, D, H, W)
+        "sizes": sizes,
+        "url": {s: _ZENODO.format(name=medmnist_filename(flag, s)) for s in sizes},
+        "md5": {s: md5s.get(s) for s in sizes},
+        "license": lic,
+    }
+
+
 def _build_info() -> dict:
-    info = {}
-    for flag, (task, labels, ch, n, md5s, lic) in _RAW.items():
-        info[flag] = {
-            "flag": flag,
-            # "binary-class" | "multi-class" | "multi-label" | "ordinal-regression"
-            "task": task,
-            # the loss MedMNIST trains with: BCE-with-logits per label for multi-label, else CE
-            "loss": "bce" if task == "multi-label" else "ce",
-            "label": {str(i): name for i, name in enumerate(labels)},
-            "n_classes": len(labels),
-            "n_channels": ch,
-            "n_samples": dict(zip(SPLITS, n)),
-            "url": {s: _ZENODO.format(name=medmnist_filename(flag, s)) for s in SIZES},
-            "md5": {s: md5s.get(s) for s in SIZES},
-            "license": lic,
-        }
+    info = {flag: _entry(flag, *raw, ndim=2) for flag, raw in _RAW.items()}
+    info.update({flag: _entry(flag, task, labels, 1, n, md5s, lic, ndim=3)
+                 for flag, (task, labels, n, md5s, lic) in _RAW_3D.items()})
     return info
 
 
 INFO: dict = _build_info()
-FLAGS = tuple(INFO)
+FLAGS = tuple(f for f in INFO if INFO[f]["ndim"] == 2)  # the 2D flags (as before the 3D ones came)
+FLAGS_3D = tuple(f for f in INFO if INFO[f]["ndim"] == 3)
+ALL_FLAGS = FLAGS + FLAGS_3D
 
 
 def get_info(flag: str) -> dict:
-    """The registry entry of one flag (raises ``KeyError`` listing the known flags)."""
+    """The registry entry of one flag, 2D or 3D (raises ``KeyError`` listing the known flags)."""
     key = str(flag).lower()
     if key not in INFO:
-        raise KeyError(f"unknown MedMNIST flag {flag!r}; known 2D flags: {', '.join(FLAGS)}")
+        raise KeyError(
+            f"unknown MedMNIST flag {flag!r}; known 2D flags: {', '.join(FLAGS)}; "
+            f"known 3D flags: {', '.join(FLAGS_3D)}"
+        )
     return INFO[key]
 
 
@@ -145,10 +193,12 @@ class MedMNISTFileError(NumpyFileError):
     :class:`~tinygrad_rad.data.io.NumpyFileError` instead."""
 
 
-def _check_size(size: int) -> int:
+def _check_size(size: int, info: dict | None = None) -> int:
     size = int(size)
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size}")
+    sizes = SIZES if info is None else info["sizes"]
+    if size not in sizes:
+        what = "" if info is None else f" for {info['flag']}"
+        raise ValueError(f"size must be one of {sizes}{what}, got {size}")
     return size
 
 
@@ -171,13 +221,22 @@ def validate_arrays(images: np.ndarray, labels: np.ndarray, info: dict, split: s
     ch, task, ncls = info["n_channels"], info["task"], info["n_classes"]
     if images.dtype != np.uint8:
         raise MedMNISTFileError(f"{path}: {ik} has dtype {images.dtype} but expected uint8")
-    want = "(N, H, W)" if ch == 1 else "(N, H, W, 3)"
-    if (ch == 1 and images.ndim != 3) or (ch == 3 and (images.ndim != 4 or images.shape[-1] != 3)):
-        raise MedMNISTFileError(f"{path}: {ik} has shape {images.shape} but expected {want}")
-    if images.shape[1:3] != (size, size):
-        raise MedMNISTFileError(
-            f"{path}: {ik} has shape {images.shape} but expected {size}x{size} images for size={size}"
-        )
+    if info.get("ndim", 2) == 3:
+        if images.ndim != 4:
+            raise MedMNISTFileError(f"{path}: {ik} has shape {images.shape} but expected (N, D, H, W)")
+        if images.shape[1:] != (size, size, size):
+            raise MedMNISTFileError(
+                f"{path}: {ik} has shape {images.shape} but expected {size}x{size}x{size} volumes "
+                f"for size={size}"
+            )
+    else:
+        want = "(N, H, W)" if ch == 1 else "(N, H, W, 3)"
+        if (ch == 1 and images.ndim != 3) or (ch == 3 and (images.ndim != 4 or images.shape[-1] != 3)):
+            raise MedMNISTFileError(f"{path}: {ik} has shape {images.shape} but expected {want}")
+        if images.shape[1:3] != (size, size):
+            raise MedMNISTFileError(
+                f"{path}: {ik} has shape {images.shape} but expected {size}x{size} images for size={size}"
+            )
     n_labels = ncls if task == "multi-label" else 1
     labels = _flat_labels(labels, info)
     if labels.ndim != 2 or labels.shape[1] != n_labels:
@@ -215,7 +274,7 @@ def find_medmnist_file(flag: str, size: int = 28, data_dir=None) -> Path | None:
 def download_medmnist(flag: str, size: int = 28, data_dir=None, progress: bool = True) -> Path:
     """Download one MedMNIST file into the data folder (MD5-checked). Returns its path."""
     info = get_info(flag)
-    size = _check_size(size)
+    size = _check_size(size, info)
     root = resolve_data_dir(data_dir)
     name = medmnist_filename(info["flag"], size)
     url, md5 = info["url"][size], info["md5"][size]
@@ -227,15 +286,17 @@ def download_medmnist(flag: str, size: int = 28, data_dir=None, progress: bool =
 
 
 class MedMNIST:
-    """One split of a MedMNIST 2D dataset held in memory.
+    """One split of a MedMNIST 2D or 3D dataset held in memory.
 
-    ``images`` uint8 ``(N, H, W)`` or ``(N, H, W, 3)``; ``labels`` int64 ``(N, L)``.
-    ``ds[i]`` gives ``(image float32 (C, H, W) in [0, 1] after transform, label)`` where ``label`` is
-    an ``int`` (``L == 1``) or an int64 ``(L,)`` array (multi-label). ``get_batch(indices)`` is the
-    vectorised path the :class:`~tinygrad_rad.data.DataLoader` uses.
+    ``images`` uint8 ``(N, H, W)`` or ``(N, H, W, 3)`` (2D), ``(N, D, H, W)`` (3D); ``labels`` int64
+    ``(N, L)``. ``ds[i]`` gives ``(image float32 (C, H, W) or (C, D, H, W) in [0, 1] after transform,
+    label)`` where ``label`` is an ``int`` (``L == 1``) or an int64 ``(L,)`` array (multi-label).
+    ``get_batch(indices)`` is the vectorised path the :class:`~tinygrad_rad.data.DataLoader` uses.
 
         >>> ds = MedMNIST("pneumoniamnist", "test", data_dir="../shared/data")
         >>> xb, yb = ds.get_batch(np.arange(8))     # (8, 1, 28, 28) float32, (8,) int64
+        >>> vs = MedMNIST("vesselmnist3d", "test", data_dir="../shared/data")
+        >>> xb, yb = vs.get_batch(np.arange(8))     # (8, 1, 28, 28, 28) float32, (8,) int64
     """
 
     def __init__(self, flag: str, split: str = "train", size: int = 28, data_dir=None, download: bool = True,
@@ -244,7 +305,7 @@ class MedMNIST:
         self.flag = self.info["flag"]
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.split, self.size = split, _check_size(size)
+        self.split, self.size = split, _check_size(size, self.info)
         self.transform, self.as_rgb = transform, bool(as_rgb)
         path = find_medmnist_file(self.flag, self.size, data_dir)
         if path is None:
@@ -294,6 +355,11 @@ class MedMNIST:
 
     # --- dataset protocol -------------------------------------------------------------------------
     @property
+    def ndim(self) -> int:
+        """2 for images, 3 for volumes (the number of spatial axes)."""
+        return int(self.info["ndim"])
+
+    @property
     def task(self) -> str:
         return self.info["task"]
 
@@ -318,9 +384,13 @@ class MedMNIST:
         return int(self.images.shape[0])
 
     def _to_float(self, imgs: np.ndarray) -> np.ndarray:
-        """uint8 ``(B, H, W[, 3])`` -> float32 ``(B, C, H, W)`` in [0, 1]."""
+        """uint8 ``(B, H, W[, 3])`` -> float32 ``(B, C, H, W)``; ``(B, D, H, W)`` (3D) -> ``(B, 1, D, H, W)``;
+        in [0, 1]."""
         x = imgs.astype(np.float32) * np.float32(1.0 / 255.0)
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        if self.ndim == 3 or x.ndim == 3:
+            x = x[:, None]
+        else:
+            x = x.transpose(0, 3, 1, 2)
         if self.as_rgb and x.shape[1] == 1:
             x = np.repeat(x, 3, axis=1)
         return np.ascontiguousarray(x)
@@ -343,16 +413,33 @@ class MedMNIST:
         return x, (int(y) if np.ndim(y) == 0 else y.copy())
 
     def __repr__(self) -> str:
-        return (f"MedMNIST(flag={self.flag!r}, split={self.split!r}, size={self.size}, n={len(self)}, "
-                f"task={self.task!r}, path='{self.path}')")
+        return (f"{type(self).__name__}(flag={self.flag!r}, split={self.split!r}, size={self.size}, "
+                f"n={len(self)}, task={self.task!r}, path='{self.path}')")
+
+
+class MedMNIST3D(MedMNIST):
+    """One split of a MedMNIST 3D dataset (refuses 2D flags): volumes uint8 ``(N, D, H, W)``, items
+    float32 ``(1, D, H, W)`` (``(3, D, H, W)`` with ``as_rgb``), batches ``(B, 1, D, H, W)``.
+
+        >>> ds = MedMNIST3D("vesselmnist3d", "train", data_dir="../shared/data")
+        >>> x, y = ds[0]                             # (1, 28, 28, 28) float32 in [0, 1], int
+    """
+
+    def __init__(self, flag: str, *args, **kwargs):
+        info = get_info(flag)
+        if info["ndim"] != 3:
+            raise ValueError(f"{info['flag']} is a 2D MedMNIST flag; 3D flags: {', '.join(FLAGS_3D)}")
+        super().__init__(flag, *args, **kwargs)
 
 
 def load_medmnist(flag: str, split: str = "train", size: int = 28, data_dir=None, download: bool = True,
                   transform=None, as_rgb: bool = False, progress: bool = True,
                   allow_empty: bool = False) -> MedMNIST:
-    """Load one split of a MedMNIST 2D dataset (downloading it when missing). See :class:`MedMNIST`.
+    """Load one split of a MedMNIST 2D or 3D dataset (downloading it when missing). See :class:`MedMNIST`;
+    a 3D flag gives a :class:`MedMNIST3D` (sizes 28 and 64).
 
     An empty split raises :class:`~tinygrad_rad.data.EmptySplitError` naming the dataset and split
     unless ``allow_empty=True``. Flat ``(N,)`` labels load as ``(N, 1)``.
     """
-    return MedMNIST(flag, split, size, data_dir, download, transform, as_rgb, progress, allow_empty)
+    cls = MedMNIST3D if get_info(flag)["ndim"] == 3 else MedMNIST
+    return cls(flag, split, size, data_dir, download, transform, as_rgb, progress, allow_empty)
