@@ -275,6 +275,22 @@ def test_a_failed_rank_ends_the_run(tmp_path, how):
         assert "did not complete within 4 s" in text, text[-2000:]
 
 
+@needs_mpi
+def test_bench_distributed_tiny(tmp_path):
+    env = dict(os.environ, TGR_BACKEND="reference")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "benchmarks.bench_distributed", "--tiny", "--out", str(tmp_path)]
+    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    res = json.loads((tmp_path / "distributed.json").read_text())
+    configs = {r["config"]: r for r in res["results"]}
+    assert res["tiny"] and "1x1" in configs and "2x1" in configs
+    two = configs["2x1"]
+    assert two["images_per_s"] > 0 and two["bytes_per_step"] > 0 and two["allreduce_alone_ms"] > 0
+    assert 0.0 <= two["hidden"] <= 1.0
+
+
 # ---------------------------------------------------------------------- in-process (no MPI)
 def test_one_process_world_without_mpi():
     assert not dist.launched_by_mpi()
