@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..boxes import boxes_from_mask
+from .io import open_npz
 
 __all__ = [
     "read_boxes_csv",
@@ -90,7 +91,7 @@ def load_lidc_nodules(data_dir: str | os.PathLike, size: int = 256, boxes_from: 
         )
     if 512 % size:
         raise ValueError(f"load_lidc_nodules: size must divide 512, got {size}")
-    with np.load(npz, allow_pickle=False) as z:
+    with open_npz(npz, what="load_lidc_nodules: file") as z:
         imgs, ids = z["images"].astype(np.float32), z["ids"]
         patient, malig = z["patient"], z["malignancy"]
         masks = z["masks"] if boxes_from == "masks" else None

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import load_npy, open_npz
+
 __all__ = ["window_hu", "JointRandomAffine", "SegmentationNPZ", "SegmentationFolder", "affine_warp",
            "IMAGE_EXTS", "file_stem", "read_array"]
 
@@ -198,7 +200,7 @@ class SegmentationNPZ(_PairDataset):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"SegmentationNPZ: no such file {path}")
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path, what="SegmentationNPZ file") as z:
             ki, km = f"{split}_images", f"{split}_masks"
             if ki not in z or km not in z:
                 splits = sorted({k.rsplit("_", 1)[0] for k in z.files if k.endswith("_images")})
@@ -240,7 +242,7 @@ def read_array(path: Path, ct_window: tuple | str | None) -> np.ndarray:
     """An image file (PNG, JPEG, DICOM, NIfTI, .npy) as an array; ``ct_window`` is read_image's (center,
     width) or preset name."""
     if path.name.lower().endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return load_npy(path, what="image")
     from . import read_image
 
     return np.asarray(read_image(path, ct_window=ct_window))
