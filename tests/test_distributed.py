@@ -291,6 +291,21 @@ def test_bench_distributed_tiny(tmp_path):
     assert 0.0 <= two["hidden"] <= 1.0
 
 
+@needs_mpi
+@pytest.mark.cudasim
+def test_ddp_on_cuda_tensors_under_the_simulator(tmp_path):
+    """benchmarks/gpu_distributed.py (the GPU check) on device "cuda" in Numba's CUDA simulator: the
+    NCCL step skips (no CuPy), the 2-rank DDP + SyncBatchNorm run on "cuda" tensors must match."""
+    if not tr.cuda.is_available():
+        pytest.skip("no CUDA device and no CUDA simulator")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", TGR_BACKEND="cuda_plain")
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "benchmarks" / "gpu_distributed.py"), "--device", "cuda", "--out",
+           str(tmp_path)]
+    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0 and "OK   ddp" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------- in-process (no MPI)
 def test_one_process_world_without_mpi():
     assert not dist.launched_by_mpi()
