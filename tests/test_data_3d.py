@@ -185,3 +185,254 @@ def test_real_vesselmnist3d(data_dir):
     assert positives == {"train": 150, "val": 22, "test": 43}
     xb, yb = ds.get_batch(np.arange(5))
     assert xb.shape == (5, 1, 28, 28, 28) and 0.0 <= xb.min() and xb.max() <= 1.0 and xb.max() > 0
+
+
+# ------------------------------------------------------------------------------ volumes from files
+# One synthetic patient: V[d, h, w] in HU on LPS axes (d -> S, h -> P, w -> L), origin at (0, 0, 0).
+SHAPE, SPACING = (4, 5, 6), (2.5, 0.8, 0.7)
+
+
+def _patient(seed=0):
+    return (np.random.default_rng(seed).integers(-500, 500, SHAPE) * 2).astype(np.float32)
+
+
+def _nifti(path, data, affine, slope=None, inter=None):
+    nib = pytest.importorskip("nibabel")
+    img = nib.Nifti1Image(data, affine)
+    if slope is not None:
+        img.header.set_slope_inter(slope, inter)
+    nib.save(img, str(path))
+    return path
+
+
+def _dicom_slice(path, pixels, ipp, iop, pixel_spacing, series_uid, slope=1.0, intercept=0.0, instance=1):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series_uid, instance
+    ds.ImagePositionPatient = [float(v) for v in ipp]
+    ds.ImageOrientationPatient = [float(v) for v in iop]
+    ds.PixelSpacing = [float(v) for v in pixel_spacing]
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    raw = np.round((pixels - intercept) / slope).astype(np.int16)
+    ds.Rows, ds.Columns = raw.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.PixelData = raw.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    assert pydicom.dcmread(str(path)).pixel_array.shape == raw.shape
+    return path
+
+
+def _axial_series(folder, vol, uid="1.2.3.1", seed=0, spacing=SPACING, iop=(1, 0, 0, 0, 1, 0), z0=0.0):
+    """One file per axial slice, in a shuffled order of file names, slope/intercept varying per slice."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = np.random.default_rng(seed).permutation(vol.shape[0])
+    sd, sh, sw = spacing
+    for k in range(vol.shape[0]):
+        slope = 2.0 if k % 2 else 1.0
+        _dicom_slice(folder / f"IM{names[k]:04d}", vol[k], (0.0, 0.0, z0 + k * sd), iop, (sh, sw), uid,
+                     slope=slope, intercept=-1024.0 + 2 * k, instance=int(names[k]) + 1)
+    return folder
+
+
+def test_nifti_canonical_orientation_spacing_and_slope(tmp_path):
+    v = _patient()
+    sd, sh, sw = SPACING
+    # the same patient stored three ways: RAS+ (x, y, z), LAS (x flipped), and permuted axes (d, h, w)
+    ras = np.ascontiguousarray(v.transpose(2, 1, 0)[::-1, ::-1, :])        # a[x, y, z], x -> R, y -> A
+    aff_ras = np.diag([sw, sh, sd, 1.0])
+    aff_ras[:3, 3] = [-(SHAPE[2] - 1) * sw, -(SHAPE[1] - 1) * sh, 0.0]    # LPS origin (0, 0, 0)
+    las = np.ascontiguousarray(ras[::-1])
+    aff_las = aff_ras.copy()
+    aff_las[0, 0], aff_las[0, 3] = -sw, 0.0
+    aff_dhw = np.array([[0, 0, -sw, 0], [0, -sh, 0, 0], [sd, 0, 0, 0], [0, 0, 0, 1]], float)
+    from tinygrad_rad.data.volumes import Volume, read_nifti_volume
+
+    for name, data, aff in (("ras", ras, aff_ras), ("las", las, aff_las), ("dhw", v, aff_dhw)):
+        vol = read_nifti_volume(_nifti(tmp_path / f"{name}.nii.gz", data, aff))
+        assert isinstance(vol, Volume) and vol.array.dtype == np.float32, name
+        np.testing.assert_array_equal(vol.array, v, err_msg=name)
+        np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-6)
+        np.testing.assert_allclose(vol.affine @ [0, 0, 0, 1], [0, 0, 0, 1], atol=1e-6)
+        np.testing.assert_allclose(vol.affine @ [1, 2, 3, 1], [3 * sw, 2 * sh, sd, 1], atol=1e-5)
+    # scl_slope / scl_inter give HU; axial slices agree with the 2D reader
+    raw = ((v + 1024) / 2).astype(np.int16)
+    p = _nifti(tmp_path / "scaled.nii", raw, aff_dhw, slope=2.0, inter=-1024.0)
+    arr, spacing, affine = read_nifti_volume(p)
+    np.testing.assert_array_equal(arr, v)
+    from tinygrad_rad.data import read_nifti_slices
+
+    np.testing.assert_array_equal(read_nifti_slices(p, normalize=False)[:, 0], arr)
+
+
+def test_nifti_4d_2d_and_errors(tmp_path):
+    from tinygrad_rad.data.volumes import ImageReadError, read_nifti_volume, read_volume
+
+    four = np.stack([np.full((3, 4, 5), k, np.float32) for k in range(3)], axis=-1)
+    p = _nifti(tmp_path / "t.nii", four, np.eye(4))
+    assert read_nifti_volume(p).array.shape == (5, 4, 3) and read_nifti_volume(p, frame=2).array.max() == 2
+    with pytest.raises(IndexError, match="frame 3 out of range"):
+        read_nifti_volume(p, frame=3)
+    flat = _nifti(tmp_path / "s.nii", np.ones((3, 4), np.float32), np.eye(4))
+    assert read_volume(flat).array.shape == (1, 4, 3)
+    (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti file at all")
+    with pytest.raises(ImageReadError, match="cannot read NIfTI .*bad.nii.gz"):
+        read_nifti_volume(tmp_path / "bad.nii.gz")
+    with pytest.raises(FileNotFoundError, match="nothere.nii"):
+        read_nifti_volume(tmp_path / "nothere.nii")
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(ImageReadError, match="expected a NIfTI file"):
+        read_volume(tmp_path / "x.txt")
+
+
+def test_nifti_real_sample():
+    nib = pytest.importorskip("nibabel")
+    from pathlib import Path
+
+    from tinygrad_rad.data.volumes import read_nifti_volume
+
+    path = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not path.exists():
+        pytest.skip("nibabel's anatomical.nii sample is absent")
+    can = nib.as_closest_canonical(nib.load(str(path)))
+    arr, spacing, affine = read_nifti_volume(path)
+    ref = np.asarray(can.dataobj, np.float32)
+    np.testing.assert_array_equal(arr, ref.transpose(2, 1, 0)[:, ::-1, ::-1])
+    np.testing.assert_allclose(spacing, can.header.get_zooms()[:3][::-1], rtol=1e-5)
+    # the affine places voxel (d, h, w) where nibabel places it (LPS = RAS with x, y negated)
+    d, h, w = 3, 5, 7
+    i, j, k = ref.shape[0] - 1 - w, ref.shape[1] - 1 - h, d
+    np.testing.assert_allclose(affine @ [d, h, w, 1], np.diag([-1, -1, 1, 1]) @ can.affine @ [i, j, k, 1],
+                               atol=1e-4)
+
+
+def test_dicom_series_sorted_rescaled_spaced(tmp_path):
+    from tinygrad_rad.data.volumes import read_dicom_series, read_volume
+
+    v = _patient()
+    folder = _axial_series(tmp_path / "ct", v)
+    (folder / "README.txt").write_text("not a DICOM file")  # skipped
+    vol = read_dicom_series(folder)
+    np.testing.assert_array_equal(vol.array, v)  # sorted by position, HU per slice
+    np.testing.assert_allclose(vol.spacing, SPACING, rtol=1e-6)
+    np.testing.assert_allclose(vol.affine @ [1, 2, 3, 1], [3 * SPACING[2], 2 * SPACING[1], SPACING[0], 1])
+    np.testing.assert_array_equal(read_volume(folder).array, v)
+    np.testing.assert_array_equal(read_volume(next(folder.glob("IM*"))).array, v)  # a file: its series
+    # a sagittal acquisition of the same patient reads as the same LPS volume
+    sag = tmp_path / "sag"
+    sag.mkdir()
+    sd, sh, sw = SPACING
+    for k, w in enumerate(np.random.default_rng(1).permutation(SHAPE[2])):
+        img = v[::-1, :, w]  # rows: superior -> inferior, columns: anterior -> posterior
+        _dicom_slice(sag / f"s{k}.dcm", img, (w * sw, 0.0, (SHAPE[0] - 1) * sd), (0, 1, 0, 0, 0, -1),
+                     (sd, sh), "1.2.3.9", intercept=-1024.0)
+    vol2 = read_dicom_series(sag)
+    np.testing.assert_array_equal(vol2.array, v)
+    np.testing.assert_allclose(vol2.spacing, SPACING, rtol=1e-6)
+    np.testing.assert_allclose(vol2.affine, vol.affine, atol=1e-6)
+
+
+def test_dicom_series_errors(tmp_path):
+    from tinygrad_rad.data.volumes import DicomSeriesError, read_dicom_series
+
+    v = _patient()
+    empty = tmp_path / "notes"
+    empty.mkdir()
+    (empty / "a.txt").write_text("hello")
+    with pytest.raises(DicomSeriesError, match=f"no DICOM image files in {empty}"):
+        read_dicom_series(empty)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_dicom_series(tmp_path / "nowhere")
+    # two series in one folder: refused (naming both), or one picked by series_uid
+    mixed = _axial_series(tmp_path / "mixed", v, uid="1.2.3.1")
+    _dicom_slice(mixed / "other.dcm", v[0], (0, 0, 0), (1, 0, 0, 0, 1, 0), SPACING[1:], "1.2.3.2")
+    want = re.escape(str(mixed)) + r" mixes 2 series .*1\.2\.3\.1 \(4 files.*1\.2\.3\.2 \(1 files"
+    with pytest.raises(DicomSeriesError, match=want):
+        read_dicom_series(mixed)
+    np.testing.assert_array_equal(read_dicom_series(mixed, series_uid="1.2.3.1").array, v)
+    assert read_dicom_series(mixed, series_uid="1.2.3.2").array.shape == (1, 5, 6)
+    with pytest.raises(DicomSeriesError, match="has no series 9.9"):
+        read_dicom_series(mixed, series_uid="9.9")
+    # one series, but a slice of another orientation / size / at a duplicate position / a gap
+    for name, pix, ipp, iop, match in (
+        ("orient", v[0], (0, 0, 10.0), (0, 1, 0, 0, 0, -1), "different orientation"),
+        ("size", v[0, :4], (0, 0, 10.0), (1, 0, 0, 0, 1, 0), r"different size \(Rows x Columns\): 5x6"),
+        ("dup", v[0], (0, 0, 2.5), (1, 0, 0, 0, 1, 0), "lie at the same position"),
+        ("gap", v[0], (0, 0, 20.0), (1, 0, 0, 0, 1, 0), "uneven slice spacing"),
+    ):
+        f = _axial_series(tmp_path / name, v)
+        _dicom_slice(f / "extra.dcm", pix, ipp, iop, SPACING[1:], "1.2.3.1")
+        with pytest.raises(DicomSeriesError, match=match) as e:
+            read_dicom_series(f)
+        assert str(f) in str(e.value)
+
+
+def test_dicom_real_sample_single_slice(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from tinygrad_rad.data import read_dicom
+    from tinygrad_rad.data.volumes import read_dicom_series
+
+    src = get_testdata_file("CT_small.dcm")
+    shutil.copy(src, tmp_path / "CT_small.dcm")
+    vol = read_dicom_series(tmp_path)
+    ds = pydicom.dcmread(src)
+    assert vol.array.shape == (1, int(ds.Rows), int(ds.Columns))
+    np.testing.assert_allclose(vol.spacing[1:], [float(x) for x in ds.PixelSpacing], rtol=1e-6)
+    np.testing.assert_allclose(vol.array[0], read_dicom(src, normalize=False)[0], rtol=1e-6)
+
+
+def test_resample_volume():
+    from tinygrad_rad.data.volumes import Volume, resample_volume
+
+    d, h, w = np.meshgrid(np.arange(6.0), np.arange(8.0), np.arange(10.0), indexing="ij")
+    ramp = (3 * d + 2 * h - w).astype(np.float32)
+    out, sp = resample_volume(ramp, (2.0, 1.0, 1.0), (1.0, 0.5, 2.0))
+    assert out.shape == (12, 16, 5) and sp == (1.0, 0.5, 2.0) and out.dtype == np.float32
+    dd, hh, ww = np.meshgrid(np.arange(12) * 0.5, np.arange(16) * 0.5, np.arange(5) * 2.0, indexing="ij")
+    inside = (dd <= 5) & (hh <= 7)
+    np.testing.assert_allclose(out[inside], (3 * dd + 2 * hh - ww)[inside], atol=1e-5)  # linear is exact
+    np.testing.assert_array_equal(out[-1], out[-2])  # past the last voxel: the edge repeats
+    same, sp2 = resample_volume(ramp, 1.5, 1.5)
+    np.testing.assert_array_equal(same, ramp)
+    # masks: nearest keeps the dtype and the label set; 2x down picks every other voxel
+    mask = np.random.default_rng(0).integers(0, 3, (6, 8, 10)).astype(np.uint8)
+    m2, _ = resample_volume(mask, 1.0, 2.0, order=0)
+    assert m2.dtype == np.uint8 and m2.shape == (3, 4, 5)
+    np.testing.assert_array_equal(m2, mask[::2, ::2, ::2])
+    up, _ = resample_volume(mask, 2.0, 1.0, order=0)
+    assert set(np.unique(up)) <= {0, 1, 2} and up.shape == (12, 16, 20)
+    # leading axes (channels) ride along; Volume.resample keeps the origin and rescales the affine
+    two, _ = resample_volume(np.stack([ramp, -ramp]), 1.0, 2.0)
+    np.testing.assert_allclose(two[1], -two[0])
+    vol = Volume(ramp, (2.0, 1.0, 1.0), np.diag([2.0, 1.0, 1.0, 1.0]))
+    iso = vol.resample(1.0)
+    assert iso.array.shape == (12, 8, 10) and iso.spacing == (1.0, 1.0, 1.0)
+    np.testing.assert_allclose(iso.affine, np.eye(4))
+    with pytest.raises(ValueError, match="spacings must be finite and > 0"):
+        resample_volume(ramp, 1.0, 0.0)
+    with pytest.raises(ValueError, match="order must be 0"):
+        resample_volume(ramp, 1.0, 2.0, order=3)
+    with pytest.raises(ValueError, match=r"needs a \(D, H, W\) array"):
+        resample_volume(np.zeros((4, 4)), 1.0, 2.0)
+
+
+def test_ct_window_on_volumes():
+    from tinygrad_rad.data.transforms import CTWindow, ct_window
+
+    hu = np.array([[[-1350.0, -600.0], [150.0, 2000.0]]], np.float32)  # (1, 2, 2)
+    np.testing.assert_allclose(ct_window(hu, -600, 1500), [[[0.0, 0.5], [1.0, 1.0]]])
+    np.testing.assert_allclose(CTWindow("lung")(hu[None, None]), ct_window(hu, "lung")[None, None])
+    assert ct_window(hu, 40, 400).dtype == np.float32 and ct_window(hu, 40, 400).max() == 1.0

@@ -41,6 +41,14 @@ from .medmnist import (
     load_medmnist,
     medmnist_filename,
 )
+from .volumes import (
+    DicomSeriesError,
+    Volume,
+    read_dicom_series,
+    read_nifti_volume,
+    read_volume,
+    resample_volume,
+)
 
 __all__ = [
     "CSVImageDataset",
@@ -60,6 +68,12 @@ __all__ = [
     "read_npy_image",
     "read_picture",
     "transforms",
+    "DicomSeriesError",
+    "Volume",
+    "read_dicom_series",
+    "read_nifti_volume",
+    "read_volume",
+    "resample_volume",
     "ALL_FLAGS",
     "FLAGS",
     "FLAGS_3D",
