@@ -110,7 +110,8 @@ def _resolve(name: str):
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_links_and_names_exist(doc):
     text = doc.read_text()
-    for target in _LINK.findall(text):
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))  # no code
+    for target in _LINK.findall(prose):
         if "://" in target or target.startswith("mailto:"):
             continue
         assert (doc.parent / target).exists(), f"{doc.name}: dangling link {target}"
@@ -119,6 +120,21 @@ def test_links_and_names_exist(doc):
             _resolve(name)
         except (ImportError, AttributeError) as e:
             pytest.fail(f"{doc.name}: `{name}` does not exist ({e})")
+
+
+def test_chapter_code_is_ruff_clean(tmp_path):
+    import shutil
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed")
+    for n in CHAPTERS:  # the blocks of a chapter as one file (imports may follow prose: E402 is fine)
+        code = "\n".join(f"# line {line}\n{c}" for line, c in code_blocks(chapter_path(n)))
+        (tmp_path / f"ch{n}.py").write_text(code)
+    root = LEARN_DIR.parents[1]
+    res = subprocess.run([ruff, "check", "--config", str(root / "pyproject.toml"), "--ignore", "E402,I001",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:]
 
 
 def test_exercise_solutions_are_framework_names():

@@ -25,13 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         list_chapters()
         return 0
     if args.cmd == "run":
-        from .run import run_chapter
+        from .run import CHAPTERS, run_chapter
 
-        try:
-            run_chapter(args.chapter, short=args.short, out=args.out)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
+        if args.chapter not in CHAPTERS:  # errors inside a chapter propagate with their traceback
+            print(f"error: no chapter {args.chapter}; the chapters are {sorted(CHAPTERS)}", file=sys.stderr)
             return 2
+        run_chapter(args.chapter, short=args.short, out=args.out)
         return 0
     from .check import check
 
