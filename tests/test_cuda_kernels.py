@@ -366,10 +366,11 @@ def test_tensor_core_gemm_batches_and_splits_without_the_module():
     """Without the CUDA C module (here: the simulator) tensorcore.gemm still computes the product."""
     from tinygrad_rad.kernels import tensorcore
 
+    tol = 3e-2 if REAL_GPU else 1e-5  # on a GPU the module is there: TF32 products
     a, b = rnd(3, 5, 40), rnd(1, 40, 6, seed=3)
-    close(tensorcore.gemm(D(a), D(b), splits=3), a @ b)
+    close(tensorcore.gemm(D(a), D(b), splits=3), a @ b, tol)
     a2, b2 = a[0], b[0]
-    close(tensorcore.gemm(D(a2), D(b2)), a2 @ b2)  # 2-D operands -> 2-D result
+    close(tensorcore.gemm(D(a2), D(b2)), a2 @ b2, tol)  # 2-D operands -> 2-D result
     h = rnd(2, 4, 8).astype(np.float16)
     got = tensorcore.gemm(D(h), D(h.swapaxes(1, 2).copy()))
     assert H(got).dtype == np.float16
