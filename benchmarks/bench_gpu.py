@@ -154,7 +154,7 @@ def bench_sgemm(sizes, target_s, warmup: int = 1) -> list:
             rng = np.random.default_rng(n)
             ah, bh = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
             a, b = m_.asarray(ah), m_.asarray(bh)
-            err = rel_err(cuda_gemm.gemm(a, b), ah.astype(np.float64) @ bh) if n <= 4096 else None
+            err = rel_err(cuda_gemm.gemm(a, b), ah.astype(np.float64) @ bh) if n <= 2048 else None
             t_ours, it = timeit(lambda a=a, b=b: cuda_gemm.gemm(a, b), target_s, warmup=warmup)
             flop = 2.0 * n**3
             t_base, _ = timeit(lambda a=a, b=b: m_.matmul(a, b), target_s, warmup=warmup)
@@ -204,7 +204,7 @@ def bench_tc(sizes, target_s) -> list:
                         return tensorcore.gemm(a, b)
 
                     ref_a, ref_b = ah.astype(dt), bh.astype(dt)
-                err = rel_err(ours(), ref_a[0].astype(np.float64) @ ref_b[0]) if n <= 4096 else None
+                err = rel_err(ours(), ref_a[0].astype(np.float64) @ ref_b[0]) if n <= 2048 else None
                 t_ours, it = timeit(ours, target_s)
                 if torch is None:
                     raise RuntimeError("PyTorch with CUDA is needed for the cuBLAS tensor-core baselines")
