@@ -12,6 +12,11 @@ Selection (env ``TGR_TENSOR_CORES``), on a real GPU only:
 * ``1``: float32 products use TF32 tensor cores too (after the same self-test).
 * ``0``: never; half-precision products then go to CuPy's matmul.
 
+Building: NVRTC (CuPy's default) with ``-I`` the first folder holding ``crt/mma.h`` (the
+``nvidia-cuda-crt`` wheel of the ``cuda`` extra, or the CUDA toolkit: :func:`include_dirs`), then
+``nvcc``. When neither builds it, :func:`gemm` warns once and computes the product without tensor
+cores. Split-K, grid-z chunking and the shape checks are shared with the Numba GEMM (``cuda_gemm``).
+
     >>> from tinygrad_rad.kernels import tensorcore
     >>> c = tensorcore.gemm(a, b)            # CuPy arrays, (B, M, K) @ (B, K, N)
 """
