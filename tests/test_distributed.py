@@ -528,6 +528,19 @@ def test_convert_sync_batchnorm_keeps_parameters_and_order():
     assert [id(p) for p in model.parameters()] == before and list(model.state_dict()) == keys
 
 
+def test_shard_loader_keeps_the_global_batch():
+    ds = _dataset()
+    one = DataLoader(ds, batch_size=B * W, shuffle=True, seed=SEED, prefetch=0)
+    assert dist.shard_loader(one) is one  # 1-process world
+    one.set_epoch(1)
+    part = dist.shard_loader(one, FakeGroup())
+    assert isinstance(part, DistributedDataLoader) and part.batch_size == B and len(part) == len(one)
+    assert part.epoch == 1 and part.seed == SEED and part.sampler.rank == 0
+    np.testing.assert_array_equal(part.order(1), one.order(1)[0::W])
+    with pytest.raises(dist.DistributedError, match="not divisible"):
+        dist.shard_loader(DataLoader(ds, batch_size=5), FakeGroup())
+
+
 def test_gather_array_and_reduce_with_fake_group():
     g = FakeGroup()
     assert dist.reduce_sums([1.0, 3.0], group=g) == [2.0, 6.0]

@@ -18,7 +18,7 @@ docs/distributed.md for how it works and how it scales.
 """
 
 from .ddp import DistributedDataParallel
-from .launcher import find_mpirun, launch, mpirun_command, require_mpi
+from .launcher import default_threads, find_mpirun, launch, mpirun_command, relaunch, require_mpi
 from .metrics import gather_array, reduce_dict, reduce_scalar, reduce_sums
 from .process_group import (
     INSTALL_HINT,
@@ -46,7 +46,7 @@ from .process_group import (
     is_main_process,
     launched_by_mpi,
 )
-from .sampler import DistributedDataLoader, DistributedSampler
+from .sampler import DistributedDataLoader, DistributedSampler, shard_loader
 from .syncbn import SyncBatchNorm
 
 __all__ = [
@@ -56,5 +56,5 @@ __all__ = [
     "barrier", "all_reduce", "broadcast", "all_gather", "broadcast_object_list", "all_gather_object",
     "ReduceOp", "Work", "ProcessGroup", "DistributedError", "DistributedTimeoutError", "INSTALL_HINT",
     "default_timeout", "reduce_scalar", "reduce_sums", "reduce_dict", "gather_array",
-    "launch", "mpirun_command", "find_mpirun", "require_mpi",
+    "launch", "relaunch", "mpirun_command", "find_mpirun", "require_mpi", "default_threads", "shard_loader",
 ]

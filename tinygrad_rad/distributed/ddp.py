@@ -254,7 +254,8 @@ class DistributedDataParallel(Module):
     # ------------------------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
         red = self._reducer
-        if red is not None and self.training:
+        # NOTE: the wrapped module's mode decides (a loop may call model.train() on the inner module)
+        if red is not None and self.module.training:
             if self.broadcast_buffers:
                 bufs = [b for _, b in self.module.named_buffers()]
                 if bufs:

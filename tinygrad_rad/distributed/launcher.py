@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .process_group import INSTALL_HINT, DistributedError, is_available
 
-__all__ = ["find_mpirun", "require_mpi", "mpirun_command", "launch", "main", "THREAD_VARS"]
+__all__ = ["find_mpirun", "require_mpi", "mpirun_command", "launch", "relaunch", "default_threads", "main",
+           "THREAD_VARS"]
 
 THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -117,6 +118,26 @@ def launch(nproc: int, command: list, hostfile: str | None = None, threads_per_r
         return subprocess.run(argv, env=env, timeout=timeout).returncode
     except KeyboardInterrupt:  # mpirun forwards the interrupt to the ranks and exits
         return 130
+
+
+def relaunch(nproc: int, argv: list, hostfile: str | None = None, threads_per_rank: int | None = None,
+             module: str = "tinygrad_rad") -> int:
+    """Run ``python -m module *argv`` on ``nproc`` ranks (what ``tinygrad-rad train --nproc N`` does)."""
+    return launch(nproc, [sys.executable, "-m", module, *argv], hostfile, threads_per_rank)
+
+
+def default_threads() -> int | None:
+    """Kernel threads for this rank when the user gave none: ``cpu_count // ranks on this machine``
+    under an MPI launcher that did not set ``NUMBA_NUM_THREADS`` (None otherwise: leave them alone)."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return None
+    for v in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE"):
+        if v in os.environ:
+            try:
+                return max(1, (os.cpu_count() or 1) // max(1, int(os.environ[v])))
+            except ValueError:
+                return None
+    return None
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 from ..data import DataLoader
 from .process_group import DistributedError, ProcessGroup, get_rank, get_world_size, group
 
-__all__ = ["DistributedSampler", "DistributedDataLoader"]
+__all__ = ["DistributedSampler", "DistributedDataLoader", "shard_loader"]
 
 
 class DistributedSampler:
@@ -176,3 +176,26 @@ class DistributedDataLoader(DataLoader):
         super().load_state_dict(state)
         self.sampler.seed = self.seed
         self.sampler.set_epoch(self.epoch)
+
+
+def shard_loader(loader: DataLoader, group_: ProcessGroup | None = None) -> DataLoader:
+    """This rank's share of ``loader`` with the same global batch: a DistributedDataLoader with
+    ``batch_size // world_size`` per rank and the loader's seed, shuffle, drop_last, transform,
+    prefetch, collate_fn, device and position (``state_dict``). The loader itself in a 1-process world.
+
+        >>> loader = shard_loader(DataLoader(train_set, batch_size=128, shuffle=True, seed=0))  # 64 x 2
+    """
+    pg = group_ if group_ is not None else group()
+    W = 1 if pg is None else pg.world_size
+    if W == 1:
+        return loader
+    if loader.batch_size % W:
+        raise DistributedError(
+            f"the batch size {loader.batch_size} is not divisible by the {W} processes; choose a batch size "
+            f"that is a multiple of {W} (each process takes batch_size / {W} of every batch)")
+    out = DistributedDataLoader(
+        loader.dataset, batch_size=loader.batch_size // W, shuffle=loader.shuffle, drop_last=loader.drop_last,
+        seed=loader.seed, num_replicas=W, rank=pg.rank, transform=loader.transform, prefetch=loader.prefetch,
+        collate_fn=loader.collate_fn, device=loader.device)
+    out.load_state_dict(loader.state_dict())
+    return out
