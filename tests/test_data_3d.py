@@ -436,3 +436,160 @@ def test_ct_window_on_volumes():
     np.testing.assert_allclose(ct_window(hu, -600, 1500), [[[0.0, 0.5], [1.0, 1.0]]])
     np.testing.assert_allclose(CTWindow("lung")(hu[None, None]), ct_window(hu, "lung")[None, None])
     assert ct_window(hu, 40, 400).dtype == np.float32 and ct_window(hu, 40, 400).max() == 1.0
+
+
+# ------------------------------------------------------------------------------ 3D transforms
+def _vols(*shape, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def _all_3d_aug():
+    from tinygrad_rad.data import transforms as T
+    from tinygrad_rad.data import transforms3d as T3
+
+    return T.Compose([T3.RandomFlip3d(), T3.RandomAffine3d(8, translate=0.05, scale=(0.95, 1.05), p=0.7),
+                      T3.RandomShift3d(2), T3.RandomIntensity3d(0.1, 0.1, p=0.5), T3.Normalize3d(0.5, 0.5)])
+
+
+def test_3d_transforms_are_seeded():
+    x = _vols(5, 1, 9, 10, 11)
+    aug = _all_3d_aug()
+    a = aug(x, rng=np.random.default_rng(3))
+    b = aug(x, rng=np.random.default_rng(3))
+    c = aug(x, rng=np.random.default_rng(4))
+    assert a.shape == x.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    # batched == one volume at a time with the same per-volume draws (flip: one (N, 3) draw)
+    from tinygrad_rad.data import transforms3d as T3
+
+    flip = T3.RandomFlip3d()
+    fb = flip(x, rng=np.random.default_rng(0))
+    draws = np.random.default_rng(0).random((5, 3)) < 0.5
+    for i in range(5):
+        np.testing.assert_array_equal(fb[i], T3.flip3d(x[i], np.flatnonzero(draws[i])))
+    assert flip(x[0], rng=np.random.default_rng(0)).shape == x[0].shape  # one (C, D, H, W) volume
+
+
+def test_flips_are_exact_involutions():
+    from tinygrad_rad.data import transforms3d as T3
+
+    x = _vols(3, 2, 4, 5, 6)
+    for axes in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)):
+        np.testing.assert_array_equal(T3.flip3d(T3.flip3d(x, axes), axes), x)
+    np.testing.assert_array_equal(T3.flip3d(x, (2,)), x[..., ::-1])
+    np.testing.assert_array_equal(T3.RandomFlip3d(p=1.0, axes=(0,))(x), x[:, :, ::-1])
+    np.testing.assert_array_equal(T3.RandomFlip3d(p=0.0)(x), x)
+    flip = T3.RandomFlip3d(p=0.5)
+    once = flip(x, rng=np.random.default_rng(9))
+    np.testing.assert_array_equal(flip(once, rng=np.random.default_rng(9)), x)  # same draws undo it
+    with pytest.raises(ValueError, match="axes must be among"):
+        T3.RandomFlip3d(axes=(3,))
+
+
+def test_rotation_by_zero_is_identity_and_quarter_turns():
+    from tinygrad_rad.data import transforms3d as T3
+
+    x = _vols(2, 1, 7, 7, 7)
+    np.testing.assert_array_equal(T3.RandomRotation3d(0)(x, rng=np.random.default_rng(0)), x)
+    np.testing.assert_array_equal(T3.RandomAffine3d(0, translate=0.0, scale=(1, 1))(x), x)
+    ident = T3.affine_matrices3d(np.zeros((1, 3)), np.zeros((1, 3)), 1.0, (7, 7, 7))
+    np.testing.assert_array_equal(ident[0], np.eye(3, 4))
+    # +90 degrees about D, H, W = np.rot90 in the (H, W), (D, W), (D, H) planes (counter-clockwise)
+    for k, plane in enumerate(((3, 4), (2, 4), (2, 3))):
+        ang = np.zeros((1, 3))
+        ang[0, k] = 90.0
+        got = T3.affine_sample3d(x[:1], T3.affine_matrices3d(ang, np.zeros((1, 3)), 1.0, (7, 7, 7)))
+        np.testing.assert_allclose(got, np.rot90(x[:1], 1, axes=plane), atol=1e-5)
+    # whole-voxel translations move the content exactly
+    sh = T3.affine_matrices3d(np.zeros((1, 3)), [[1, -2, 0]], 1.0, (7, 7, 7))
+    np.testing.assert_array_equal(T3.affine_sample3d(x[0], sh[0]), T3.shift3d(x[0], (1, -2, 0)))
+
+
+def test_rotation_about_d_matches_the_2d_rotation():
+    from tinygrad_rad.data import transforms as T
+    from tinygrad_rad.data import transforms3d as T3
+
+    x = _vols(1, 1, 5, 12, 10)
+    m3 = T3.affine_matrices3d([[7.0, 0, 0]], [[0, 1.5, -2.0]], 1.0, (5, 12, 10))  # (scale is 3-D)
+    got = T3.affine_sample3d(x, m3)[0, 0]
+    m2 = T.affine_matrices([7.0], [[-2.0, 1.5]], [1.0], [0.0], 12, 10)  # 2D translations are (x, y)
+    ref = T.affine_sample(x[0, 0][:, None], np.repeat(m2, 5, axis=0))[:, 0]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_affine_sample3d_matches_torch_grid_sample(padding_mode):
+    torch = pytest.importorskip("torch")
+    from tinygrad_rad.data import transforms3d as T3
+
+    F = torch.nn.functional
+    n, c, D, H, W = 3, 2, 5, 7, 6
+    x = _vols(n, c, D, H, W)
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(n, 3, 4)) * 0.2 + np.eye(3, 4)
+    grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32), (n, c, D, H, W), align_corners=False)
+    ref = F.grid_sample(torch.tensor(x), grid, mode="bilinear", padding_mode=padding_mode,
+                        align_corners=False)  # "bilinear" on 5-D input is trilinear
+    # torch's normalised (x, y, z) = (w, h, d) -> our voxel (d, h, w)
+    s_in = np.zeros((4, 4))
+    for row, (col, size) in enumerate(((2, D), (1, H), (0, W))):
+        s_in[row, col], s_in[row, 3] = size / 2, (size - 1) / 2
+    s_in[3, 3] = 1.0
+    th4 = np.concatenate([theta, np.tile([[[0.0, 0, 0, 1]]], (n, 1, 1))], 1)
+    mats = (s_in @ th4 @ np.linalg.inv(s_in))[:, :3]
+    got = T3.affine_sample3d(x, mats, padding_mode=padding_mode)
+    np.testing.assert_allclose(got, ref.numpy(), atol=3e-6)
+
+
+def test_shift_intensity_normalize():
+    from tinygrad_rad.data import transforms3d as T3
+
+    x = _vols(4, 1, 6, 6, 6)
+    s = T3.shift3d(x[0], (2, 0, -1), fill=-1.0)
+    np.testing.assert_array_equal(s[:, 2:, :, :-1], x[0][:, :-2, :, 1:])
+    assert (s[:, :2] == -1).all() and (s[..., -1] == -1).all()
+    assert (T3.shift3d(x[0], (6, 0, 0)) == 0).all()
+    np.testing.assert_array_equal(T3.RandomShift3d(0)(x), x)
+    sh = T3.RandomShift3d((1, 0, 0))(x, rng=np.random.default_rng(0))
+    shifts = np.random.default_rng(0).integers(-np.array([1, 0, 0]), np.array([1, 0, 0]) + 1, size=(4, 3))
+    for i in range(4):
+        np.testing.assert_array_equal(sh[i], T3.shift3d(x[i], shifts[i]))
+    out = T3.RandomIntensity3d(0.2, 0.3)(x, rng=np.random.default_rng(1))
+    r = np.random.default_rng(1)
+    sc, b = r.uniform(0.8, 1.2, 4).astype(np.float32), r.uniform(-0.3, 0.3, 4).astype(np.float32)
+    want = x * sc[:, None, None, None, None] + b[:, None, None, None, None]
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    np.testing.assert_array_equal(T3.RandomIntensity3d(0, 0)(x), x)
+    assert T3.RandomIntensity3d(1.0, 1.0, clip=(0, 1))(x).max() <= 1.0
+    two = np.concatenate([x, 2 * x], axis=1)
+    np.testing.assert_allclose(T3.Normalize3d([0, 1], [1, 2])(two)[:, 1], (2 * x[:, 0] - 1) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"expected a volume \(C, D, H, W\) or a batch"):
+        T3.RandomFlip3d()(np.zeros((6, 6, 6)))
+    with pytest.raises(ValueError, match="3 means"):
+        T3.Normalize3d([0, 0, 0], 1)(two)
+
+
+def test_3d_augmentation_resumes_exactly_through_the_loader():
+    from tinygrad_rad.data import TensorDataset
+
+    ds = TensorDataset(_vols(10, 1, 8, 8, 8), np.arange(10) % 2, transform=_all_3d_aug())
+
+    def run(loader, epochs):
+        return [b[0].numpy().copy() for _ in range(epochs) for b in loader]
+
+    full = run(DataLoader(ds, batch_size=4, shuffle=True, seed=5, prefetch=0), 2)  # 3 batches per epoch
+    first = DataLoader(ds, batch_size=4, shuffle=True, seed=5, prefetch=2)
+    seen = run(first, 1)
+    it = iter(first)
+    seen.append(next(it)[0].numpy().copy())
+    state = first.state_dict()
+    assert state == {"seed": 5, "epoch": 1, "batch": 1}
+    it.close()
+    resumed = DataLoader(ds, batch_size=4, shuffle=True, seed=0, prefetch=2)
+    resumed.load_state_dict(state)
+    seen += run(resumed, 1)
+    assert len(seen) == len(full) == 6
+    for a, b in zip(seen, full):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(full[0], full[3][: len(full[0])])  # epochs differ

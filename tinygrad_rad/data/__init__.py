@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from . import transforms
+from . import transforms, transforms3d
 from .download import DownloadError, download_url, md5sum, resolve_data_dir, user_cache_dir
 from .folder import CSVImageDataset, ImageFolder
 from .io import (
@@ -68,6 +68,7 @@ __all__ = [
     "read_npy_image",
     "read_picture",
     "transforms",
+    "transforms3d",
     "DicomSeriesError",
     "Volume",
     "read_dicom_series",
