@@ -203,6 +203,11 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None,
     return _stack_series(folder, slices)
 
 
+def _fmt(values: np.ndarray) -> str:
+    """``[1, 0, 0, 0, 1, 0]``: rounded to 1e-4 (so float noise does not split a series), no -0."""
+    return "[" + ", ".join(f"{v:g}" for v in np.round(values, 4) + 0.0) + "]"
+
+
 def _check_same(folder: Path, slices: list) -> None:
     """One orientation, one image size, one pixel spacing, single-frame slices."""
     groups: dict[str, dict] = {"orientation (ImageOrientationPatient)": {}, "size (Rows x Columns)": {},
@@ -214,9 +219,9 @@ def _check_same(folder: Path, slices: list) -> None:
                 f"DICOM folder {folder}: {p.name} is a multi-frame file ({frames} frames); "
                 "read_dicom_series reads one slice per file"
             )
-        iop = tuple(np.round(_floats(ds, "ImageOrientationPatient", 6, p), 4) + 0.0)
+        iop = _fmt(_floats(ds, "ImageOrientationPatient", 6, p))
         size = (int(ds.Rows), int(ds.Columns))
-        ps = tuple(np.round(_floats(ds, "PixelSpacing", 2, p), 4)) if "PixelSpacing" in ds else None
+        ps = _fmt(_floats(ds, "PixelSpacing", 2, p)) if "PixelSpacing" in ds else None
         for key, val in zip(groups, (iop, f"{size[0]}x{size[1]}", ps)):
             groups[key].setdefault(str(val), []).append(p)
     for key, vals in groups.items():
