@@ -91,6 +91,7 @@ def list_chapters(out=None) -> None:
 
     for n in sorted(CHAPTERS):
         title = chapter_path(n).read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        title = title.split(". ", 1)[1] if title.split(". ", 1)[0].isdigit() else title
         print(f"{n}. {title}  (docs/learn/{CHAPTERS[n]})", file=out)
         if n == 6:  # listing must not import numba.cuda: it only reads the names
             _chapter_env(n)
