@@ -5,7 +5,8 @@ One test id per (tier, function): ``test_tier[cuda_plain-conv2d_backward_weight]
 simulator (tests/conftest.py switches it on), on tiny shapes. Each case runs float32 and float64, checks
 forward outputs and backward results, and compares max-pool argmax arrays by the values they select
 (ties may pick different positions). ``test_interface`` checks that each tier exports exactly the
-interface with the reference's signatures.
+interface with the reference's signatures; ``test_cuda_plain_kernels_compile_for_the_gpu`` compiles the
+plain CUDA kernels to PTX (what the simulator cannot check).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +327,53 @@ def test_tier(tier, fn):
     for dtype in DTYPES:
         # the same inputs for every tier
         CASES[fn](mod, d, dtype, np.random.default_rng(zlib.crc32(f"{fn}-{np.dtype(dtype).name}".encode())))
+
+
+# The simulator runs kernels as Python and never checks that Numba can type them for a GPU; compiling
+# every cuda_plain kernel to PTX (NVVM only: no driver, no GPU) does, in a process without the simulator.
+PTX_CHECK = r"""
+import sys, types
+import numba
+from numba import boolean, cuda, float64, int32, int64
+from numba.cuda.cudadrv import nvvm
+if not nvvm.is_available():
+    print("SKIP: no libNVVM"); sys.exit(0)
+from numba.cuda import dispatcher
+from tinygrad_rad.kernels import cuda_plain as P, cuda_ptx
+cuda_ptx._patch_numba_without_nvrtc()
+dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+for dtype in ("float32", "float64"):
+    T = getattr(numba, dtype)
+    a1, a2, a3, a4 = T[::1], T[:, ::1], T[:, :, ::1], T[:, :, :, ::1]
+    f1, i4 = float64[::1], int32[:, :, :, ::1]
+    n = lambda k: (int64,) * k
+    sigs = {  # argument types as the functions of cuda_plain launch them
+        "_matmul_kernel": (a3, a3, a3), "_erf_kernel": (a1, a1), "_relu_fwd_kernel": (a1, a1),
+        "_relu_bwd_kernel": (a1, a1, a1), "_conv_fwd_kernel": (a4, a4, *n(7), a4),
+        "_conv_bwd_input_kernel": (a4, a4, *n(7), a4), "_conv_bwd_weight_kernel": (a4, a4, *n(7), a4),
+        "_max_pool_fwd_kernel": (a4, *n(8), a4, i4), "_max_pool_bwd_kernel": (a4, i4, *n(8), a4),
+        "_avg_pool_fwd_kernel": (a4, *n(6), boolean, a4), "_avg_pool_bwd_kernel": (a4, *n(6), boolean, a4),
+        "_bn_stats_kernel": (a3, float64, a1, a1), "_bn_apply_kernel": (a3, a1, a1, a1, a1, a3),
+        "_channel_sums_kernel": (a3, a3, a1, a1, a1, a1), "_bn_grad_kernel": (a3, a3, a1, a1, a1, a1, a1, a3),
+        "_affine_kernel": (a3, a1, a1, a3), "_ce_rows_kernel": (a2, a2, a2, f1),
+        "_ce_total_kernel": (f1, float64, a1), "_row_sums_kernel": (a2, f1),
+        "_ce_grad_kernel": (a2, a2, f1, a1, float64, a2),
+        "_adam_kernel": (a1, a1, a1, a1, a1, *(T,) * 8, boolean, int64, boolean),
+    }
+    kernels = {k for k, v in vars(P).items() if k.endswith("_kernel") and hasattr(v, "py_func")}
+    assert kernels == set(sigs), kernels ^ set(sigs)
+    for name, sig in sigs.items():
+        cuda.compile_ptx(getattr(P, name).py_func, sig, cc=(8, 0))
+print("OK")
+"""
+
+
+def test_cuda_plain_kernels_compile_for_the_gpu():
+    pytest.importorskip("numba.cuda")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    p = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=Path(__file__).resolve().parents[1], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    if p.stdout.startswith("SKIP"):
+        pytest.skip(p.stdout.strip())
+    assert p.stdout.strip().endswith("OK")
