@@ -36,6 +36,17 @@ def test_chapter_runs_short(n, tmp_path):
     assert "```text" in out_md.read_text()  # the chapter printed its numbers
 
 
+@pytest.mark.parametrize("n", [3, 7])
+def test_chapters_skip_training_cleanly_without_data(n, tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    env = dict(os.environ, TGR_LEARN_OUT=str(tmp_path), TINYGRAD_RAD_DATA=str(empty))
+    res = subprocess.run([sys.executable, "-m", "tinygrad_rad.learn", "run", str(n), "--short"],
+                         capture_output=True, text=True, env=env, timeout=240, cwd=LEARN_DIR.parents[1])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "not found" in res.stdout
+
+
 @pytest.mark.parametrize("n", sorted(CHAPTERS))
 def test_checker_passes_on_shipped_solutions(n, tmp_path):
     res = _run(["check", str(n)], tmp_path)

@@ -88,18 +88,28 @@ def run_chapter(n: int, short: bool = False, out: str | os.PathLike | None = Non
         os.environ["TGR_LEARN_OUT"] = str(out)
     _, out_dir = settings()
     ns: dict = {"__name__": "__main__", "__file__": str(path)}
-    report = [f"<!-- produced by `python -m tinygrad_rad.learn run {n}{' --short' if short else ''}` -->\n"]
+    text = path.read_text(encoding="utf-8")
+    cmd = f"python -m tinygrad_rad.learn run {n}{' --short' if short else ''}"
+    pieces, pos = [f"<!-- produced by `{cmd}` -->\n\n"], 0
     t0 = time.perf_counter()
-    for i, (line, code) in enumerate(code_blocks(path)):
+    for m in _FENCE.finditer(text):
+        line, code = text.count("\n", 0, m.start(1)) + 1, m.group(1)
         buf = io.StringIO()
         stream = _Tee(sys.stdout, buf) if echo else buf
         compiled = compile("\n" * (line - 1) + code, str(path), "exec")
         with contextlib.redirect_stdout(stream):
             exec(compiled, ns)  # noqa: S102  (the chapter's own code, as a notebook would run it)
-        report.append(f"```python\n{code}```\n")
+        pieces.append(text[pos : m.end()])
+        pos = m.end()
         if buf.getvalue():
-            report.append(f"```text\n{buf.getvalue().rstrip()}\n```\n")
-        ns["_learn_block"] = i
-    report.append(f"\n(ran in {time.perf_counter() - t0:.1f} s)\n")
-    (out_dir / path.name.replace(".md", ".out.md")).write_text("\n".join(report), encoding="utf-8")
+            pieces.append(f"\n\n```text\n{buf.getvalue().rstrip()}\n```")
+    pieces.append(text[pos:])
+    figures = sorted(out_dir.glob(f"ch{n}_*.png")) + sorted(out_dir.glob(f"ch{n}_*.svg"))
+    if figures:
+        pieces.append("\n## Figures from this run\n\n" + "".join(f"![{f.name}]({f.name})\n" for f in figures))
+    pieces.append(f"\n(ran in {time.perf_counter() - t0:.1f} s)\n")
+    # links are relative to docs/learn/: make them relative to the output folder
+    root = os.path.relpath(LEARN_DIR.parents[1], out_dir).replace(os.sep, "/")
+    report = "".join(pieces).replace("](../../", f"]({root}/")
+    (out_dir / path.name.replace(".md", ".out.md")).write_text(report, encoding="utf-8")
     return ns
