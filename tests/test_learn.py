@@ -82,6 +82,15 @@ def test_checker_reports_a_learners_file(tmp_path):
     assert "SKIP  toposort" in buf.getvalue() and "1/3 passed" in buf.getvalue()
 
 
+def test_checker_names_a_broken_or_missing_file(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def unbroadcast(grad, shape)\n    return grad\n")  # syntax error
+    res = _run(["check", "2", "--file", str(bad)], tmp_path)
+    assert res.returncode == 2 and "cannot import" in res.stderr and "SyntaxError" in res.stderr
+    res = _run(["check", "2", "--file", str(tmp_path / "missing.py")], tmp_path)
+    assert res.returncode == 2 and "missing.py" in res.stderr
+
+
 def test_list_and_bad_chapter(tmp_path):
     res = _run(["list"], tmp_path)
     assert res.returncode == 0, res.stderr

@@ -50,7 +50,14 @@ def check(n: int, file: str | os.PathLike | None = None, out=None, verbose: bool
     from .exercises import chapter_module, resolve
 
     exercises = chapter_module(n).EXERCISES
-    learner = load_file(file) if file is not None else None
+    learner = None
+    if file is not None:
+        try:
+            learner = load_file(file)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a learner's syntax error or failing import: say which)
+            raise ValueError(f"cannot import {file}: {type(e).__name__}: {e}") from e
     where = str(file) if file is not None else "the shipped solutions (the framework's own code)"
     print(f"chapter {n}: {len(exercises)} exercises on {where}", file=out)
     results = {}
