@@ -94,10 +94,11 @@ def check(n: int, file: str | os.PathLike | None = None, out=None, verbose: bool
 def list_chapters(out=None) -> None:
     out = out or sys.stdout
     from .exercises import chapter_module
-    from .run import chapter_path
+    from .run import LEARN_DIR
 
     for n in sorted(CHAPTERS):
-        title = chapter_path(n).read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        path = LEARN_DIR / CHAPTERS[n]
+        title = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if path.is_file() else path.stem
         title = title.split(". ", 1)[1] if title.split(". ", 1)[0].isdigit() else title
         print(f"{n}. {title}  (docs/learn/{CHAPTERS[n]})", file=out)
         if n == 6:  # listing must not import numba.cuda: it only reads the names

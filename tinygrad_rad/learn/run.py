@@ -54,7 +54,11 @@ def data_dir() -> Path | None:
 def chapter_path(n: int) -> Path:
     if n not in CHAPTERS:
         raise ValueError(f"no chapter {n}; the chapters are {sorted(CHAPTERS)}")
-    return LEARN_DIR / CHAPTERS[n]
+    path = LEARN_DIR / CHAPTERS[n]
+    if not path.is_file():
+        raise FileNotFoundError(f"chapter file {path} not found: the chapters live in the repository's "
+                                "docs/learn/ (use a checkout with an editable install: pip install -e .)")
+    return path
 
 
 def code_blocks(path: str | os.PathLike) -> list[tuple[int, str]]:
