@@ -166,3 +166,41 @@ def test_exercise_solutions_are_framework_names():
         for ex in chapter_module(n).EXERCISES:
             assert ex.solution.startswith("tinygrad_rad."), ex
             assert callable(resolve(ex.solution)), ex
+
+
+# The simulator never checks that Numba can type a kernel for a real GPU: compile chapter 6's three GEMM
+# kernels to PTX (libNVVM only: no driver, no GPU), in a process without the simulator.
+PTX_CHECK = r"""
+import sys, types
+import numpy as np
+from numba import cuda, float32
+from numba.cuda.cudadrv import nvvm
+if not nvvm.is_available():
+    print("SKIP: no libNVVM"); sys.exit(0)
+from numba.cuda import dispatcher
+from tinygrad_rad.kernels import cuda_ptx
+from tinygrad_rad.learn import chapter_path, code_blocks
+getattr(cuda_ptx, "_patch_numba_without_nvrtc", lambda: None)()
+dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+ns = {"np": np, "cuda": cuda, "float32": float32, "SIM": False, "rng": np.random.default_rng(0), "SHORT": True}
+names = []
+for _, code in code_blocks(chapter_path(6)):
+    if "@cuda.jit" in code:  # the kernel definitions, without the launches
+        exec("\n".join(line for line in code.splitlines() if not line.startswith("check(")), ns)
+        names += [line[4:].split("(")[0] for line in code.splitlines() if line.startswith("def gemm_")]
+assert names == ["gemm_naive", "gemm_tiled", "gemm_regblock"], names
+for name in names:
+    cuda.compile_ptx(ns[name].py_func, (float32[:, ::1],) * 3, cc=(8, 0))
+print("OK")
+"""
+
+
+def test_chapter6_kernels_compile_for_the_gpu():
+    pytest.importorskip("numba.cuda")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    p = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=LEARN_DIR.parents[1], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    if p.stdout.startswith("SKIP"):
+        pytest.skip(p.stdout.strip())
+    assert "OK" in p.stdout
