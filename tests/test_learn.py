@@ -182,7 +182,8 @@ from tinygrad_rad.kernels import cuda_ptx
 from tinygrad_rad.learn import chapter_path, code_blocks
 getattr(cuda_ptx, "_patch_numba_without_nvrtc", lambda: None)()
 dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
-ns = {"np": np, "cuda": cuda, "float32": float32, "SIM": False, "rng": np.random.default_rng(0), "SHORT": True}
+ns = {"np": np, "cuda": cuda, "float32": float32, "SIM": False, "SHORT": True}
+ns["rng"] = np.random.default_rng(0)
 names = []
 for _, code in code_blocks(chapter_path(6)):
     if "@cuda.jit" in code:  # the kernel definitions, without the launches
@@ -198,8 +199,8 @@ print("OK")
 def test_chapter6_kernels_compile_for_the_gpu():
     pytest.importorskip("numba.cuda")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
-    p = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=LEARN_DIR.parents[1], env=env, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", PTX_CHECK], cwd=LEARN_DIR.parents[1], env=env,
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     if p.stdout.startswith("SKIP"):
         pytest.skip(p.stdout.strip())
