@@ -354,3 +354,21 @@ def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, ma
     decay_mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
     _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), vmax.reshape(-1), c,
           bool(maximize), decay_mode, bool(amsgrad))
+
+
+# -------------------------------------------------------------------------------- 3-D (volumes, NCDHW)
+# conv3d_* / max_pool3d_* / avg_pool3d_*: the 2-D interface with one more axis (issue 13), in
+# cpu_conv3d.py (convs; pools from cpu_plain3d.py).
+# NOTE: imported last (that module does not import this one); not in __all__ yet (tests/test_kernel_tiers
+# checks __all__ against the 2-D interface; tests/test_ops_3d.py checks these signatures).
+from .cpu_conv3d import (  # noqa: E402, F401
+    conv3d_backward_input,
+    conv3d_backward_weight,
+    conv3d_forward,
+)
+from .cpu_plain3d import (  # noqa: E402, F401
+    avg_pool3d_backward,
+    avg_pool3d_forward,
+    max_pool3d_backward,
+    max_pool3d_forward,
+)

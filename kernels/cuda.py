@@ -256,3 +256,21 @@ def synchronize() -> None:
     """Wait for every queued kernel (a no-op under the simulator)."""
     if not simulator():
         cuda.synchronize()
+
+
+# -------------------------------------------------------------------------------- 3-D (volumes, NCDHW)
+# conv3d_* / max_pool3d_* / avg_pool3d_*: the 2-D interface with one more axis (issue 13), in
+# cuda_conv3d.py (convs; pools from cuda_plain3d.py).
+# NOTE: imported last (that module does not import this one); not in __all__ yet (tests/test_kernel_tiers
+# checks __all__ against the 2-D interface; tests/test_ops_3d.py checks these signatures).
+from .cuda_conv3d import (  # noqa: E402, F401
+    conv3d_backward_input,
+    conv3d_backward_weight,
+    conv3d_forward,
+)
+from .cuda_plain3d import (  # noqa: E402, F401
+    avg_pool3d_backward,
+    avg_pool3d_forward,
+    max_pool3d_backward,
+    max_pool3d_forward,
+)
