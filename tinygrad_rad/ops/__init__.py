@@ -11,8 +11,8 @@ activation.py   Clamp Relu LeakyRelu Elu Sigmoid Tanh Gelu Softplus
 reduce.py       Sum Max Min LogSumExp Softmax LogSoftmax CumSum
 movement.py     Reshape Permute Expand GetItem Cat Pad; ``getitem`` and ``pad`` (tensor-level helpers)
 matmul.py       MatMul; ``matmul`` (1-D operands as in NumPy/PyTorch)
-conv.py         Conv2d ConvTranspose2d
-pool.py         MaxPool2d AvgPool2d
+conv.py         Conv2d ConvTranspose2d Conv3d ConvTranspose3d
+pool.py         MaxPool2d AvgPool2d MaxPool3d AvgPool3d
 norm.py         BatchNormTrain ChannelAffine
 loss.py         SoftmaxCrossEntropy
 ==============  ===================================================================================
@@ -25,7 +25,7 @@ against ``xp`` (NumPy or CuPy).
 from __future__ import annotations
 
 from .activation import Clamp, Elu, Gelu, LeakyRelu, Relu, Sigmoid, Softplus, Tanh
-from .conv import Conv2d, ConvTranspose2d
+from .conv import Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d
 from .elementwise import (
     Abs,
     Add,
@@ -55,7 +55,7 @@ from .loss import SoftmaxCrossEntropy
 from .matmul import MatMul, matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape, getitem, normalize_index, pad
 from .norm import BatchNormTrain, ChannelAffine
-from .pool import AvgPool2d, MaxPool2d
+from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
 from .reduce import CumSum, LogSoftmax, LogSumExp, Max, Min, Softmax, Sum
 
 __all__ = [
@@ -65,4 +65,5 @@ __all__ = [
     "MaxPool2d", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pad", "Permute", "Pow", "PowScalar", "Relu",
     "Reshape", "Sigmoid", "Sin", "Softmax", "SoftmaxCrossEntropy", "Softplus", "Sqrt", "Sub", "Sum",
     "Tanh", "ToDevice", "Where", "getitem", "matmul", "normalize_index", "pad", "unbroadcast",
+    "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d",
 ]
