@@ -105,11 +105,42 @@ def _worker_reference(out: Path) -> None:
     np.savez(out / "reference.npz", **res)
 
 
+def _check_collectives(rank: int) -> None:
+    """The process-group API on 2 real ranks (a failed assert aborts the job: the test sees it)."""
+    t = tr.tensor([rank + 1.0, 10.0 * (rank + 1)])
+    dist.all_reduce(t)
+    assert t.tolist() == [3.0, 30.0]
+    for op, want in ((dist.ReduceOp.AVG, 1.5), (dist.ReduceOp.MAX, 2.0), (dist.ReduceOp.MIN, 1.0),
+                     (dist.ReduceOp.PRODUCT, 2.0)):
+        a = np.array([rank + 1.0])
+        dist.all_reduce(a, op=op)
+        assert a[0] == want, (op, a)
+    b = tr.tensor(np.full((2, 3), float(rank)))
+    work = dist.broadcast(b, src=1, async_op=True)
+    work.wait()
+    assert work.is_completed() and (b.numpy() == 1.0).all()
+    parts: list = []
+    dist.all_gather(parts, np.arange(3) + 10 * rank)
+    assert [p.tolist() for p in parts] == [[0, 1, 2], [10, 11, 12]]
+    objs: list = []
+    dist.all_gather_object(objs, {"rank": rank, "name": "é" * rank})
+    assert objs == [{"rank": 0, "name": ""}, {"rank": 1, "name": "é"}]
+    box = [{"seed": 42}] if rank == 0 else [None]
+    dist.broadcast_object_list(box)
+    assert box == [{"seed": 42}]
+    rows = dist.gather_array(np.full((rank + 1, 2), rank))  # 1 row from rank 0, 2 from rank 1
+    assert rows.tolist() == [[0, 0], [1, 1], [1, 1]]
+    assert dist.reduce_scalar(rank, "max") == 1.0
+    assert dist.reduce_dict({"b": rank, "a": 1.0}) == {"a": 1.0, "b": 0.5}
+    dist.barrier()
+
+
 def _worker_main(out: Path) -> None:
     from tinygrad_rad.checkpoint import save_checkpoint
 
     dist.init_process_group()
     rank = dist.get_rank()
+    _check_collectives(rank)
     if rank == 0:  # the 1-process run, computed here so that it runs under the same settings
         _worker_reference(out)
     model = SyncBatchNorm.convert_sync_batchnorm(_model(0 if rank == 0 else 99))  # rank 1 starts different
