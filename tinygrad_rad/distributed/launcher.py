@@ -27,6 +27,7 @@ __all__ = ["find_mpirun", "require_mpi", "mpirun_command", "launch", "relaunch",
            "THREAD_VARS"]
 
 THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_PASS_VARS = ("PYTHONPATH", "TINYGRAD_RAD_DATA", "NUMBA_ENABLE_CUDASIM", "CUDA_HOME")
 
 
 def find_mpirun() -> str | None:
@@ -81,7 +82,9 @@ def mpirun_command(nproc: int, command: list, hostfile: str | None = None,
     if threads_per_rank is not None:
         for v in THREAD_VARS:
             env[v] = str(int(threads_per_rank))
-    exported = [v for v in THREAD_VARS if v in env] + sorted(k for k in env if k.startswith("TGR_"))
+    # NOTE: local ranks inherit the whole environment; these also reach the ranks on other machines
+    exported = [v for v in THREAD_VARS + _PASS_VARS if v in env]
+    exported += sorted(k for k in env if k.startswith("TGR_"))
     ompi = _is_open_mpi(mpirun)
     argv = [mpirun, "-n", str(nproc)]
     if ompi:
