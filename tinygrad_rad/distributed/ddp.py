@@ -186,7 +186,7 @@ def _make_buckets(params: list, cap_mb: float, first_mb: float) -> list:
     for p in reversed(params):
         key = (p.device, p.dtype.str)
         cur = open_.get(key)
-        cap = (first_mb if not buckets else cap_mb) * 2**20
+        cap = (first_mb if buckets and cur is buckets[0] else cap_mb) * 2**20  # the first fills first
         size = p.numel() * p.dtype.itemsize
         if cur is None or (cur["bytes"] and cur["bytes"] + size > cap):
             cur = {"params": [], "bytes": 0, "device": p.device, "dtype": p.dtype}
