@@ -772,3 +772,19 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         keep = get_generator().random(input.shape) >= p
         mask = xp.asarray((keep / (1.0 - p)).astype(input.dtype))
     return ops.Dropout.apply(input, p=p, mask=mask)
+
+
+# ------------------------------------------------------------------------------- 3-D (volumes, NCDHW)
+# conv3d, conv_transpose3d, max_pool3d, avg_pool3d, adaptive_avg/max_pool3d live in functional_3d.py
+# NOTE: imported last: functional_3d uses this module's pooling helpers defined above
+from .functional_3d import (  # noqa: E402
+    adaptive_avg_pool3d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    conv3d,
+    conv_transpose3d,
+    max_pool3d,
+)
+
+__all__ += ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
+            "adaptive_max_pool3d"]

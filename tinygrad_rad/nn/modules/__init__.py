@@ -22,6 +22,9 @@ names, argument names and default initialisations follow PyTorch, so ``state_dic
 | activation.py | ReLU, LeakyReLU, ELU, GELU, Sigmoid, Tanh, Softplus, Softmax, LogSoftmax, |
 |  | SiLU, Mish, Hardsigmoid, Hardswish |
 | upsampling.py | Upsample |
+| conv3d.py | Conv3d, ConvTranspose3d |
+| pool3d.py | MaxPool3d, AvgPool3d, AdaptiveAvgPool3d, AdaptiveMaxPool3d |
+| norm3d.py | BatchNorm3d |
 | flatten.py | Flatten |
 | loss.py | CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, |
 |  | DiceLoss, TverskyLoss, FocalLoss, DiceBCELoss, DiceCELoss |
@@ -44,6 +47,7 @@ from .activation import (
 )
 from .containers import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .conv3d import Conv3d, ConvTranspose3d
 from .dropout import Dropout, Dropout2d
 from .flatten import Flatten
 from .linear import Identity, Linear
@@ -62,7 +66,9 @@ from .loss import (
 )
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d
+from .norm3d import BatchNorm3d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d
+from .pool3d import AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, MaxPool3d
 from .upsampling import Upsample
 
 __all__ = [
@@ -72,4 +78,6 @@ __all__ = [
     "Softplus", "Softmax", "LogSoftmax", "CrossEntropyLoss", "BCEWithLogitsLoss", "NLLLoss", "MSELoss",
     "L1Loss", "SmoothL1Loss", "DiceLoss", "TverskyLoss", "FocalLoss", "DiceBCELoss", "DiceCELoss", "Conv1d",
     "MaxUnpool2d", "SiLU", "Mish", "Hardsigmoid", "Hardswish",
+    "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool3d",
+    "BatchNorm3d",
 ]
