@@ -76,30 +76,108 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_info() -> dict:
-    """CPU model, core count, thread settings, BLAS libraries (threadpoolctl), library versions."""
+# the flags that decide which SIMD paths Numba (LLVM), OpenBLAS and oneDNN can take
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """Which of ``CPU_FLAGS`` /proc/cpuinfo lists (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in CPU_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_caches() -> list[dict]:
+    """Per-level caches of CPU 0 from /sys: level, type, size, and which CPUs share it."""
+    out = []
+    for d in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            e = {k: (d / k).read_text().strip() for k in ("level", "type", "size", "shared_cpu_list")}
+        except OSError:
+            continue
+        out.append(e)
+    return out
+
+
+def numba_info() -> dict:
+    """Numba's thread count and threading layer without starting its pool.
+
+    # NOTE: numba.get_num_threads() launches the pool and so fixes the threading layer; call it only
+    # once a parallel kernel has run (numba.threading_layer() answers then) - otherwise report the config.
+    """
+    import numba
+
+    try:
+        used = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run in this process
+        used = None
+    return {"numba_threads": numba.get_num_threads() if used else numba.config.NUMBA_NUM_THREADS,
+            "numba_threading_layer": numba.config.THREADING_LAYER, "numba_threading_layer_used": used}
+
+
+def blas_info() -> list[dict] | str:
+    """threadpoolctl's view of the loaded BLAS / OpenMP libraries: ``architecture`` is the core type
+    OpenBLAS chose at load time (e.g. SkylakeX, Haswell, Zen; OPENBLAS_CORETYPE overrides it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                   "threading_layer", "prefix")} for p in threadpool_info()]
+
+
+def torch_info() -> dict | None:
+    """PyTorch's version, threads and CPU kernels: ATen's CPU capability (the ISA its vectorised
+    kernels were dispatched to), oneDNN (mkldnn) availability and version; None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    info = {"version": torch.__version__, "threads": torch.get_num_threads(),
+            "mkldnn_available": torch.backends.mkldnn.is_available()}
+    try:
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # pragma: no cover - old PyTorch
+        info["cpu_capability"] = None
+    for line in torch.__config__.show().splitlines():
+        line = line.strip(" -")
+        if "MKL-DNN" in line or "oneDNN" in line:
+            info["onednn"] = line
+        elif line.startswith("Intel(R) oneAPI Math Kernel Library") or line.startswith("BLAS_INFO"):
+            info.setdefault("blas", line.split(" for ")[0])
+    info["onednn_max_cpu_isa_env"] = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA"))
+    return info
+
+
+def machine_info(torch: bool = False) -> dict:
+    """CPU model, flags, caches, core count, thread settings, BLAS libraries (threadpoolctl), library
+    versions; with ``torch=True`` also PyTorch's CPU capability / oneDNN (imports torch)."""
     import numba
     import numpy as np
 
     info = {
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "caches": cpu_caches(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,
-        "numba_threads": numba.get_num_threads(),
-        "numba_threading_layer": numba.config.THREADING_LAYER,
+        **numba_info(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
+                                            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "NUMBA_THREADING_LAYER",
+                                            "TGR_BACKEND", "TGR_TUNE_MALLOC") if k in os.environ},
+        "blas": blas_info(),
     }
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
-                                                "threading_layer")} for p in threadpool_info()]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed"
+    if torch:
+        info["torch"] = torch_info()
     try:
         info["load_avg"] = os.getloadavg()
     except OSError:
