@@ -34,109 +34,141 @@ from .creation import (
     zeros,
     zeros_like,
 )
-from .device import get_backend, set_backend
-from .dtypes import bool_, float16, float32, float64, int32, int64, uint8
+from .device import Device, get_backend, set_backend
+from .dtypes import (
+    bool_,
+    double,
+    dtype,
+    float16,
+    float32,
+    float64,
+    half,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    short,
+    uint8,
+)
+from .functions import (
+    abs,
+    acos,
+    acosh,
+    add,
+    all,
+    allclose,
+    amax,
+    amin,
+    any,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctanh,
+    argmax,
+    argmin,
+    argsort,
+    argwhere,
+    asin,
+    asinh,
+    atan,
+    atanh,
+    bmm,
+    ceil,
+    clamp,
+    clip,
+    clone,
+    cos,
+    cosh,
+    count_nonzero,
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    div,
+    divide,
+    einsum,
+    equal,
+    exp,
+    expm1,
+    flatten,
+    flip,
+    floor,
+    floor_divide,
+    fmod,
+    gather,
+    index_select,
+    is_floating_point,
+    is_tensor,
+    isclose,
+    log,
+    log1p,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mm,
+    msort,
+    mul,
+    multiply,
+    neg,
+    negative,
+    nonzero,
+    norm,
+    numel,
+    permute,
+    pow,
+    prod,
+    reciprocal,
+    relu,
+    remainder,
+    reshape,
+    roll,
+    round,
+    rsqrt,
+    scatter,
+    scatter_add,
+    scatter_reduce,
+    sigmoid,
+    sign,
+    sin,
+    sinh,
+    softmax,
+    sort,
+    sqrt,
+    square,
+    squeeze,
+    std,
+    std_mean,
+    sub,
+    subtract,
+    sum,
+    swapaxes,
+    swapdims,
+    take_along_dim,
+    tan,
+    tanh,
+    tile,
+    topk,
+    transpose,
+    tril,
+    triu,
+    true_divide,
+    unsqueeze,
+    var,
+    var_mean,
+)
 from .gradcheck import GradcheckError, gradcheck
 from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import load, save
 from .tensor import Tensor, cat, chunk, concatenate, split, stack, where
-
-bool = bool_  # noqa: A001  (PyTorch spells it tinygrad_rad.bool)
-
-
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    return a @ b
-
-
-def maximum(a: Tensor, b: Tensor) -> Tensor:
-    return a.maximum(b)
-
-
-def minimum(a: Tensor, b: Tensor) -> Tensor:
-    return a.minimum(b)
-
-
-def clamp(input: Tensor, min=None, max=None) -> Tensor:  # noqa: A002
-    return input.clamp(min, max)
-
-
-def exp(x: Tensor) -> Tensor:
-    return x.exp()
-
-
-def log(x: Tensor) -> Tensor:
-    return x.log()
-
-
-def sqrt(x: Tensor) -> Tensor:
-    return x.sqrt()
-
-
-def abs(x: Tensor) -> Tensor:  # noqa: A001
-    return x.abs()
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return x.sigmoid()
-
-
-def tanh(x: Tensor) -> Tensor:
-    return x.tanh()
-
-
-def relu(x: Tensor) -> Tensor:
-    return x.relu()
-
-
-def softmax(x: Tensor, dim: int) -> Tensor:
-    return x.softmax(dim)
-
-
-def log_softmax(x: Tensor, dim: int) -> Tensor:
-    return x.log_softmax(dim)
-
-
-def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
-    return x.logsumexp(dim, keepdim)
-
-
-def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    return x.sum(dim, keepdim)
-
-
-def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    return x.mean(dim, keepdim)
-
-
-def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    return x.argmax(dim, keepdim)
-
-
-def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    return x.flatten(start_dim, end_dim)
-
-
-def reshape(x: Tensor, shape) -> Tensor:
-    return x.reshape(shape)
-
-
-def permute(x: Tensor, dims) -> Tensor:
-    return x.permute(*dims)
-
-
-def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
-    return x.transpose(dim0, dim1)
-
-
-def squeeze(x: Tensor, dim=None) -> Tensor:
-    return x.squeeze(dim)
-
-
-def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    return x.unsqueeze(dim)
-
-
-def is_tensor(x) -> object:
-    return isinstance(x, Tensor)
+from .tensor_methods import CumMax, CumMin, MaxMin, Sort, TopK
 
 __all__ = [
     "cuda",
@@ -213,4 +245,114 @@ __all__ = [
     "is_tensor",
     "bool",
     "__version__",
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "fmod",
+    "remainder",
+    "pow",
+    "neg",
+    "negative",
+    "mm",
+    "bmm",
+    "einsum",
+    "equal",
+    "isclose",
+    "allclose",
+    "rsqrt",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "log1p",
+    "expm1",
+    "square",
+    "reciprocal",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "prod",
+    "std",
+    "var",
+    "std_mean",
+    "var_mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmin",
+    "all",
+    "any",
+    "norm",
+    "cumsum",
+    "cumprod",
+    "cummax",
+    "cummin",
+    "count_nonzero",
+    "swapaxes",
+    "swapdims",
+    "flip",
+    "roll",
+    "tile",
+    "tril",
+    "triu",
+    "gather",
+    "take_along_dim",
+    "index_select",
+    "scatter",
+    "scatter_add",
+    "scatter_reduce",
+    "sort",
+    "argsort",
+    "msort",
+    "topk",
+    "nonzero",
+    "argwhere",
+    "clone",
+    "numel",
+    "is_floating_point",
+    "clip",
+    "save",
+    "load",
+    "Device",
+    "CumMax",
+    "CumMin",
+    "MaxMin",
+    "Sort",
+    "TopK",
+    "dtype",
+    "double",
+    "half",
+    "long",
+    "short",
+    "int",
+    "int8",
+    "int16",
+    "float",
 ]
+
+# NOTE: PyTorch's dtype names that shadow builtins (tinygrad_rad.int is int32, .float is float32, as
+# torch.int / torch.float); defined last so nothing above sees them instead of the builtins
+bool = bool_  # noqa: A001
+int = int32  # noqa: A001
+float = float32  # noqa: A001

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import types
 
 import numpy as np
 
@@ -20,6 +22,76 @@ from . import cuda
 from .cuda import is_simulator as simulator_enabled
 
 DEVICES = ("cpu", "cuda")
+
+
+class Device(str):
+    """``tinygrad_rad.device("cuda:0")``, like ``torch.device``: ``.type`` ("cpu" / "cuda") and ``.index``
+    (None or an int). It is a ``str`` ("cpu", "cuda" or "cuda:1"), so it compares equal to the
+    device strings tensors report and every ``device=`` argument takes it.
+
+        >>> d = tinygrad_rad.device("cpu")
+        >>> d.type, d.index, d == "cpu", x.to(d).device == d
+        ('cpu', None, True, True)
+    """
+
+    type: str
+    index: int | None
+
+    def __new__(cls, type, index: int | None = None):  # noqa: A002 (PyTorch's argument name)
+        if isinstance(type, Device):
+            if index is None:
+                return type
+            type = type.type  # noqa: A001
+        if not isinstance(type, str):
+            raise TypeError(f"device() expected a string like 'cpu' or 'cuda:0', got {type!r}")
+        name, _, idx = type.strip().lower().partition(":")
+        if name not in DEVICES:
+            raise RuntimeError(
+                f"Expected one of {', '.join(DEVICES)} device type at start of device string: {type}")
+        if idx:
+            if index is not None:
+                raise RuntimeError(f"device(): type {type!r} already has an index; do not pass index={index}")
+            if not idx.isdigit():
+                raise RuntimeError(f"Invalid device string: '{type}'")
+            index = int(idx)
+        if index is not None:
+            index = int(index)
+            if index < 0:
+                raise RuntimeError(f"Device index must not be negative, got {index}")
+            if name == "cpu" and index != 0:
+                raise RuntimeError(f"device(): the cpu has only index 0, got {index}")
+        self = super().__new__(cls, name if index is None else f"{name}:{index}")
+        self.type, self.index = name, index
+        return self
+
+    def __repr__(self) -> str:
+        idx = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{idx})"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            o = other if isinstance(other, Device) else _try_device(other)
+            if o is None:
+                return False
+            # NOTE: "cuda" and "cuda:0" name the same device here (tensors report "cuda")
+            return self.type == o.type and (self.index or 0) == (o.index or 0)
+        return NotImplemented
+
+    def __ne__(self, other) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = str.__hash__
+
+    def __reduce__(self):
+        return (Device, (self.type, self.index))
+
+
+def _try_device(s: str):
+    try:
+        return Device(s)
+    except (RuntimeError, TypeError):
+        return None
 
 
 def canonical_device(device) -> str:
@@ -144,3 +216,16 @@ def _load(name: str, device: str):
             raise
         raise ModuleNotFoundError(f"backend {name!r} (device {device!r}): kernels/{name}.py is missing",
                                   name=module) from e
+
+
+# NOTE: ``tinygrad_rad.device`` is this module *and* callable like ``torch.device``: ``tr.device("cpu")``
+# gives a :class:`Device`, ``isinstance(d, tr.device)`` works, ``tr.device.backend(...)`` stays reachable.
+class _CallableModule(types.ModuleType):
+    def __call__(self, type, index: int | None = None) -> Device:  # noqa: A002
+        return Device(type, index)
+
+    def __instancecheck__(self, obj) -> bool:
+        return isinstance(obj, Device)
+
+
+sys.modules[__name__].__class__ = _CallableModule

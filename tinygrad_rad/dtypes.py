@@ -9,17 +9,23 @@ float64 = np.dtype(np.float64)
 float16 = np.dtype(np.float16)
 int64 = np.dtype(np.int64)
 int32 = np.dtype(np.int32)
+int16 = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
 uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
 
+# PyTorch's other spellings (tinygrad_rad.int, .long, .float, ... are these; see __init__.py)
+half, double, short, long = float16, float64, int16, int64
+dtype = np.dtype  # isinstance(x.dtype, tinygrad_rad.dtype) is True, as with torch.dtype
+
 DEFAULT_FLOAT = float32
-SUPPORTED = (float32, float64, float16, int64, int32, np.dtype(np.int16), np.dtype(np.int8), uint8, bool_)
+SUPPORTED = (float32, float64, float16, int64, int32, int16, int8, uint8, bool_)
 FLOATING = (float32, float64, float16)
 
 _ALIASES = {
     "float": float32, "float32": float32, "float64": float64, "double": float64,
     "half": float16, "float16": float16, "long": int64, "int64": int64, "int": int32, "int32": int32,
-    "uint8": uint8, "bool": bool_,
+    "short": int16, "int16": int16, "int8": int8, "uint8": uint8, "bool": bool_,
 }
 
 

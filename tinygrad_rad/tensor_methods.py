@@ -20,12 +20,18 @@ import numpy as np
 from . import ops
 from .autograd import is_grad_enabled
 from .device import canonical_device, to_device, xp_for
+from .device import xp_of as xp_of_array
 from .dtypes import DEFAULT_FLOAT, check_dtype, is_floating, to_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tensor import Tensor
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
+# the (values, indices) results of cummax / cummin / sort / topk (torch.return_types.* in PyTorch)
+CumMax = namedtuple("cummax", ["values", "indices"])
+CumMin = namedtuple("cummin", ["values", "indices"])
+Sort = namedtuple("sort", ["values", "indices"])
+TopK = namedtuple("topk", ["values", "indices"])
 
 
 def _shape_arg(shape) -> tuple:
@@ -131,17 +137,59 @@ class TensorMethods:
         a, b = _promote(a, b, true_div)
         return fn.apply(a, b)
 
-    def add(self, other) -> Tensor:
-        return self._binary(ops.Add, other)
+    def add(self, other, *, alpha=1) -> Tensor:
+        """``self + alpha * other`` (PyTorch's ``alpha=``)."""
+        return self._binary(ops.Add, other if alpha == 1 else self._other(other) * alpha)
 
-    def sub(self, other) -> Tensor:
-        return self._binary(ops.Sub, other)
+    def sub(self, other, *, alpha=1) -> Tensor:
+        """``self - alpha * other``."""
+        return self._binary(ops.Sub, other if alpha == 1 else self._other(other) * alpha)
+
+    subtract = sub
 
     def mul(self, other) -> Tensor:
         return self._binary(ops.Mul, other)
 
-    def div(self, other) -> Tensor:
-        return self._binary(ops.Div, other, true_div=True)
+    multiply = mul
+
+    def div(self, other, *, rounding_mode: str | None = None) -> Tensor:
+        """True division; ``rounding_mode='trunc'`` rounds toward zero, ``'floor'`` down (as ``//``).
+
+        Rounded division keeps integer dtypes (integer division by zero raises, as in PyTorch) and has
+        a zero gradient."""
+        if rounding_mode is None:
+            return self._binary(ops.Div, other, true_div=True)
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(
+                "div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                f"'{rounding_mode}'")
+        o = self._other(other)
+        a, b = _promote(self, o)
+        return ops.RoundedDiv.apply(a, b, rounding_mode=rounding_mode)
+
+    divide = true_divide = div
+
+    def floor_divide(self, other) -> Tensor:
+        return self.div(other, rounding_mode="floor")
+
+    def __floordiv__(self, other) -> Tensor:
+        return self.div(other, rounding_mode="floor")
+
+    def __rfloordiv__(self, other) -> Tensor:
+        return self._other(other).div(self, rounding_mode="floor")
+
+    def fmod(self, other) -> Tensor:
+        """C's fmod: ``a - trunc(a / b) * b``, with the sign of the dividend (``fmod(-7, 2) == -1``)."""
+        return self._binary(ops.Fmod, other)
+
+    def remainder(self, other) -> Tensor:
+        """Python's ``%``: ``a - floor(a / b) * b``, with the sign of the divisor (``-7 % 2 == 1``)."""
+        return self._binary(ops.Remainder, other)
+
+    __mod__ = remainder
+
+    def __rmod__(self, other) -> Tensor:
+        return self._binary(ops.Remainder, other, reverse=True)
 
     def pow(self, exponent) -> Tensor:
         if isinstance(exponent, TensorMethods):
@@ -151,10 +199,16 @@ class TensorMethods:
             base = self.to(dtype=DEFAULT_FLOAT)  # NOTE: int ** 0.5 / int ** -1 give floats, as in PyTorch
         return ops.PowScalar.apply(base, exponent=float(exponent))
 
-    __add__ = add
-    __sub__ = sub
+    def __add__(self, other) -> Tensor:
+        return self._binary(ops.Add, other)
+
+    def __sub__(self, other) -> Tensor:
+        return self._binary(ops.Sub, other)
+
     __mul__ = mul
-    __truediv__ = div
+    def __truediv__(self, other) -> Tensor:
+        return self._binary(ops.Div, other, true_div=True)
+
     __pow__ = pow
 
     def __radd__(self, other) -> Tensor:
@@ -309,6 +363,56 @@ class TensorMethods:
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
         return ops.Softplus.apply(self, beta=float(beta), threshold=float(threshold))
 
+    # trigonometric and hyperbolic functions (integer tensors give float32, as in PyTorch)
+    def _unary_float(self, fn) -> Tensor:
+        x = self if is_floating(self.dtype) else self.to(dtype=DEFAULT_FLOAT)
+        return fn.apply(x)
+
+    def tan(self) -> Tensor:
+        return self._unary_float(ops.Tan)
+
+    def asin(self) -> Tensor:
+        return self._unary_float(ops.Asin)
+
+    def acos(self) -> Tensor:
+        return self._unary_float(ops.Acos)
+
+    def atan(self) -> Tensor:
+        return self._unary_float(ops.Atan)
+
+    def sinh(self) -> Tensor:
+        return self._unary_float(ops.Sinh)
+
+    def cosh(self) -> Tensor:
+        return self._unary_float(ops.Cosh)
+
+    def asinh(self) -> Tensor:
+        return self._unary_float(ops.Asinh)
+
+    def acosh(self) -> Tensor:
+        return self._unary_float(ops.Acosh)
+
+    def atanh(self) -> Tensor:
+        return self._unary_float(ops.Atanh)
+
+    arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+    # ------------------------------------------------------------------------- closeness
+    def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+        """Elementwise ``|self - other| <= atol + rtol * |other|`` (boolean; PyTorch's defaults)."""
+        o = other.data if isinstance(other, TensorMethods) else other
+        try:
+            res = _xp(self).isclose(self.data, o, rtol=rtol, atol=atol, equal_nan=equal_nan)
+        except ValueError as e:
+            oshape = other.shape if isinstance(other, TensorMethods) else np.shape(other)
+            raise ValueError(f"isclose: shapes {self.shape} and {tuple(oshape)} do not broadcast") from e
+        return self._wrap(_xp(self).asarray(res), device=self.device)
+
+    def allclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> builtins.bool:
+        """True when every element ``isclose`` (a Python bool, as in PyTorch)."""
+        return builtins.bool(self.isclose(other, rtol=rtol, atol=atol, equal_nan=equal_nan).data.all())
+
     # ----------------------------------------------------------------------------- reductions
     # NOTE: ``axis=`` is accepted as an alias of ``dim=`` (as in PyTorch and NumPy). A 0-d tensor may be
     # reduced over dim 0 or -1 (PyTorch allows it): it is reduced as the 1-element tensor it is, and the
@@ -361,10 +465,54 @@ class TensorMethods:
             return self.abs().amax(dim, keepdim=keepdim)
         return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
 
-    def cumsum(self, dim: int) -> Tensor:
+    def cumsum(self, dim: int, *, dtype=None) -> Tensor:
+        """Running sum along ``dim``: ``out[i] = x[0] + ... + x[i]``."""
+        x = self.to(dtype=dtype) if dtype is not None else self
+        if x.ndim == 0:
+            return x._as_1d(dim).cumsum(0).reshape(())
+        return ops.CumSum.apply(x, dim=_dims(dim, x.ndim)[0])
+
+    def cumprod(self, dim: int, *, dtype=None) -> Tensor:
+        """Running product along ``dim``: ``out[i] = x[0] * ... * x[i]`` (gradient exact at zeros)."""
+        x = self.to(dtype=dtype) if dtype is not None else self
+        if x.ndim == 0:
+            return x._as_1d(dim).cumprod(0).reshape(())
+        return ops.CumProd.apply(x, dim=_dims(dim, x.ndim)[0])
+
+    def cummax(self, dim: int):
+        """``(values, indices)``: the running maximum along ``dim`` and where it was last reached
+        (PyTorch's ties rule: the latest index; a nan stays the maximum from where it appears)."""
+        return self._cumext(dim, "max")
+
+    def cummin(self, dim: int):
+        """``(values, indices)``: the running minimum along ``dim`` (ties: the latest index)."""
+        return self._cumext(dim, "min")
+
+    def _cumext(self, dim, how):
+        cls = CumMax if how == "max" else CumMin
         if self.ndim == 0:
-            return self._as_1d(dim).cumsum(0).reshape(())
-        return ops.CumSum.apply(self, dim=_dims(dim, self.ndim)[0])
+            _dims(dim, 0)
+            return cls(self.clone(), self._wrap(_xp(self).zeros((), dtype=np.int64), device=self.device))
+        xp, d, a = _xp(self), _dims(dim, self.ndim)[0], self.data
+        acc = xp.maximum if how == "max" else xp.minimum  # NOTE: both propagate nan, as PyTorch does
+        run = acc.accumulate(a, axis=d) if a.size else a
+        record = (a == run) | (xp.isnan(a) if a.dtype.kind == "f" else False)
+        pos = xp.arange(a.shape[d]).reshape((-1,) + (1,) * (a.ndim - d - 1))
+        idx = xp.maximum.accumulate(xp.where(record, pos, 0), axis=d) if a.size else a.astype(np.int64)
+        idx = self._wrap(idx.astype(np.int64), device=self.device)
+        return cls(self.gather(d, idx), idx)
+
+    def prod(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None) -> Tensor:
+        """Product of all elements, or over one ``dim`` (gradient exact where elements are 0)."""
+        dim = _alias("prod", dim, axis)
+        x = self.to(dtype=dtype) if dtype is not None else self
+        if x.dtype == np.bool_:
+            x = x.long()
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"prod() takes one int dim, got {dim!r}")
+        if x.ndim == 0 and dim is not None:
+            return x._as_1d(dim).prod(0)
+        return ops.Prod.apply(x, dim=None if dim is None else _dims(dim, x.ndim)[0], keepdim=keepdim)
 
     def _maxmin(self, fn, dim, keepdim):
         if dim is None:
@@ -601,6 +749,236 @@ class TensorMethods:
         m = mask if isinstance(mask, TensorMethods) else self._constant(mask)
         return where(m, self._wrap(_xp(self).asarray(value, dtype=self.dtype), device=self.device), self)
 
+    def where(self, condition, other) -> Tensor:
+        """``x.where(cond, y)`` is ``where(cond, x, y)``."""
+        return where(condition, self, other)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two dims (entries above ``diagonal`` set to 0)."""
+        self._need_2d("tril")
+        return ops.Tri.apply(self, upper=False, diagonal=int(diagonal))
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """The upper triangle of the last two dims (entries below ``diagonal`` set to 0)."""
+        self._need_2d("triu")
+        return ops.Tri.apply(self, upper=True, diagonal=int(diagonal))
+
+    def _need_2d(self, name):
+        if self.ndim < 2:
+            raise ValueError(f"{name}: input tensor must have at least 2 dimensions, got shape {self.shape}")
+
+    def repeat(self, *sizes) -> Tensor:
+        """Tile the tensor ``sizes[i]`` times along dim i (``len(sizes) >= ndim``; extra sizes add
+        leading dims), e.g. ``x.repeat(2, 1)``. Built from reshape + expand + reshape (exact backward)."""
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(
+                f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than the number of "
+                f"dims of the tensor ({self.ndim})")
+        if any(r < 0 for r in sizes):
+            raise ValueError(f"repeat: repeats {sizes} must be non-negative")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        x = self.reshape(tuple(v for s in shape for v in (1, s)))
+        x = x.expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
+        return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+
+    def tile(self, *dims) -> Tensor:
+        """``repeat`` where fewer ``dims`` than the tensor has dims are padded with 1s in front."""
+        dims = _shape_arg(dims)
+        return self.repeat((1,) * (self.ndim - len(dims)) + dims)
+
+    def roll(self, shifts, dims=None) -> Tensor:
+        """Shift elements cyclically by ``shifts`` along ``dims`` (the flattened tensor when None)."""
+        if dims is None:
+            if isinstance(shifts, (tuple, list)):
+                if len(shifts) != 1:
+                    raise ValueError(f"roll: shifts {shifts} needs dims of the same length")
+                shifts = shifts[0]
+            return self.flatten().roll(shifts, 0).reshape(self.shape)
+        sh = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        ds = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if len(sh) != len(ds):
+            raise ValueError(f"roll: shifts and dimensions must align. shifts: {len(sh)}, dims: {len(ds)}")
+        if self.ndim == 0:
+            return self.reshape(1).roll(sh, ds).reshape(())
+        ds = tuple(_dims(d, self.ndim)[0] for d in ds)
+        return ops.Roll.apply(self, shifts=tuple(builtins.int(v) for v in sh), dims=ds)
+
+    # --------------------------------------------------------------------- gather / scatter
+    def _index_arg(self, name, dim, index, src_shape=None) -> tuple:
+        """Check gather/scatter arguments like PyTorch; return (dim, index array)."""
+        idx = index.data if isinstance(index, TensorMethods) else np.asarray(index)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"{name}(): Expected dtype int64 for index, got {idx.dtype}")
+        nd = builtins.max(self.ndim, 1)
+        d = _dims(dim, self.ndim)[0]
+        if idx.ndim != nd and not (idx.ndim == 0 and self.ndim == 0) and idx.size:
+            raise ValueError(f"{name}(): Index tensor must have the same number of dimensions as input "
+                             "tensor "
+                             f"(index shape {tuple(idx.shape)}, input shape {self.shape})")
+        shape = self.shape if self.ndim else (1,)
+        idx = idx.reshape(idx.shape if idx.ndim else (1,)) if self.ndim == 0 else idx
+        for i in range(idx.ndim):
+            if i != d and idx.shape[i] > shape[i]:
+                raise ValueError(f"{name}(): Size does not match at dimension {i} expected index "
+                                 f"{tuple(idx.shape)} to be smaller than self {self.shape} apart from "
+                                 f"dimension {d}")
+            if src_shape is not None and idx.shape[i] > (src_shape[i] if len(src_shape) else 1):
+                raise ValueError(f"{name}(): Expected index {tuple(idx.shape)} to be smaller than src "
+                                 f"{tuple(src_shape)} in every dimension")
+        if idx.size:
+            lo, hi = builtins.int(idx.min()), builtins.int(idx.max())
+            bad = lo if lo < 0 else hi if hi >= shape[d] else None
+            if bad is not None:
+                raise IndexError(
+                    f"{name}(): index {bad} is out of bounds for dimension {d} with size {shape[d]}")
+        return d, to_device(idx.astype(np.int64, copy=False), self.device)
+
+    def gather(self, dim: int, index) -> Tensor:
+        """``out[i][j][k] = self[i][index[i][j][k]][k]`` for dim=1 (``torch.gather``); index's shape."""
+        d, idx = self._index_arg("gather", dim, index)
+        if self.ndim == 0:
+            out = ops.Gather.apply(self.reshape(1), index=idx, dim=0)
+            return out.reshape(tuple(getattr(index, "shape", ())))
+        return ops.Gather.apply(self, index=idx, dim=d)
+
+    def take_along_dim(self, indices, dim: int) -> Tensor:
+        return self.gather(dim, indices)
+
+    def index_select(self, dim: int, index) -> Tensor:
+        """The slices ``index`` (1-D integers) of dim ``dim``."""
+        d = _dims(dim, self.ndim)[0] if self.ndim else 0
+        idx = index if isinstance(index, TensorMethods) else self._constant(np.asarray(index))
+        return self[(slice(None),) * d + (idx.reshape(-1),)]
+
+    def _src(self, src, value, index) -> Tensor:
+        if src is None and value is None:
+            raise TypeError("scatter(): give src (a tensor) or value (a number)")
+        if src is not None and not isinstance(src, TensorMethods):
+            src, value = None, src  # x.scatter(dim, index, 1.0): a number as src
+        if src is None:
+            shape = tuple(getattr(index, "shape", np.shape(index)))
+            return self._wrap(_xp(self).full(shape, value, dtype=self.dtype), device=self.device)
+        if src.dtype != self.dtype:
+            raise TypeError(
+                f"scatter(): Expected self.dtype to be equal to src.dtype ({self.dtype} and {src.dtype})")
+        return src
+
+    def scatter(self, dim: int, index, src=None, *, value=None, reduce: str | None = None) -> Tensor:
+        """A copy of self with ``out[i][index[i][j][k]][k] = src[i][j][k]`` (dim=1); ``src`` may be a number
+        (or ``value=``). ``reduce='add' | 'multiply'`` combines instead of overwriting."""
+        s = self._src(src, value, index)
+        if reduce is not None:
+            red = {"add": "sum", "multiply": "prod"}.get(reduce)
+            if red is None:
+                raise ValueError(f"scatter(): reduce argument must be either add or multiply, got {reduce!r}")
+            return self.scatter_reduce(dim, index, s, red)
+        d, idx = self._index_arg("scatter", dim, index, s.shape)
+        if self.ndim == 0:
+            return self.reshape(1).scatter(0, idx.reshape(-1), s.reshape(-1)).reshape(())
+        return ops.Scatter.apply(self, s, index=idx, dim=d)
+
+    def scatter_add(self, dim: int, index, src) -> Tensor:
+        """A copy of self with ``out[i][index[i][j][k]][k] += src[i][j][k]`` (dim=1; duplicates add up)."""
+        return self.scatter_reduce(dim, index, src, "sum")
+
+    def scatter_reduce(self, dim: int, index, src, reduce: str, *,
+                       include_self: builtins.bool = True) -> Tensor:
+        """Reduce the src values scattered to each position with ``reduce`` ('sum', 'prod', 'mean',
+        'amax', 'amin'); ``include_self=False`` leaves self's value out where something is scattered."""
+        if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+            raise ValueError(f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}")
+        s = self._src(src, None, index)
+        d, idx = self._index_arg("scatter_reduce", dim, index, s.shape)
+        if self.ndim == 0:
+            return self.reshape(1).scatter_reduce(0, idx.reshape(-1), s.reshape(-1), reduce,
+                                                  include_self=include_self).reshape(())
+        return ops.ScatterReduce.apply(self, s, index=idx, dim=d, reduce=reduce,
+                                       include_self=builtins.bool(include_self))
+
+    def _inplace(self, result) -> Tensor:
+        self[...] = result.detach()  # the same rules (and version bump) as t[...] = value
+        return self
+
+    def scatter_(self, dim: int, index, src=None, *, value=None, reduce: str | None = None) -> Tensor:
+        return self._inplace(self.scatter(dim, index, src, value=value, reduce=reduce))
+
+    def scatter_add_(self, dim: int, index, src) -> Tensor:
+        return self._inplace(self.scatter_add(dim, index, src))
+
+    def scatter_reduce_(self, dim: int, index, src, reduce: str, *,
+                        include_self: builtins.bool = True) -> Tensor:
+        return self._inplace(self.scatter_reduce(dim, index, src, reduce, include_self=include_self))
+
+    # --------------------------------------------------------------------------- sorting
+    def sort(self, dim: int = -1, descending: builtins.bool = False, stable: builtins.bool = False):
+        """``(values, indices)`` sorted along ``dim``. Always stable (equal elements keep their order,
+        also when ``descending``); nan sorts as the largest value, as in PyTorch."""
+        if self.ndim == 0:
+            _dims(dim, 0)
+            return Sort(self.clone(), self._wrap(_xp(self).zeros((), dtype=np.int64), device=self.device))
+        d = _dims(dim, self.ndim)[0]
+        idx = self._wrap(_argsort(self.data, d, descending), device=self.device)
+        return Sort(ops.Gather.apply(self, index=idx.data, dim=d), idx)
+
+    def argsort(self, dim: int = -1, descending: builtins.bool = False,
+                stable: builtins.bool = False) -> Tensor:
+        return self.sort(dim, descending, stable).indices
+
+    def msort(self) -> Tensor:
+        return self.sort(0).values
+
+    def topk(self, k: int, dim: int = -1, largest: builtins.bool = True, sorted: builtins.bool = True):
+        """``(values, indices)`` of the ``k`` largest (``largest=False``: smallest) elements along ``dim``,
+        in sorted order (ties: the lower index first)."""
+        n = self.shape[_dims(dim, self.ndim)[0]] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise IndexError(f"topk(): selected index k={k} out of range for dimension of size {n}")
+        if self.ndim == 0:
+            return TopK(*self.sort(dim))
+        d = _dims(dim, self.ndim)[0]
+        idx = _argsort(self.data, d, largest)[(slice(None),) * d + (slice(0, k),)]
+        idx = self._wrap(idx, device=self.device)
+        return TopK(ops.Gather.apply(self, index=idx.data, dim=d), idx)
+
+    # ------------------------------------------------------------------------------ misc
+    def nonzero(self, *, as_tuple: builtins.bool = False):
+        """Indices of the non-zero elements: an (n, ndim) int64 tensor, or (``as_tuple``) one 1-D index
+        tensor per dim, usable as ``x[x.nonzero(as_tuple=True)]``."""
+        xp = _xp(self)
+        if as_tuple:
+            a = self.data.reshape(1) if self.ndim == 0 else self.data
+            return tuple(self._wrap(i.astype(np.int64), device=self.device) for i in xp.nonzero(a))
+        return self._wrap(xp.argwhere(self.data).astype(np.int64), device=self.device)
+
+    def argwhere(self) -> Tensor:
+        return self.nonzero()
+
+    def count_nonzero(self, dim=None) -> Tensor:
+        return (self != 0).sum(dim)
+
+    def resize_(self, *sizes) -> Tensor:
+        """Change the shape in place, keeping the elements in order (flattened); new elements are 0.
+
+        NOTE: PyTorch leaves new elements uninitialised; this fills them with zeros. Like PyTorch it
+        refuses tensors that require grad."""
+        sizes = _shape_arg(sizes)
+        if self.requires_grad:
+            raise RuntimeError("cannot resize variables that require grad")
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"resize_: sizes {sizes} must be non-negative")
+        n = builtins.int(np.prod(sizes))
+        flat = self.data.reshape(-1)
+        new = _xp(self).zeros(n, dtype=self.dtype)
+        m = builtins.min(n, flat.size)
+        new[:m] = flat[:m]
+        self.data = new.reshape(sizes)
+        self._vc = [self._vc[0] + 1]  # NOTE: fresh memory: no longer shared with former views
+        return self
+
+    def resize_as_(self, other) -> Tensor:
+        return self.resize_(other.shape)
+
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
@@ -620,6 +998,16 @@ def _alias(name: str, dim, axis):
 
 def _xp(t: Tensor):
     return xp_for(t.device)
+
+
+def _argsort(a, dim: int, descending: bool):
+    """Stable argsort along ``dim`` (int64); descending keeps equal elements in order, nan first."""
+    xp = xp_of_array(a)
+    if not descending:
+        return xp.argsort(a, axis=dim, kind="stable").astype(np.int64)
+    n = a.shape[dim]
+    rev = xp.flip(a, axis=dim)  # ascending order of the reversed array, reversed, is descending and stable
+    return (n - 1 - xp.flip(xp.argsort(rev, axis=dim, kind="stable"), axis=dim)).astype(np.int64)
 
 
 def _is_dtype_like(x) -> bool:
@@ -682,14 +1070,32 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
-    nd = tensors[0].ndim
+    # NOTE: PyTorch's legacy rule: a 1-D tensor of size 0 is skipped whatever the others' shapes
+    shaped = [t for t in tensors if not ops.legacy_empty(t.shape)] or tensors
+    ref = shaped[0]
+    if ref.ndim == 0:
+        raise ValueError("cat: zero-dimensional tensor cannot be concatenated")
+    nd = ref.ndim
     d = _dims(dim, nd)[0]
-    for t in tensors[1:]:
-        if t.ndim != nd or t.shape[:d] + t.shape[d + 1 :] != tensors[0].shape[:d] + tensors[0].shape[d + 1 :]:
+    for t in shaped[1:]:
+        if t.ndim != nd or t.shape[:d] + t.shape[d + 1 :] != ref.shape[:d] + ref.shape[d + 1 :]:
             raise ValueError(
                 f"cat: shapes {[tt.shape for tt in tensors]} must match except in dim {dim}"
             )
+    dt = shaped[0].dtype
+    for t in tensors[1:]:
+        dt = _result_dtype(dt, t.dtype)
+    tensors = [_cast(t, dt) for t in tensors]  # PyTorch promotes (int + float -> float)
     return ops.Cat.apply(*tensors, dim=d)
+
+
+def _result_dtype(da, db):
+    if da == db:
+        return da
+    fa, fb = is_floating(da), is_floating(db)
+    if fa and fb or not (fa or fb):
+        return np.promote_types(da, db)
+    return da if fa else db
 
 
 concatenate = cat
@@ -734,11 +1140,26 @@ def chunk(t: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(t, size, dim)
 
 
-def where(condition, input, other) -> Tensor:
-    """Elementwise ``input if condition else other`` (broadcasting); differentiable in input and other."""
+def where(condition, input=None, other=None):
+    """Elementwise ``input if condition else other`` (broadcasting); differentiable in input and other.
+
+    ``input`` / ``other`` may be numbers (``where(mask, x, 0.0)``, ``where(mask, 1.0, 0.0)`` gives
+    float32); ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``.
+    """
+    if input is None and other is None:
+        return condition.nonzero(as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where(): give both input and other (or only the condition)")
     ref = input if isinstance(input, TensorMethods) else other
     if not isinstance(ref, TensorMethods):
-        raise TypeError("where: input or other must be a Tensor")
+        if not isinstance(condition, TensorMethods):
+            raise TypeError("where: condition, input or other must be a Tensor")
+        ints = all(isinstance(v, (builtins.int, np.integer)) and not isinstance(v, builtins.bool)
+                   for v in (input, other))
+        bools = all(isinstance(v, (builtins.bool, np.bool_)) for v in (input, other))
+        dt = np.bool_ if bools else np.int64 if ints else DEFAULT_FLOAT
+        ref = condition._constant(np.asarray(input, dtype=dt))
+        input = ref
     cond = condition if isinstance(condition, TensorMethods) else ref._constant(np.asarray(condition))
     a = ref._other(input) if not isinstance(input, TensorMethods) else input
     b = ref._other(other) if not isinstance(other, TensorMethods) else other

@@ -6,11 +6,14 @@ by side with the math of each backward rule in a comment beside it.
 
 ==============  ===================================================================================
 elementwise.py  Add Sub Mul Div Pow PowScalar Maximum Minimum Where Copy Cast ToDevice Neg Exp Log
-                Sqrt Abs Sin Cos Log1p Expm1 Dropout; ``unbroadcast`` (the backward of broadcasting)
+                Sqrt Abs Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Log1p Expm1
+                RoundedDiv Fmod Remainder Tri Dropout; ``unbroadcast`` (the backward of broadcasting)
 activation.py   Clamp Relu LeakyRelu Elu Sigmoid Tanh Gelu Softplus
-reduce.py       Sum Max Min LogSumExp Softmax LogSoftmax CumSum
-movement.py     Reshape Permute Expand GetItem Cat Pad; ``getitem`` and ``pad`` (tensor-level helpers)
-matmul.py       MatMul; ``matmul`` (1-D operands as in NumPy/PyTorch)
+reduce.py       Sum Prod Max Min LogSumExp Softmax LogSoftmax CumSum CumProd
+movement.py     Reshape Permute Expand GetItem Cat Pad Roll Gather Scatter ScatterReduce; ``getitem``
+                and ``pad`` (tensor-level helpers), ``along`` (the index of gather/scatter)
+matmul.py       MatMul Einsum; ``matmul`` (1-D operands as in NumPy/PyTorch), ``einsum`` (ellipsis,
+                broadcasting and implicit output rewritten to an explicit equation)
 conv.py         Conv2d ConvTranspose2d Conv3d ConvTranspose3d
 pool.py         MaxPool2d AvgPool2d MaxPool3d AvgPool3d
 norm.py         BatchNormTrain ChannelAffine
@@ -28,14 +31,23 @@ from .activation import Clamp, Elu, Gelu, LeakyRelu, Relu, Sigmoid, Softplus, Ta
 from .conv import Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d
 from .elementwise import (
     Abs,
+    Acos,
+    Acosh,
     Add,
+    Asin,
+    Asinh,
+    Atan,
+    Atanh,
     Cast,
     Copy,
     Cos,
+    Cosh,
     Div,
     Dropout,
     Exp,
     Expm1,
+    Fmod,
+    IntegerDivisionByZero,
     Log,
     Log1p,
     Maximum,
@@ -44,19 +56,40 @@ from .elementwise import (
     Neg,
     Pow,
     PowScalar,
+    Remainder,
+    RoundedDiv,
     Sin,
+    Sinh,
     Sqrt,
     Sub,
+    Tan,
     ToDevice,
+    Tri,
     Where,
     unbroadcast,
 )
 from .loss import SoftmaxCrossEntropy
-from .matmul import MatMul, matmul
-from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape, getitem, normalize_index, pad
+from .matmul import Einsum, MatMul, einsum, matmul
+from .movement import (
+    Cat,
+    Expand,
+    Gather,
+    GetItem,
+    Pad,
+    Permute,
+    Reshape,
+    Roll,
+    Scatter,
+    ScatterReduce,
+    along,
+    getitem,
+    legacy_empty,
+    normalize_index,
+    pad,
+)
 from .norm import BatchNormTrain, ChannelAffine
 from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
-from .reduce import CumSum, LogSoftmax, LogSumExp, Max, Min, Softmax, Sum
+from .reduce import CumProd, CumSum, LogSoftmax, LogSumExp, Max, Min, Prod, Softmax, Sum
 
 __all__ = [
     "Abs", "Add", "AvgPool2d", "BatchNormTrain", "Cast", "Cat", "ChannelAffine", "Clamp", "Conv2d",
@@ -66,4 +99,7 @@ __all__ = [
     "Reshape", "Sigmoid", "Sin", "Softmax", "SoftmaxCrossEntropy", "Softplus", "Sqrt", "Sub", "Sum",
     "Tanh", "ToDevice", "Where", "getitem", "matmul", "normalize_index", "pad", "unbroadcast",
     "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d",
+    "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Cosh", "CumProd", "Einsum", "Fmod", "Gather",
+    "IntegerDivisionByZero", "Prod", "Remainder", "Roll", "RoundedDiv", "Scatter", "ScatterReduce", "Sinh",
+    "Tan", "Tri", "along", "einsum", "legacy_empty",
 ]

@@ -330,3 +330,192 @@ class Dropout(Function):
     def backward(self, g):
         # d(x m)/dx = m
         return (g * self.mask,)
+
+
+# -------------------------------------------------------------------- trigonometric / hyperbolic
+class Tan(Function):
+    def forward(self, a):
+        self.out = xp_of(a).tan(a)
+        return self.out
+
+    def backward(self, g):
+        # d(tan a)/da = 1 + tan^2 a
+        return (g * (1 + self.out * self.out),)
+
+
+class Asin(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arcsin(a)
+
+    def backward(self, g):
+        # d(asin a)/da = 1 / sqrt(1 - a^2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (g / xp_of(g).sqrt(1 - self.a * self.a),)
+
+
+class Acos(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arccos(a)
+
+    def backward(self, g):
+        # d(acos a)/da = -1 / sqrt(1 - a^2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (-g / xp_of(g).sqrt(1 - self.a * self.a),)
+
+
+class Atan(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arctan(a)
+
+    def backward(self, g):
+        # d(atan a)/da = 1 / (1 + a^2)
+        return (g / (1 + self.a * self.a),)
+
+
+class Sinh(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).sinh(a)
+
+    def backward(self, g):
+        # d(sinh a)/da = cosh a
+        return (g * xp_of(g).cosh(self.a),)
+
+
+class Cosh(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).cosh(a)
+
+    def backward(self, g):
+        # d(cosh a)/da = sinh a
+        return (g * xp_of(g).sinh(self.a),)
+
+
+class Asinh(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arcsinh(a)
+
+    def backward(self, g):
+        # d(asinh a)/da = 1 / sqrt(a^2 + 1)
+        return (g / xp_of(g).sqrt(self.a * self.a + 1),)
+
+
+class Acosh(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arccosh(a)
+
+    def backward(self, g):
+        # d(acosh a)/da = 1 / sqrt(a^2 - 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (g / xp_of(g).sqrt(self.a * self.a - 1),)
+
+
+class Atanh(Function):
+    def forward(self, a):
+        self.a = a
+        return xp_of(a).arctanh(a)
+
+    def backward(self, g):
+        # d(atanh a)/da = 1 / (1 - a^2)
+        with np.errstate(divide="ignore"):
+            return (g / (1 - self.a * self.a),)
+
+
+# ------------------------------------------------------------------- division with rounding, modulo
+class IntegerDivisionByZero(RuntimeError, ZeroDivisionError):
+    """Integer ``//``, ``%``, ``fmod`` or rounded ``div`` by zero (PyTorch: RuntimeError)."""
+
+
+def _check_int_divisor(b) -> None:
+    if b.dtype.kind in "iub" and bool((b == 0).any()):
+        raise IntegerDivisionByZero("ZeroDivisionError: integer division (or modulo) by zero")
+
+
+def _trunc_div(a, b):
+    """a / b rounded toward zero; exact for integers (no float round trip)."""
+    xp = xp_of(a)
+    if a.dtype.kind in "iu":
+        q = xp.floor_divide(a, b)
+        fix = (xp.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+        return q + fix.astype(q.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.trunc(a / b)
+
+
+class RoundedDiv(_Binary):
+    """``div(a, b, rounding_mode='trunc' | 'floor')``: piecewise constant, so both gradients are zero
+    (as in PyTorch, whose result still has a grad_fn)."""
+
+    def forward(self, a, b, rounding_mode):
+        self._check(a, b)
+        _check_int_divisor(b)
+        if rounding_mode == "trunc":
+            return _trunc_div(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp_of(a).floor_divide(a, b)
+
+    def backward(self, g):
+        # d round(a/b) = 0 almost everywhere
+        xp = xp_of(g)
+        return xp.zeros(self.a_shape, dtype=g.dtype), xp.zeros(self.b_shape, dtype=g.dtype)
+
+
+class Fmod(_Binary):
+    """C's fmod: the result has the sign of the dividend ``a`` (a - trunc(a/b) b)."""
+
+    def forward(self, a, b):
+        self._check(a, b)
+        _check_int_divisor(b)
+        self.a, self.b = a, b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp_of(a).fmod(a, b)
+
+    def backward(self, g):
+        # fmod(a, b) = a - trunc(a/b) b  =>  d/da = 1, d/db = -trunc(a/b)
+        gb = None
+        if self.needs_input_grad[1]:
+            gb = unbroadcast(-g * _trunc_div(self.a, self.b), self.b_shape)
+        return unbroadcast(g, self.a_shape), gb
+
+
+class Remainder(_Binary):
+    """Python's ``%`` (PyTorch's remainder): the result has the sign of the divisor (a - floor(a/b) b)."""
+
+    def forward(self, a, b):
+        self._check(a, b)
+        _check_int_divisor(b)
+        self.a, self.b = a, b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp_of(a).remainder(a, b)
+
+    def backward(self, g):
+        # remainder(a, b) = a - floor(a/b) b  =>  d/da = 1, d/db = -floor(a/b)
+        gb = None
+        if self.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = unbroadcast(-g * xp_of(g).floor_divide(self.a, self.b), self.b_shape)
+        return unbroadcast(g, self.a_shape), gb
+
+
+# --------------------------------------------------------------------------------- triangular
+class Tri(Function):
+    """``tril`` / ``triu`` of the last two dims: keep the entries on one side of ``diagonal``."""
+
+    def forward(self, a, upper: bool, diagonal: int = 0):
+        xp = xp_of(a)
+        n, m = a.shape[-2:]
+        if upper:
+            self.mask = xp.triu(xp.ones((n, m), dtype=bool), k=diagonal)
+        else:
+            self.mask = xp.tril(xp.ones((n, m), dtype=bool), k=diagonal)
+        return xp.where(self.mask, a, xp.zeros((), dtype=a.dtype))
+
+    def backward(self, g):
+        # the kept entries pass their gradient, the zeroed ones get none
+        return (g * self.mask,)

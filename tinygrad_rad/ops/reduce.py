@@ -120,3 +120,56 @@ class CumSum(Function):
         # out_i = sum_{j<=i} a_j  =>  da_j = sum_{i>=j} g_i: a reversed cumulative sum
         xp = xp_of(g)
         return (xp.flip(xp.cumsum(xp.flip(g, axis=self.dim), axis=self.dim), axis=self.dim),)
+
+
+def _exclusive_cumprod(a, axis: int, reverse: bool = False):
+    """prod_{k<i} a_k along ``axis`` (prod_{k>i} a_k when ``reverse``), computed without division."""
+    xp = xp_of(a)
+    if reverse:
+        return xp.flip(_exclusive_cumprod(xp.flip(a, axis=axis), axis), axis=axis)
+    ones = xp.ones_like(xp.take(a, xp.arange(min(1, a.shape[axis])), axis=axis))
+    head = xp.cumprod(xp.take(a, xp.arange(max(a.shape[axis] - 1, 0)), axis=axis), axis=axis)
+    return xp.concatenate([ones, head], axis=axis)[(slice(None),) * axis + (slice(0, a.shape[axis]),)]
+
+
+class Prod(Function):
+    def forward(self, a, dim=None, keepdim=False):
+        xp = xp_of(a)
+        self.shape, self.keepdim = a.shape, keepdim
+        if dim is None:
+            self.flat, dim = True, 0
+            a = a.reshape(-1)
+        else:
+            self.flat = False
+        self.a, self.dim = a, dim
+        out = a.prod(axis=dim, keepdims=keepdim)
+        return xp.asarray(out, dtype=a.dtype if a.dtype.kind == "f" else out.dtype)
+
+    def backward(self, g):
+        # d(prod a)/da_i = prod_{k != i} a_k = (prod_{k<i} a_k) (prod_{k>i} a_k): exact at zeros too
+        others = _exclusive_cumprod(self.a, self.dim) * _exclusive_cumprod(self.a, self.dim, reverse=True)
+        if self.flat:
+            return ((g.reshape(1) * others).reshape(self.shape),)
+        if not self.keepdim:
+            g = xp_of(g).expand_dims(g, self.dim)
+        return (g * others,)
+
+
+class CumProd(Function):
+    def forward(self, a, dim):
+        self.a, self.dim = a, dim
+        return xp_of(a).cumprod(a, axis=dim)
+
+    def backward(self, g):
+        # out_i = prod_{k<=i} a_k  =>  da_j = sum_{i>=j} g_i prod_{k<=i, k!=j} a_k = P_j S_j with
+        # P_j = prod_{k<j} a_k and S_j = g_j + a_{j+1} S_{j+1} (a backward recurrence: exact at zeros)
+        xp = xp_of(g)
+        d, n = self.dim, self.a.shape[self.dim]
+        a = xp.moveaxis(self.a, d, 0)
+        gm = xp.moveaxis(g, d, 0)
+        s = xp.empty_like(gm)
+        if n:
+            s[n - 1] = gm[n - 1]
+        for j in range(n - 2, -1, -1):
+            s[j] = gm[j] + a[j + 1] * s[j + 1]
+        return (xp.moveaxis(_exclusive_cumprod(a, 0) * s, 0, d),)

@@ -1,0 +1,397 @@
+"""The module-level functions of PyTorch's ``torch.*`` namespace: ``tr.add(x, y)``, ``tr.cumsum(x, 1)``,
+``tr.einsum("ij,jk->ik", a, b)``, ``tr.std_mean(x, dim=0)`` ... Each calls the Tensor method of the same
+name (see :mod:`tinygrad_rad.tensor_methods`), so the two spellings always agree.
+
+    >>> import tinygrad_rad as tr
+    >>> tr.remainder(tr.tensor([-7, 7]), 2)      # the sign of the divisor, as Python's %
+    tensor([1, 1])
+"""
+
+from __future__ import annotations
+
+import builtins
+
+from . import ops
+from .tensor import Tensor
+
+
+def _t(x, like=None) -> Tensor:
+    """A number or array as a tensor (on ``like``'s device and of a matching dtype when given)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None:
+        return like._other(x)
+    return Tensor(x)
+
+
+# ------------------------------------------------------------------------------------- arithmetic
+def add(input, other, *, alpha=1) -> Tensor:  # noqa: A002
+    """``input + alpha * other``."""
+    if not isinstance(input, Tensor):
+        input = _t(input, other)  # noqa: A001
+    return input.add(other, alpha=alpha)
+
+
+def sub(input, other, *, alpha=1) -> Tensor:  # noqa: A002
+    """``input - alpha * other``."""
+    if not isinstance(input, Tensor):
+        input = _t(input, other)  # noqa: A001
+    return input.sub(other, alpha=alpha)
+
+
+subtract = sub
+
+
+def mul(input, other) -> Tensor:  # noqa: A002
+    if not isinstance(input, Tensor):
+        return other.__rmul__(input)
+    return input.mul(other)
+
+
+multiply = mul
+
+
+def div(input, other, *, rounding_mode: str | None = None) -> Tensor:  # noqa: A002
+    """True division, or rounded with ``rounding_mode='trunc'`` (toward zero) / ``'floor'`` (down)."""
+    if not isinstance(input, Tensor):
+        input = _t(input, other)  # noqa: A001
+    return input.div(other, rounding_mode=rounding_mode)
+
+
+divide = true_divide = div
+
+
+def floor_divide(input, other) -> Tensor:  # noqa: A002
+    return div(input, other, rounding_mode="floor")
+
+
+def fmod(input, other) -> Tensor:  # noqa: A002
+    """``input - trunc(input / other) * other``: the sign of the dividend."""
+    return _t(input, other if isinstance(other, Tensor) else None).fmod(other)
+
+
+def remainder(input, other) -> Tensor:  # noqa: A002
+    """``input - floor(input / other) * other``: the sign of the divisor (Python's ``%``)."""
+    if not isinstance(input, Tensor):
+        return other.__rmod__(input)
+    return input.remainder(other)
+
+
+def pow(input, exponent) -> Tensor:  # noqa: A001, A002
+    """``input ** exponent``; ``input`` may be a number (``tr.pow(2, x)``)."""
+    if not isinstance(input, Tensor):
+        return exponent.__rpow__(input)
+    return input.pow(exponent)
+
+
+def neg(input) -> Tensor:  # noqa: A002
+    return -input
+
+
+negative = neg
+
+
+def matmul(input, other) -> Tensor:  # noqa: A002
+    return input @ other
+
+
+mm = bmm = matmul
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """``einsum("bij,bjk->bik", a, b)``: ellipsis broadcasting, implicit outputs, repeated letters
+    (diagonals); the backward of each operand is an einsum of the gradient with the other operands."""
+    return ops.einsum(equation, *operands)
+
+
+def maximum(input, other) -> Tensor:  # noqa: A002
+    return input.maximum(other)
+
+
+def minimum(input, other) -> Tensor:  # noqa: A002
+    return input.minimum(other)
+
+
+def clamp(input, min=None, max=None) -> Tensor:  # noqa: A002
+    return input.clamp(min, max)
+
+
+clip = clamp
+
+
+def where(condition, input=None, other=None):  # noqa: A002
+    """``input`` where ``condition`` else ``other`` (numbers allowed); ``where(cond)`` is
+    ``nonzero(cond, as_tuple=True)``."""
+    from .tensor_methods import where as _where
+
+    return _where(condition, input, other)
+
+
+def isclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:  # noqa: A002
+    return input.isclose(other, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:  # noqa: A002
+    return input.allclose(other, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def equal(input, other) -> bool:  # noqa: A002
+    """True when both have the same shape and the same elements."""
+    return input.shape == other.shape and builtins.bool((input.data == other.data).all())
+
+
+# ----------------------------------------------------------------------------- unary functions
+def _unary(name):
+    def fn(input) -> Tensor:  # noqa: A002
+        return getattr(input, name)()
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"``input.{name}()`` elementwise."
+    return fn
+
+
+exp = _unary("exp")
+log = _unary("log")
+sqrt = _unary("sqrt")
+rsqrt = _unary("rsqrt")
+abs = _unary("abs")  # noqa: A001
+sin = _unary("sin")
+cos = _unary("cos")
+tan = _unary("tan")
+asin = arcsin = _unary("asin")
+acos = arccos = _unary("acos")
+atan = arctan = _unary("atan")
+sinh = _unary("sinh")
+cosh = _unary("cosh")
+asinh = arcsinh = _unary("asinh")
+acosh = arccosh = _unary("acosh")
+atanh = arctanh = _unary("atanh")
+log1p = _unary("log1p")
+expm1 = _unary("expm1")
+square = _unary("square")
+reciprocal = _unary("reciprocal")
+sign = _unary("sign")
+floor = _unary("floor")
+ceil = _unary("ceil")
+round = _unary("round")  # noqa: A001
+sigmoid = _unary("sigmoid")
+tanh = _unary("tanh")
+relu = _unary("relu")
+
+
+def softmax(input, dim: int) -> Tensor:  # noqa: A002
+    return input.softmax(dim)
+
+
+def log_softmax(input, dim: int) -> Tensor:  # noqa: A002
+    return input.log_softmax(dim)
+
+
+# ------------------------------------------------------------------------------------ reductions
+def sum(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A001, A002
+    return input.sum(dim, keepdim, dtype=dtype)
+
+
+def mean(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.mean(dim, keepdim)
+
+
+def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:  # noqa: A002
+    return input.prod(dim, keepdim, dtype=dtype)
+
+
+def std(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    return input.std(dim, unbiased, keepdim, correction=correction)
+
+
+def var(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> Tensor:  # noqa: A002
+    return input.var(dim, unbiased, keepdim, correction=correction)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> tuple:  # noqa: A002
+    """``(var, mean)`` in one call, as ``torch.var_mean`` (``correction=1``, i.e. unbiased, by default)."""
+    number = isinstance(unbiased, (int, builtins.float)) and not isinstance(unbiased, builtins.bool)
+    if number and correction is None:
+        correction, unbiased = unbiased, None  # NOTE: PyTorch also takes var_mean(x, dim, correction)
+    return (input.var(dim, unbiased, keepdim, correction=correction), input.mean(dim, keepdim))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim: bool = False, *, correction=None) -> tuple:  # noqa: A002
+    """``(std, mean)`` in one call, as ``torch.std_mean``."""
+    v, m = var_mean(input, dim, unbiased, keepdim, correction=correction)
+    return v.sqrt(), m
+
+
+def max(input, dim=None, keepdim: bool = False):  # noqa: A001, A002
+    """``max(x)`` (a 0-d tensor), ``max(x, dim)`` (values, indices) or ``max(x, y)`` (elementwise)."""
+    return input.max(dim, keepdim)
+
+
+def min(input, dim=None, keepdim: bool = False):  # noqa: A001, A002
+    return input.min(dim, keepdim)
+
+
+def amax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.amax(dim, keepdim)
+
+
+def amin(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.amin(dim, keepdim)
+
+
+def argmax(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.argmax(dim, keepdim)
+
+
+def argmin(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.argmin(dim, keepdim)
+
+
+def logsumexp(input, dim, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.logsumexp(dim, keepdim)
+
+
+def all(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
+    return input.all(dim, keepdim)
+
+
+def any(input, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
+    return input.any(dim, keepdim)
+
+
+def norm(input, p=2, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A002
+    return input.norm(p, dim, keepdim)
+
+
+def cumsum(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
+    return input.cumsum(dim, dtype=dtype)
+
+
+def cumprod(input, dim: int, *, dtype=None) -> Tensor:  # noqa: A002
+    return input.cumprod(dim, dtype=dtype)
+
+
+def cummax(input, dim: int):  # noqa: A002
+    return input.cummax(dim)
+
+
+def cummin(input, dim: int):  # noqa: A002
+    return input.cummin(dim)
+
+
+def count_nonzero(input, dim=None) -> Tensor:  # noqa: A002
+    return input.count_nonzero(dim)
+
+
+# -------------------------------------------------------------------------- movement / indexing
+def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:  # noqa: A002
+    return input.flatten(start_dim, end_dim)
+
+
+def reshape(input, shape) -> Tensor:  # noqa: A002
+    return input.reshape(shape)
+
+
+def permute(input, dims) -> Tensor:  # noqa: A002
+    return input.permute(*dims)
+
+
+def transpose(input, dim0: int, dim1: int) -> Tensor:  # noqa: A002
+    return input.transpose(dim0, dim1)
+
+
+swapaxes = swapdims = transpose
+
+
+def squeeze(input, dim=None) -> Tensor:  # noqa: A002
+    return input.squeeze(dim)
+
+
+def unsqueeze(input, dim: int) -> Tensor:  # noqa: A002
+    return input.unsqueeze(dim)
+
+
+def flip(input, dims) -> Tensor:  # noqa: A002
+    return input.flip(dims)
+
+
+def roll(input, shifts, dims=None) -> Tensor:  # noqa: A002
+    return input.roll(shifts, dims)
+
+
+def tile(input, dims) -> Tensor:  # noqa: A002
+    return input.tile(dims)
+
+
+def tril(input, diagonal: int = 0) -> Tensor:  # noqa: A002
+    return input.tril(diagonal)
+
+
+def triu(input, diagonal: int = 0) -> Tensor:  # noqa: A002
+    return input.triu(diagonal)
+
+
+def gather(input, dim: int, index) -> Tensor:  # noqa: A002
+    return input.gather(dim, index)
+
+
+def take_along_dim(input, indices, dim: int) -> Tensor:  # noqa: A002
+    return input.gather(dim, indices)
+
+
+def index_select(input, dim: int, index) -> Tensor:  # noqa: A002
+    return input.index_select(dim, index)
+
+
+def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:  # noqa: A002
+    return input.scatter(dim, index, src, value=value, reduce=reduce)
+
+
+def scatter_add(input, dim: int, index, src) -> Tensor:  # noqa: A002
+    return input.scatter_add(dim, index, src)
+
+
+def scatter_reduce(input, dim: int, index, src, reduce: str, *, include_self: bool = True) -> Tensor:  # noqa: A002
+    return input.scatter_reduce(dim, index, src, reduce, include_self=include_self)
+
+
+def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):  # noqa: A002
+    return input.sort(dim, descending, stable)
+
+
+def argsort(input, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:  # noqa: A002
+    return input.argsort(dim, descending, stable)
+
+
+def msort(input) -> Tensor:  # noqa: A002
+    return input.msort()
+
+
+def topk(input, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+    return input.topk(k, dim, largest, sorted)
+
+
+def nonzero(input, *, as_tuple: bool = False):  # noqa: A002
+    return input.nonzero(as_tuple=as_tuple)
+
+
+def argwhere(input) -> Tensor:  # noqa: A002
+    return input.nonzero()
+
+
+def clone(input) -> Tensor:  # noqa: A002
+    return input.clone()
+
+
+def numel(input) -> int:  # noqa: A002
+    return input.numel()
+
+
+def is_tensor(x) -> bool:
+    return isinstance(x, Tensor)
+
+
+def is_floating_point(input) -> bool:  # noqa: A002
+    from .dtypes import is_floating
+
+    return is_floating(input.dtype)
