@@ -21,7 +21,7 @@ from ..device import canonical_device
 from ..kernels import configure_cpu
 from ..tasks import NonFiniteLoss, TrainingInterrupted
 from . import classify, detect, segment
-from .common import ArgumentParser, CLIError
+from .common import ArgumentParser, CLIError, start_distributed
 
 __all__ = ["main", "build_parser", "EXIT_ERROR", "EXIT_INTERRUPTED"]
 
@@ -72,6 +72,9 @@ def main(argv: list | None = None) -> int:
                 canonical_device(args.device)
             except (RuntimeError, ValueError, TypeError) as e:
                 raise CLIError(f"--device {args.device}: {e}") from None
+        launched = start_distributed(args)  # --nproc N: this command under mpirun; under MPI: join the job
+        if launched is not None:
+            return launched
         configure_cpu(num_threads=getattr(args, "num_threads", None))
         return int(args.func(args) or 0)
     except TrainingInterrupted as e:
@@ -81,14 +84,24 @@ def main(argv: list | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except NonFiniteLoss as e:
+    except NonFiniteLoss as e:  # distributed: every rank sees the same (global) loss and stops alike
         print(f"tinygrad-rad {name}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:
         if not _is_expected(e):
-            raise
+            raise  # distributed: the uncaught exception makes this rank abort the whole job
         print(f"tinygrad-rad {name}: error: {_message(e)}", file=sys.stderr)
+        _abort_other_ranks(EXIT_ERROR)
         return EXIT_ERROR
+
+
+def _abort_other_ranks(code: int) -> None:
+    """An error on one rank of a distributed run: end every rank now (they would wait for this one)."""
+    from .. import distributed as dist
+
+    if dist.get_world_size() > 1:
+        sys.stderr.flush()
+        dist.group().abort(code)
 
 
 if __name__ == "__main__":

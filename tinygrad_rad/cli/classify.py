@@ -23,6 +23,7 @@ from .common import (
     CLIError,
     add_data_dir,
     add_device,
+    add_distributed,
     add_epochs,
     add_resume,
     add_seed,
@@ -62,6 +63,7 @@ def add_train(sub) -> None:
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading a missing dataset")
     p.add_argument("--out", default=d.out, help="output folder")
     add_resume(p)
+    add_distributed(p)
     p.add_argument("--limit-train", type=positive_int, default=None,
                    help="use only the first N training images")
     p.add_argument("--limit-eval", type=positive_int, default=None,

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 __all__ = ["CLIError", "ArgumentParser", "positive_int", "non_negative_int", "finite_float", "add_data_dir",
-           "add_device", "add_seed", "add_epochs", "add_resume", "resume_keep"]
+           "add_device", "add_seed", "add_epochs", "add_resume", "resume_keep", "add_distributed",
+           "start_distributed"]
 
 # what `--resume` may change: how the run goes on, and how long (the rest is the run's recipe)
 RESUME_MAY_CHANGE = {"resume", "epochs", "device", "num_threads", "no_progress", "progress", "no_plots",
-                     "plots", "data_dir", "detect_anomaly"}
+                     "plots", "data_dir", "detect_anomaly", "nproc", "hostfile", "sync_bn"}
 
 
 class CLIError(Exception):
@@ -107,3 +109,57 @@ def resume_keep(args, out) -> tuple:
         raise CLIError(f"--resume continues {out} with the settings stored in its checkpoint; {names} cannot "
                        f"change (start a new run with another --out instead)")
     return ("epochs",) if "epochs" in seen else ()
+
+
+def add_distributed(p: argparse.ArgumentParser) -> None:
+    """``--nproc N`` / ``--hostfile H``: data-parallel training on N processes (tinygrad_rad.distributed)."""
+    p.add_argument("--nproc", type=positive_int, default=1,
+                   help="train on N processes (MPI; the same model as 1 process with the same global "
+                        "--batch-size, split over them); also works as `mpirun -n N tinygrad-rad ...`")
+    p.add_argument("--hostfile", default=None,
+                   help="with --nproc: an mpirun hostfile ('node1 slots=4' per line) to use several machines")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="distributed: batch-norm statistics over the global batch (SyncBatchNorm) instead of "
+                        "each process's share")
+
+
+def start_distributed(args) -> int | None:
+    """Before a command runs: under an MPI launcher join the job (only rank 0 prints to stdout);
+    with ``--nproc N > 1`` run this same command under mpirun and return its exit code; else None."""
+    from .. import distributed as dist
+
+    nproc, hostfile = getattr(args, "nproc", 1) or 1, getattr(args, "hostfile", None)
+    if dist.launched_by_mpi():
+        if getattr(args, "num_threads", None) is None and hasattr(args, "num_threads"):
+            args.num_threads = dist.default_threads()  # cpu_count // ranks on this machine
+        if not dist.is_initialized():
+            dist.init_process_group()
+        dist.group().sync_batchnorm = bool(getattr(args, "sync_bn", False))  # read by tasks.loop.train
+        if not dist.is_main_process():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        return None
+    if hostfile is not None and nproc < 2:
+        raise CLIError("--hostfile needs --nproc N (the number of processes over its machines)")
+    if nproc < 2:
+        return None
+    try:
+        dist.require_mpi()
+    except dist.DistributedError as e:
+        raise CLIError(f"--nproc {nproc}: {e}") from None
+    argv = _without(args.argv, ("--nproc", "--hostfile"))
+    return dist.relaunch(nproc, argv, hostfile, threads_per_rank=getattr(args, "num_threads", None))
+
+
+def _without(argv: list, options: tuple) -> list:
+    """argv minus the given options and their values (``--nproc 2`` and ``--nproc=2``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in options:
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out

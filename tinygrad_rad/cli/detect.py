@@ -16,6 +16,7 @@ from .common import (
     CLIError,
     add_data_dir,
     add_device,
+    add_distributed,
     add_epochs,
     add_resume,
     add_seed,
@@ -41,6 +42,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train on some patients, test on the held-out fold (or --cv: all folds)")
     add_data_dir(t, data_help)
     add_device(t)
+    add_distributed(t)
     g = t.add_mutually_exclusive_group()
     g.add_argument("--fold", type=non_negative_int, default=d.fold, help="held-out patient fold (default 0)")
     g.add_argument("--all", dest="all_data", action="store_true", help="train on every patient (no test)")

@@ -18,6 +18,7 @@ from ..utils import json_safe
 from .common import (
     add_data_dir,
     add_device,
+    add_distributed,
     add_epochs,
     add_resume,
     add_seed,
@@ -42,6 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a U-Net; keeps the best validation-Dice checkpoint and tests it")
     add_data_dir(t)
     add_device(t)
+    add_distributed(t)
     t.add_argument(
         "--data",
         "--dataset",

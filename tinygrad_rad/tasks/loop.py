@@ -22,6 +22,15 @@ and the final test (``test``). The loop does the rest, the same way for every ta
 * at the end: the best (or last) weights are loaded, ``test`` measures them once, and the loop writes
   ``metrics.json`` and ``curves.png`` (when ``config.plots`` and matplotlib is installed).
 
+Distributed (``mpirun -n N`` / ``tinygrad-rad train --nproc N``, after
+``tinygrad_rad.distributed.init_process_group()``): the loader is sharded with the same global batch
+(:func:`~tinygrad_rad.distributed.shard_loader`), the model wrapped in ``DistributedDataParallel``
+(rank 0's weights, averaged gradients), and every step's loss, stats, non-finite flag and stop request
+are summed over the ranks in one small all-reduce, so every rank takes the same decisions and the
+history holds global-batch numbers. Validation runs on every rank (same weights, same data: the same
+metrics); only rank 0 logs, shows progress, writes checkpoints, history, plots and runs ``test``
+(the others wait for it and return its result).
+
 A task's config is a dataclass with at least ``epochs``, ``out``, ``seed``, ``device`` and ``progress``
 (and optionally ``num_threads``, ``plots``, ``data_dir``).
 """
@@ -42,6 +51,7 @@ import numpy as np
 
 import tinygrad_rad as tr
 
+from .. import distributed as dist
 from .. import plots
 from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
 from ..utils import ProgressBar, atomic_write_text, json_safe, write_json
@@ -199,6 +209,9 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     requests a stop exactly as Ctrl-C does.
     """
     log = log or stderr_log
+    world, main = dist.get_world_size(), dist.is_main_process()
+    if not main:
+        log = _quiet  # only rank 0 talks
     cfg = task.config
     out = Path(cfg.out)
     last_path, best_path = out / task.last_name, out / task.best_name
@@ -222,6 +235,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     np.random.seed(cfg.seed % (2**32))
 
     task.setup(log)
+    if world > 1:  # this rank's share of every global batch (raises if the batch is not divisible)
+        task.loader = dist.shard_loader(task.loader)
     model, optimizer, scheduler, loader = task.model, task.optimizer, task.scheduler, task.loader
     spe = len(loader)
     state = _fresh_state()
@@ -235,10 +250,17 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         tr.set_rng_state(ck["extra"]["rng"])
         log(f"resuming {last_path} at epoch {state['epoch'] + 1}, step {state['step']}")
     loader.load_state_dict({"seed": cfg.seed, "epoch": state["epoch"], "batch": state["step"]})
+    ddp = None
+    if world > 1:  # NOTE: after the resume: rank 0's (loaded) weights are broadcast to every rank
+        if getattr(dist.group(), "sync_batchnorm", False):  # same Parameter objects: optimizer unchanged
+            model = task.model = dist.SyncBatchNorm.convert_sync_batchnorm(model)
+        ddp = task.model = dist.DistributedDataParallel(model)
     task.state = state  # read-only for the task (e.g. train_seconds in its checkpoint_extra)
     log(task.describe())
 
     def save(path: Path, epoch: int, val: dict) -> None:
+        if not main:
+            return
         extra = {"train_state": json_safe(state), "rng": tr.get_rng_state(), "version": tr.__version__,
                  **json_safe(task.checkpoint_extra(val))}
         save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
@@ -251,19 +273,24 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         for epoch in range(state["epoch"], cfg.epochs):
             model.train()
             part = state["partial"] = state["partial"] or {"loss_sum": 0.0, "n": 0, "seconds": 0.0}
-            bar = ProgressBar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress, initial=state["step"])
+            bar = ProgressBar(spe, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and main,
+                              initial=state["step"])
             t_epoch = t_prev = time.perf_counter()
             lr0 = float(optimizer.param_groups[0]["lr"])
-            stop = False
+            stop = wants_stop = False
             try:
                 for batch in loader:
                     loss, stats = task.train_step(batch)
                     lv = float(loss.item())
                     step = state["step"] + 1
+                    if world > 1:  # global loss and stats; every rank stops or goes on together
+                        lv, stats, wants_stop = _reduce_step(lv, stats, guard.stop or stop)
                     if not math.isfinite(lv):
                         raise NonFiniteLoss(lv, epoch, step, float(optimizer.param_groups[0]["lr"]), saved())
                     optimizer.zero_grad()
                     loss.backward()
+                    if ddp is not None:
+                        ddp.finish_gradient_synchronization()  # no-op unless a parameter got no gradient
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
@@ -280,7 +307,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
                     bar.update(**task.progress(part))
                     for cb in callbacks:
                         stop = bool(cb("step", {"epoch": epoch, "step": step, "loss": lv})) or stop
-                    if (guard.stop or stop) and step < spe:
+                    # NOTE: distributed, a stop request takes effect at the next step's all-reduce
+                    if (wants_stop if world > 1 else guard.stop or stop) and step < spe:
                         save(last_path, epoch, {})
                         raise TrainingInterrupted(str(last_path), str(out), epoch, step)
             finally:
@@ -299,14 +327,21 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
                     state["best_epoch"] = epoch + 1
                     save(best_path, epoch + 1, val)
             save(last_path, epoch + 1, val)
-            write_history_csv(out / "history.csv", state["history"], task.history_fields)
+            if main:
+                write_history_csv(out / "history.csv", state["history"], task.history_fields)
+            if world > 1:
+                dist.barrier()  # the checkpoints are on disk before any rank reads them
             log(task.epoch_message(row, improved))
             for cb in callbacks:
                 stop = bool(cb("epoch", {"epoch": epoch, "row": row})) or stop
+            if world > 1:
+                stop = bool(dist.reduce_sums([float(guard.stop or stop)])[0])
             if (guard.stop or stop) and epoch + 1 < cfg.epochs:
                 raise TrainingInterrupted(str(last_path), str(out), epoch + 1, 0)
 
-    # ---- test the selected weights once
+    # ---- test the selected weights once (rank 0; the others wait for its result)
+    if not main:
+        return _wait_for_result()
     tested = best_path if task.monitor is not None else last_path
     ck = load_checkpoint(str(tested), model=model)
     result = task.test(state, {"path": str(tested), "epoch": ck.get("epoch")}, log)
@@ -318,4 +353,33 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         else:
             log(f"plots skipped: {plots.MISSING_MESSAGE}")
     log(task.summary(result))
+    if world > 1:
+        dist.barrier(timeout=_RESULT_TIMEOUT)
+        dist.broadcast_object_list([result])
     return result
+
+
+# ------------------------------------------------------------------------------- distributed helpers
+_RESULT_TIMEOUT = 24 * 3600.0  # rank 0 tests alone; the others may wait long for it
+
+
+def _quiet(s: str) -> None:
+    pass
+
+
+def _reduce_step(lv: float, stats: dict, stop: bool) -> tuple:
+    """Sum over the ranks (one all-reduce): loss x n, the stats, a non-finite flag and stop requests."""
+    keys = sorted(stats)
+    finite = math.isfinite(lv)
+    vals = [lv * stats["n"] if finite else 0.0, 0.0 if finite else 1.0, 1.0 if stop else 0.0]
+    sums = dist.reduce_sums(vals + [float(stats[k]) for k in keys])
+    total = {k: (int(v) if isinstance(stats[k], int) else v) for k, v in zip(keys, sums[3:])}
+    loss = float("nan") if sums[1] else sums[0] / max(total["n"], 1)
+    return loss, total, bool(sums[2])
+
+
+def _wait_for_result() -> dict:
+    dist.barrier(timeout=_RESULT_TIMEOUT)
+    box = [None]
+    dist.broadcast_object_list(box)
+    return box[0]
