@@ -7,7 +7,7 @@ resident set size of the whole process, imports included) and the peak during tr
 (VmHWM reset through /proc/self/clear_refs just before the first step) minus the RSS at that moment,
 so the table shows both the whole-process peak and what training itself added.
 
-    .venv/bin/python -m benchmarks.bench_memory            # batch 128, ~1 minute
+    .venv/bin/python -m benchmarks.bench_memory            # batch 128 (U-Net 8 at 128x128), 2 threads
     .venv/bin/python -m benchmarks.bench_memory --tiny     # batch 2, SmallCNN only
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.common import RESULTS_DIR, machine_info, print_table, write_json
 
 FRAMEWORKS = ("tinygrad_rad", "torch")
-MODEL_NAMES = ("smallcnn", "resnet18")
+MODEL_NAMES = ("smallcnn", "resnet18", "unet")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,7 +72,7 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int, war
     rss_start = _rss_mb()
     from benchmarks import bench_train as bt
 
-    x, y = bt.make_data(batch)
+    x, y = bt.make_data(batch, model=model)
     # NOTE: each worker imports only its own framework (common.set_threads would import both)
     if framework == "tinygrad_rad":
         from tinygrad_rad.kernels import configure_cpu
@@ -95,7 +95,7 @@ def worker(framework: str, model: str, batch: int, steps: int, threads: int, war
     # one batch-2 step of a throwaway model first: Numba's cache load / JIT and PyTorch's lazy init
     # then count before rss_before, so train_increment_mb is the training itself
     if warm:
-        wx, wy = bt.make_data(2)
+        wx, wy = bt.make_data(2, model=model)
         warm_step, _ = (bt.ours_steps if framework == "tinygrad_rad" else bt.torch_steps)(model, wx, wy)
         warm_step()
         del warm_step
@@ -132,16 +132,18 @@ def measure(framework: str, model: str, batch: int, steps: int, threads: int, ti
 
 def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, steps: int | None = None,
         threads: int | None = None, out_dir: Path | str = RESULTS_DIR) -> dict:
-    batch = batch or (2 if tiny else 128)
+    batch_arg = batch
     steps = steps or (1 if tiny else 2)
-    threads = threads or (1 if tiny else (os.cpu_count() or 1))
+    threads = threads or (1 if tiny else 2)  # as bench_train
     models = ("smallcnn",) if tiny and tuple(models) == MODEL_NAMES else tuple(models)
+    from benchmarks import bench_train as bt
     from benchmarks.bench_train import torch_available
 
     frameworks = FRAMEWORKS if torch_available() else FRAMEWORKS[:1]
     t0 = time.perf_counter()
     results, rows = [], []
     for model in models:
+        batch = batch_arg or (2 if tiny else (bt.UNET["batch"] if model == "unet" else 128))
         # --tiny: no separate warm-up step (the one batch-2 step is all there is)
         res = {fw: measure(fw, model, batch, steps, threads, warm=not tiny) for fw in frameworks}
         entry = {"model": model, "batch": batch, "steps": steps, **res}
@@ -175,17 +177,18 @@ def run(tiny: bool = False, models=MODEL_NAMES, batch: int | None = None, steps:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="batch 2, one step, SmallCNN only")
-    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated: smallcnn,resnet18")
-    ap.add_argument("--batch", type=int, default=None, help="default 128 (2 with --tiny)")
+    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated: smallcnn,resnet18,unet")
+    ap.add_argument("--batch", type=int, default=None, help="default 128, U-Net 8 (2 with --tiny)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per worker (default 2)")
-    ap.add_argument("--threads", type=int, default=None, help="default: all cores (1 with --tiny)")
+    ap.add_argument("--threads", type=int, default=None, help="default 2 (1 with --tiny)")
     ap.add_argument("--out", default=str(RESULTS_DIR), help="results directory (memory.json)")
     ap.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     ap.add_argument("--model", default="smallcnn", help=argparse.SUPPRESS)
     ap.add_argument("--no-warm", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        res = worker(a.worker, a.model, a.batch or 128, a.steps or 2, a.threads or 1, warm=not a.no_warm)
+        batch = a.batch or (8 if a.model == "unet" else 128)
+        res = worker(a.worker, a.model, batch, a.steps or 2, a.threads or 1, warm=not a.no_warm)
         print(json.dumps(res), flush=True)
         return None
     models = [m.strip() for m in a.models.split(",") if m.strip()]

@@ -356,7 +356,8 @@ def cold_start(model: str, batch: int, threads: int, limit_train: int, timeout: 
                                "--num-threads", str(threads), "--no-plots", "--no-download", "--out", out]
         env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        # NOTE: only the reader thread reads stderr (communicate() would race it for the chunks)
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         first: list = []
         chunks: list = []
 
@@ -372,10 +373,10 @@ def cold_start(model: str, batch: int, threads: int, limit_train: int, timeout: 
         reader = threading.Thread(target=read_err, daemon=True)
         reader.start()
         try:
-            stdout, _ = p.communicate(timeout=timeout)
+            p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
-            p.communicate()
+            p.wait()
             return {"model": model, "status": f"timed out after {timeout:.0f} s", "command": cmd}
         total = time.perf_counter() - t0
         reader.join(timeout=5)

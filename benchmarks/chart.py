@@ -19,7 +19,7 @@ def bars(combined: dict) -> list[tuple[str, float, str]]:
     """(label, ratio, group) for every ratio in the combined results; ratio > 1: tinygrad_rad better."""
     s = combined.get("summary", {})
     out = []
-    for model in ("smallcnn", "resnet18"):
+    for model in ("smallcnn", "resnet18", "unet"):
         for mode in ("train", "eval"):
             v = s.get(f"{model}_{mode}_vs_torch")
             if v is not None:

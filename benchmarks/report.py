@@ -25,63 +25,163 @@ def _f(v, fmt=".3g") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def _n(v, word: str) -> str:
+    return f"{v if v is not None else '?'} {word}{'' if v == 1 else 's'}"
+
+
 def _ratio(v) -> str:
     return "n/a" if v is None else f"{v:.2f}x"
 
 
 def _blas(machine: dict) -> str:
+    """NumPy's BLAS as threadpoolctl sees it: library, version, core type chosen, threads."""
     blas = machine.get("blas")
     if isinstance(blas, list):
-        names = [f"{b.get('internal_api')} {b.get('version') or ''} {b.get('architecture') or ''}".strip()
-                 for b in blas if b.get("internal_api") != "openmp"]
-        return ", ".join(names) or "n/a"
+        names = []
+        for b in blas:
+            if b.get("internal_api") == "openmp":
+                continue
+            arch = f", core type {b['architecture']}" if b.get("architecture") else ""
+            names.append(f"{b.get('internal_api')} {b.get('version') or ''}{arch}, "
+                         f"{b.get('num_threads')} threads".replace(" ,", ","))
+        return "; ".join(names) or "n/a"
     return str(blas)
+
+
+def _caches(machine: dict) -> str:
+    parts = []
+    for c in machine.get("caches", []):
+        kind = {"Data": "d", "Instruction": "i"}.get(c.get("type"), "")
+        shared = c.get("shared_cpu_list", "")
+        share = f" shared by CPUs {shared}" if ("-" in shared or "," in shared) else " per core"
+        parts.append(f"L{c.get('level')}{kind} {c.get('size')}{share}")
+    return ", ".join(parts) or "n/a"
+
+
+def machine_block(machine: dict, train: dict | None = None) -> list[str]:
+    """The machine the numbers come from, as Markdown bullet lines."""
+    train = train or {}
+    t = machine.get("torch") or {}
+    flags = machine.get("cpu_flags")
+    lines = [
+        f"- CPU: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores; "
+        f"flags: {', '.join(flags) if flags else 'n/a'}",
+        f"- caches: {_caches(machine)}",
+        f"- NumPy {machine.get('numpy', '?')} BLAS: {_blas(machine)}",
+        f"- Numba {machine.get('numba', '?')}, threading layer used: "
+        f"{train.get('numba_threading_layer_used') or machine.get('numba_threading_layer_used') or 'n/a'}",
+    ]
+    if t:
+        lines.append(f"- PyTorch {t.get('version', '?')}: ATen CPU capability "
+                     f"{t.get('cpu_capability') or '?'}, "
+                     f"{t.get('onednn') or 'oneDNN n/a'}"
+                     + (f" (ONEDNN_MAX_CPU_ISA={t['onednn_max_cpu_isa_env']})"
+                        if t.get("onednn_max_cpu_isa_env") else "")
+                     + (f", {t['blas']}" if t.get("blas") else ""))
+    else:
+        lines.append("- PyTorch: not installed")
+    env = machine.get("env") or {}
+    env_s = ", ".join(f"{k}={v}" for k, v in env.items()) or "none of the thread / BLAS variables set"
+    load = train.get("machine", {}).get("load_avg") or machine.get("load_avg")
+    load_s = f"; load average at the end of the training benchmark {load[0]:.1f}" if load else ""
+    lines.append(f"- environment: {env_s}{load_s}; {machine.get('platform', '')}, Python "
+                 f"{machine.get('python', '?')}")
+    return lines
+
+
+def _range(img: dict) -> str:
+    return f"{_f(img['median'], '.4g')} ({_f(img['min'], '.4g')}-{_f(img['max'], '.4g')})"
+
+
+def train_table(train: dict, targets: dict) -> list[str]:
+    lines = ["| model (batch) | mode | tinygrad_rad img/s | PyTorch img/s | ratio (per-round range) | goal "
+             "| first step s (ours / PyTorch) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in train["results"]:
+        for mode in ("train", "eval"):
+            e = r.get(mode)
+            if not e:
+                continue
+            t = e.get("torch")
+            ratio = _ratio(e.get("ratio_vs_torch"))
+            if e.get("ratio_round"):
+                ratio += f" ({e['ratio_round']['min']:.2f}-{e['ratio_round']['max']:.2f})"
+            goal = targets.get(f"{r['model']}_{mode}_vs_torch")
+            goal_s = f">= {goal['target']}: {'met' if goal['met'] else 'not met'}" if goal else ""
+            first = f"{_f(e['tinygrad_rad'].get('first_step_s'), '.2f')} / " \
+                    f"{_f(t.get('first_step_s') if t else None, '.2f')}"
+            lines.append(f"| {r['model']} ({r['batch']}) | {mode} | {_range(e['tinygrad_rad']['img_s'])} "
+                         f"| {_range(t['img_s']) if t else 'n/a'} | {ratio} | {goal_s} | {first} |")
+    return lines
+
+
+def profile_table(prof: dict) -> list[str]:
+    """Per-kind totals of profile_step (ours vs PyTorch, ms per training step)."""
+    lines = []
+    for m in prof.get("models", []):
+        kinds = m.get("kinds", [])
+        if not kinds:
+            continue
+        lines += [f"| {m['model']} (batch {m['batch']}): op kind | tinygrad_rad ms | PyTorch ms | ratio |",
+                  "| --- | --- | --- | --- |"]
+        for k in kinds:
+            lines.append(f"| {k['kind']} | {_f(k.get('ours_ms'), '.1f')} | {_f(k.get('torch_ms'), '.1f')} "
+                         f"| {_ratio(k.get('ratio'))} |")
+        lines.append(f"| **step (unprofiled median)** | {_f(m.get('ours_step_ms'), '.1f')} "
+                     f"| {_f(m.get('torch_step_ms'), '.1f')} | {_ratio(m.get('step_ratio'))} |")
+        lines.append("")
+    return lines
 
 
 def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png") -> str:
     """The Markdown of the section (without the markers)."""
     res = combined.get("results", {})
-    m = combined.get("machine", {})
     train = res.get("train", {})
+    m = train.get("machine") or combined.get("machine", {})
+    summary = combined.get("summary", {})
+    targets = summary.get("targets", {})
     lines = []
     tiny = " **(tiny smoke-test sizes: not meaningful)**" if combined.get("tiny") else ""
+    opt = {"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get(train.get("optimizer"), "Adam")
     lines.append(
-        f"Measured by `make bench` (`benchmarks/run_all.py`){tiny} on {m.get('cpu', '?')}, "
-        f"{m.get('cores', '?')} cores, threads={train.get('threads', '?')} for Numba, BLAS and PyTorch "
-        f"(BLAS: {_blas(m)}; numpy {m.get('numpy', '?')}, numba {m.get('numba', '?')}, "
-        f"PyTorch {train.get('torch_version') or 'not installed'}). Both frameworks run in the same "
-        "process, interleaved, after a warm-up; numbers are medians (min-max in brackets); a ratio > 1 "
-        "means tinygrad_rad is faster. The machine is shared, so expect some noise. "
-        "Raw results: `benchmarks/results/*.json`."
+        f"Measured by `make bench` (`benchmarks/run_all.py`){tiny}. Each framework runs in its own fresh "
+        f"process per measurement (tinygrad_rad's worker never imports PyTorch and vice versa), the two "
+        f"alternated A B for {_n(train.get('rounds'), 'round')}, {_n(train.get('threads'), 'thread')} each "
+        "(ours via `kernels.configure_cpu`, PyTorch via `torch.set_num_threads`), OpenBLAS core-type "
+        "overrides unset. Each worker times its first step apart, runs a warm-up step, then times its "
+        "steps; a framework's figure is the median over rounds of each round's median step, with the "
+        "min-max over rounds in brackets. Ratio = PyTorch's step time / ours: > 1 means tinygrad_rad is "
+        "faster; the per-round range pairs the two runs of the same round. The machine may be shared, "
+        "so expect some noise. Raw results: `benchmarks/results/*.json`."
     )
     lines.append("")
+    lines.append("Machine:")
+    lines.append("")
+    lines += machine_block(m, train)
+    lines.append("")
     if train.get("results"):
-        lines += ["| model (batch) | mode | tinygrad_rad img/s | PyTorch img/s | ratio | first step (s) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for r in train["results"]:
-            for mode in ("train", "eval"):
-                e = r[mode]
-                o = e["tinygrad_rad"]["img_s"]
-                t = e.get("torch", {}).get("img_s")
-                tcol = f"{_f(t['median'])} ({_f(t['min'])}-{_f(t['max'])})" if t else "n/a"
-                ocol = f"{_f(o['median'])} ({_f(o['min'])}-{_f(o['max'])})"
-                first = _f(e["tinygrad_rad"]["first_call_s"], ".2f")
-                lines.append(f"| {r['model']} ({r['batch']}) | {mode} | {ocol} | {tcol} "
-                             f"| {_ratio(e.get('ratio_vs_torch'))} | {first} |")
+        lines += train_table(train, targets)
         lines.append("")
-        lines.append("Training = forward + cross-entropy + backward + Adam step on random 28x28x1 images; "
-                     "first step = Numba cache load / compile, excluded from the medians. Importing "
-                     "tinygrad_rad's CPU kernels raises glibc's malloc thresholds for the whole process "
-                     "(`TGR_TUNE_MALLOC`), which speeds the in-process PyTorch up as well: the ratios are "
-                     "against that faster PyTorch.")
-        ref = train.get("reference_torch_train_img_s")
-        if ref:
-            load = train.get("machine", {}).get("load_avg")
-            load_s = f" (load average as the training run ended: {load[0]:.1f})" if load else ""
-            refs = ", ".join(f"{k} about {v:.0f} img/s" for k, v in ref.items())
-            lines.append(f"For scale: PyTorch trains at {refs} on this machine when it is otherwise idle; "
-                         "PyTorch figures well below those mean the machine was busy with other work during "
-                         f"the run{load_s}.")
+        lines.append(f"Training step = forward + loss + backward + {opt} step; SmallCNN and ResNet-18 (28x28 "
+                     "stem) on random 28x28x1 images, 2 classes, cross-entropy; U-Net = the segmentation "
+                     "default (depth 4, 8 base channels, batch norm, transposed-conv upsampling) on random "
+                     "128x128x1 images with Dice+BCE loss, Adam lr 2e-3. Eval = forward in eval mode under "
+                     "no_grad. First step = Numba cache load / compile (ours) or lazy init (PyTorch), "
+                     "excluded from the medians.")
+        lines.append("")
+    cold = [c for c in train.get("cold_start", [])]
+    if cold:
+        lines += ["| cold start | to first step s | whole tiny run s | status |", "| --- | --- | --- | --- |"]
+        for c in cold:
+            lines.append(f"| `tinygrad-rad train --model {c['model']}` "
+                         f"| {_f(c.get('to_first_step_s'), '.2f')} "
+                         f"| {_f(c.get('total_s'), '.2f')} | {c.get('status')} |")
+        c0 = cold[0]
+        lines.append("")
+        lines.append(f"Cold start: a fresh `tinygrad-rad train` process (imports, PneumoniaMNIST load, "
+                     f"model, Numba cache load or compile, first step) until its first step's progress "
+                     f"line; batch {c0.get('batch')}, `--limit-train {c0.get('limit_train')}`, 1 epoch, "
+                     f"{_n(c0.get('threads'), 'thread')}.")
         lines.append("")
     mem = res.get("memory", {})
     if mem.get("results"):
@@ -98,6 +198,27 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
         lines.append("Peak memory: each framework and model in its own fresh process (whole-process "
                      "`ru_maxrss`, imports included); ratio < 1 means tinygrad_rad uses less.")
         lines.append("")
+    prof = res.get("profile_step", {})
+    ptab = profile_table(prof) if prof else []
+    if ptab:
+        lines.append("Where one training step's time goes (`benchmarks/profile_step.py`; each framework in "
+                     "its own process; tinygrad_rad through `tr.trace` and timed kernel calls, PyTorch "
+                     "through `torch.profiler`; per layer shape in `benchmarks/results/profile_step.json`):")
+        lines.append("")
+        lines += ptab
+    kern = [(k, v) for k, v in summary.items() if k.startswith(("matmul_vs", "kernel_")) and v is not None]
+    if kern:
+        lines += ["| kernel, same process interleaved (bench_kernels) | ratio |", "| --- | --- |"]
+        for k, v in kern:
+            label = {"matmul_vs_numpy": "matmul vs NumPy, largest size",
+                     "matmul_vs_numpy_min": "matmul vs NumPy, worst size"}.get(k)
+            label = label or k[len("kernel_"):].replace("_vs_torch", " vs PyTorch (geo-mean over shapes)")
+            lines.append(f"| {label} | {_ratio(v)} |")
+        lines.append("")
+        lines.append("Kernel timings are secondary: both libraries in one process, interleaved A B, at the "
+                     "layer shapes of SmallCNN and ResNet-18 (batch 128); per shape in "
+                     "`benchmarks/results/bench_kernels.json`.")
+        lines.append("")
     ovh = res.get("overhead", {})
     if ovh.get("results"):
         lines += ["| tiny op | tinygrad_rad us | PyTorch us | NumPy us |", "| --- | --- | --- | --- |"]
@@ -111,32 +232,14 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
         lines.append("Per-op overhead: microseconds per op on (4,) tensors (matmul 4x4), single thread; "
                      "this is the Python dispatch of `Function.apply` and the backward walk.")
         lines.append("")
-    summary = combined.get("summary", {})
-    kern = [(k, v) for k, v in summary.items() if k.startswith(("matmul_vs", "kernel_")) and v is not None]
-    if kern:
-        lines += ["| kernel (bench_kernels) | ratio |", "| --- | --- |"]
-        for k, v in kern:
-            label = {"matmul_vs_numpy": "matmul vs NumPy, largest size",
-                     "matmul_vs_numpy_min": "matmul vs NumPy, worst size"}.get(k)
-            label = label or k[len("kernel_"):].replace("_vs_torch", " vs PyTorch (geo-mean over shapes)")
-            lines.append(f"| {label} | {_ratio(v)} |")
-        lines.append("")
-        lines.append("Per-shape kernel timings: `benchmarks/results/bench_kernels.json`.")
-        lines.append("")
-    targets = summary.get("targets", {})
     if targets:
         goals = []
         for k, v in targets.items():
             op = "<=" if k.endswith("_max") else ">="
             met = "met" if v["met"] else "not met"
             goals.append(f"`{k}` {v['value']:.2f} (goal {op} {v['target']}: {met})")
-        lines.append("Targets: " + "; ".join(goals) + ".")
-        if not all(v["met"] for v in targets.values()):
-            lines.append("Where the time goes and what was tried: `benchmarks/NOTES.md` (sections 5 and 6 "
-                         "for the training-step profile).")
-        else:
-            lines.append("How the kernels got there, with each change measured before and after: "
-                         "`benchmarks/NOTES.md` (sections 5 and 6 for the training step).")
+        lines.append("Targets (issue 16): " + "; ".join(goals) + ".")
+        lines.append("Where the time goes and what was tried: `benchmarks/NOTES.md`.")
         lines.append("")
     runs = combined.get("runs", {})
     bad = [f"{k}: {v['status']}" for k, v in runs.items() if v["status"] != "ok"]
