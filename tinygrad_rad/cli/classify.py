@@ -18,7 +18,9 @@ from pathlib import Path
 from .. import plots
 from ..autograd import detect_anomaly
 from ..tasks import classify as C
+from ..tasks import classify3d as C3
 from ..utils import default_data_dir, write_json
+from . import classify3d as cli3d
 from .common import (
     CLIError,
     add_data_dir,
@@ -42,7 +44,9 @@ def add_train(sub) -> None:
                                    "(OUT/metrics.json). With no options: the default PneumoniaMNIST recipe.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", "--data", dest="dataset", default=d.dataset,
-                   help="MedMNIST flag, e.g. pneumoniamnist, breastmnist, dermamnist, chestmnist")
+                   help="MedMNIST flag, e.g. pneumoniamnist, breastmnist, dermamnist, chestmnist; a 3D flag "
+                        "(vesselmnist3d, nodulemnist3d, ...) trains the 3D recipe instead (smallcnn3d, batch "
+                        f"32, flips, {C3.DEFAULT_EPOCHS} epochs, --out runs/train3d; given options apply)")
     p.add_argument("--model", default=d.model, help="smallcnn, resnet18, ... (tinygrad_rad.models)")
     add_epochs(p, d.epochs)
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
@@ -77,6 +81,8 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    if cli3d.wants_3d_train(args):
+        return cli3d.cmd_train(args)
     if args.resume:
         out = Path(args.resume)
         if out.is_file():
@@ -118,7 +124,7 @@ def add_evaluate(sub) -> None:
                    help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     add_data_dir(p)
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: 256 (2D), 64 (3D)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N images")
     add_device(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the metrics as JSON")
@@ -133,8 +139,12 @@ def _write(path, obj) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    res = C.evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir, args.batch_size,
-                                args.limit, args.device)
+    if cli3d.is_3d_checkpoint(args.checkpoint):
+        res = C3.evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir,
+                                     args.batch_size or 64, args.limit, args.device)
+    else:
+        res = C.evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_dir,
+                                    args.batch_size or 256, args.limit, args.device)
     print(f"{res['dataset']} {args.split} ({res['n']} images), {res['checkpoint']}:")
     for k in ("auc", "acc", "sensitivity", "specificity", "ppv", "npv", "f1", "balanced_accuracy", "loss"):
         v = res.get(k)
@@ -150,7 +160,8 @@ def cmd_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------------- predict
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="class probabilities for image files (PNG, JPEG, DICOM, NIfTI)")
+    p = sub.add_parser("predict", help="class probabilities for image files (PNG, JPEG, DICOM, NIfTI); with "
+                                       "a 3D checkpoint for volumes (.nii / .nii.gz files, DICOM folders)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_device(p)
@@ -160,7 +171,8 @@ def add_predict(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    results = C.predict_files(args.checkpoint, args.images, args.device)
+    task = C3 if cli3d.is_3d_checkpoint(args.checkpoint) else C
+    results = task.predict_files(args.checkpoint, args.images, args.device)
     for r in results:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in r["probabilities"].items())
         print(f"{r['image']}: {shown}  -> {r['prediction']}")
@@ -185,13 +197,15 @@ def add_explain(sub) -> None:
                    help="class to explain (default: the predicted one)")
     p.add_argument("--layer", default=None, help="module name for Grad-CAM (default: the last conv block)")
     add_device(p)
-    p.add_argument("--out", required=True, help="output folder (writes gradcam.png and explanations.npz)")
+    p.add_argument("--out", required=True, help="output folder (writes gradcam.png and explanations.npz; "
+                                                 "3D: gradcam_montage.png, axial slices)")
     p.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args) -> int:
-    r = C.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
-                             args.seed, args.target_class, args.layer, args.device)
+    task = C3 if cli3d.is_3d_checkpoint(args.checkpoint) else C  # 3D: axial-slice montage gradcam_montage.png
+    r = task.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
+                                args.seed, args.target_class, args.layer, args.device)
     print(f"Grad-CAM layer: {r['layer']}; {r['n']} {r['dataset']} {r['split']} images; wrote {r['npz']}")
     if r["png"] is None:
         print(f"no PNG: {plots.MISSING_MESSAGE}", file=sys.stderr)
