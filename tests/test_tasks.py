@@ -125,3 +125,23 @@ def test_the_three_tasks_are_built_on_the_loop():
     for task in (classify.ClassifyTask, segment.SegmentTask, detect.DetectTask):
         assert issubclass(task, Task)
     assert detect.DetectTask.monitor is None and detect.DetectTask.last_name == "model.safetensors"
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a writer that has exited
+    stale = out / f".last.safetensors.tgr-tmp-{dead}-0a1b2c3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    os.utime(stale, (1e9, 1e9))  # written long before this process started
+    keep = out / "notes.txt"
+    keep.write_text("not a temporary file")
+    lines = []
+    train(LineTask(LineConfig(out=str(out))), log=lines.append)
+    assert not stale.exists() and keep.read_text() == "not a temporary file"
+    assert any(stale.name in line for line in lines)

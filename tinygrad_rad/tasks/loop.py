@@ -54,7 +54,7 @@ import tinygrad_rad as tr
 from .. import distributed as dist
 from .. import plots
 from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
-from ..utils import ProgressBar, atomic_write_text, json_safe, write_json
+from ..utils import ProgressBar, atomic_write_text, clean_stale_tmp, json_safe, write_json
 
 __all__ = ["Task", "train", "TrainingInterrupted", "NonFiniteLoss", "SigintGuard", "write_history_csv",
            "stderr_log", "LAST_NAME", "BEST_NAME"]
@@ -230,6 +230,9 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     if int(cfg.epochs) < 1:
         raise ValueError(f"{task.name}: epochs must be >= 1, got {cfg.epochs}")
     out.mkdir(parents=True, exist_ok=True)
+    if main:  # temporary files of a write that a killed run left behind (never complete files)
+        for stale in clean_stale_tmp(out):
+            log(f"removed {stale.name}: a temporary file a killed run left in {out}")
     _set_threads(getattr(cfg, "num_threads", None))
     tr.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % (2**32))
