@@ -1,0 +1,510 @@
+"""3-D ops (issue 13): conv3d, conv_transpose3d, max/avg/adaptive pooling, batch norm, pad and
+interpolate on NCDHW volumes, and their kernels in every tier.
+
+* ``test_f_*``: each ``F`` function against PyTorch (forward + gradient of a random projection, when
+  torch is installed) and float64 central differences (``tinygrad_rad.gradcheck``) via ``oracle.check_op``.
+* ``test_hypothesis_*``: random shapes / stride / padding / dilation / groups on tiny volumes; the op's
+  forward and gradients against the NumPy reference kernels (and PyTorch when installed).
+* ``test_tier_*``: every 3-D kernel function of every tier (reference, cpu_plain, cpu, cuda_plain, cuda:
+  the CUDA ones under Numba's CUDA simulator) against ``kernels/reference3d.py``, float32 and float64,
+  including the fast CPU conv's slab chunks, multi-image chunks, thread split and direct (depthwise) path.
+* ``test_modules_*`` and ``test_errors_*``: the layers, and PyTorch-worded argument errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from oracle import HAS_TORCH, check_op, serial_kernels
+from tinygrad_rad.kernels import reference3d as R3
+
+import tinygrad_rad as tr
+from tinygrad_rad import nn
+from tinygrad_rad.nn import functional as F
+
+if HAS_TORCH:
+    import torch
+    import torch.nn.functional as TF
+
+TIERS = ["reference", "cpu_plain", "cpu", "cuda_plain", "cuda"]
+INTERFACE_3D = [
+    "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
+    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
+]
+TOL = {np.float32: dict(rtol=3e-4, atol=3e-4), np.float64: dict(rtol=1e-9, atol=1e-9)}
+
+
+def _torch(fn):
+    """The torch function to compare with (None: the same lambda, which calls ``F``/``TF`` by name)."""
+    return fn if HAS_TORCH else None
+
+
+def _w(rng, shape):
+    return rng.standard_normal(shape)
+
+
+# ------------------------------------------------------------------------------------ F vs torch
+CONV_CASES = [
+    # x shape, w shape, kwargs
+    ((2, 2, 4, 5, 4), (3, 2, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 5, 6, 6), (4, 2, 2, 3, 2),
+     dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2)),
+    ((1, 3, 5, 5, 5), (3, 1, 3, 3, 3), dict(padding="same", groups=3)),  # depthwise: the direct loops
+    ((1, 2, 4, 4, 4), (2, 2, 2, 2, 2), dict(padding="same", dilation=(1, 1, 2))),  # asymmetric 'same'
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", CONV_CASES)
+def test_f_conv3d(xs, ws, kw):
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal(xs), _w(rng, ws), rng.standard_normal(ws[0])
+    check_op(lambda x, w, b: F.conv3d(x, w, b, **kw),
+             (lambda x, w, b: TF.conv3d(x, w, b, **kw)) if HAS_TORCH else None, [x, w, b])
+
+
+def test_f_conv3d_cuda(device):
+    """The op on the device (CUDA simulator on a machine without a GPU), float32 vs PyTorch."""
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((1, 2, 3, 4, 3)), _w(rng, (2, 2, 2, 2, 2))
+    check_op(lambda x, w: F.conv3d(x, w, stride=(1, 2, 1), padding=1),
+             (lambda x, w: TF.conv3d(x, w, stride=(1, 2, 1), padding=1)) if HAS_TORCH else None,
+             [x, w], dtype="float32", device=device, gradcheck=False)
+
+
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((1, 4, 3, 2, 3), (4, 2, 2, 2, 2), dict(stride=2)),
+    ((2, 2, 3, 3, 2), (2, 3, 3, 2, 3), dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0))),
+    ((1, 4, 2, 3, 2), (4, 1, 3, 3, 3), dict(stride=2, padding=1, groups=2, dilation=(1, 2, 1))),
+    ((1, 2, 2, 2, 2), (2, 2, 2, 2, 2), dict(stride=2, dilation=3, output_padding=2)),  # pads x in forward
+])
+def test_f_conv_transpose3d(xs, ws, kw):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(xs), _w(rng, ws)
+    b = rng.standard_normal(ws[1] * kw.get("groups", 1))
+    check_op(lambda x, w, b: F.conv_transpose3d(x, w, b, **kw),
+             (lambda x, w, b: TF.conv_transpose3d(x, w, b, **kw)) if HAS_TORCH else None, [x, w, b])
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=2),
+    dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), padding=1),
+    dict(kernel_size=2, stride=2, dilation=(1, 2, 1)),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+])
+def test_f_max_pool3d(kw):
+    # distinct values: a finite-difference step never changes which element is a window's max
+    x = np.random.default_rng(4).permutation(2 * 2 * 5 * 6 * 7).reshape(2, 2, 5, 6, 7) / 10.0
+    check_op(lambda x: F.max_pool3d(x, **kw), _torch(lambda x: TF.max_pool3d(x, **kw)), [x])
+
+
+def test_f_max_pool3d_return_indices():
+    x = np.random.default_rng(5).permutation(2 * 3 * 5 * 6 * 5).reshape(2, 3, 5, 6, 5).astype(np.float64)
+    kw = dict(kernel_size=(2, 3, 2), stride=(2, 2, 1), padding=(1, 1, 0), dilation=(1, 1, 2))
+    out, idx = F.max_pool3d(tr.tensor(x), return_indices=True, **kw)
+    assert idx.dtype == np.int64
+    # every index points at the value it returned
+    flat = x.reshape(2, 3, -1)
+    picked = np.take_along_axis(flat, idx.numpy().reshape(2, 3, -1), 2).reshape(out.shape)
+    np.testing.assert_array_equal(picked, out.numpy())
+    if HAS_TORCH:
+        tout, tidx = TF.max_pool3d(torch.tensor(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+        np.testing.assert_array_equal(out.numpy(), tout.numpy())
+
+
+def test_f_max_pool3d_device(device):
+    x = np.random.default_rng(6).permutation(1 * 2 * 4 * 4 * 5).reshape(1, 2, 4, 4, 5) / 10.0
+    check_op(lambda x: F.max_pool3d(x, 2, stride=(2, 1, 2), padding=1),
+             _torch(lambda x: TF.max_pool3d(x, 2, stride=(2, 1, 2), padding=1)), [x], dtype="float32",
+             device=device, gradcheck=False)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=2),
+    dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), padding=1),
+    dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+    dict(kernel_size=2, divisor_override=3),
+])
+def test_f_avg_pool3d(kw):
+    check_op(lambda x: F.avg_pool3d(x, **kw), _torch(lambda x: TF.avg_pool3d(x, **kw)), [(2, 2, 5, 6, 7)])
+
+
+def test_f_avg_pool3d_device(device):
+    check_op(lambda x: F.avg_pool3d(x, 3, stride=2, padding=1, count_include_pad=False),
+             _torch(lambda x: TF.avg_pool3d(x, 3, stride=2, padding=1, count_include_pad=False)),
+             [(1, 2, 4, 5, 4)], dtype="float32", device=device, gradcheck=False)
+
+
+@pytest.mark.parametrize("size", [1, 2, (3, 2, 5), (None, 4, 2), (2, 3, 3)])
+def test_f_adaptive_avg_pool3d(size):
+    check_op(lambda x: F.adaptive_avg_pool3d(x, size), _torch(lambda x: TF.adaptive_avg_pool3d(x, size)),
+             [(2, 2, 4, 6, 5)])
+
+
+@pytest.mark.parametrize("size", [1, (2, 3, 5), (3, 2, 4)])
+def test_f_adaptive_max_pool3d(size):
+    x = np.random.default_rng(7).permutation(2 * 2 * 4 * 6 * 5).reshape(2, 2, 4, 6, 5) / 10.0
+    check_op(lambda x: F.adaptive_max_pool3d(x, size), _torch(lambda x: TF.adaptive_max_pool3d(x, size)), [x])
+
+
+def test_f_unbatched_input():
+    """(C, D, H, W) input is a batch of one, as in PyTorch."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 4, 4, 4)), _w(rng, (3, 2, 3, 3, 3))
+    check_op(lambda x, w: F.conv3d(x, w, padding=1), _torch(lambda x, w: TF.conv3d(x, w, padding=1)), [x, w])
+    check_op(lambda x: F.avg_pool3d(x, 2), _torch(lambda x: TF.avg_pool3d(x, 2)), [x])
+    assert F.max_pool3d(tr.tensor(x), 2).shape == (2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_f_batch_norm_5d(training):
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((3, 2, 3, 2, 4)), rng.standard_normal(2), rng.standard_normal(2)
+    rm, rv = rng.standard_normal(2), rng.random(2) + 0.5
+
+    def ours(x, w, b):
+        return F.batch_norm(x, tr.tensor(rm.copy()), tr.tensor(rv.copy()), w, b, training, 0.1, 1e-5)
+
+    def theirs(x, w, b):
+        return TF.batch_norm(x, torch.tensor(rm.copy()), torch.tensor(rv.copy()), w, b, training, 0.1, 1e-5)
+
+    check_op(ours, theirs if HAS_TORCH else None, [x, w, b])
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_f_pad_5d(mode):
+    pads = (1, 2, 0, 1, 2, 1)
+    check_op(lambda x: F.pad(x, pads, mode=mode), _torch(lambda x: TF.pad(x, pads, mode=mode)),
+             [(1, 2, 3, 3, 4)])
+
+
+@pytest.mark.parametrize("kw", [dict(scale_factor=2, mode="nearest"), dict(size=(3, 5, 4), mode="trilinear"),
+                                dict(scale_factor=2, mode="trilinear", align_corners=True)])
+def test_f_interpolate_5d(kw):
+    """F.interpolate on volumes (the NN helper's function: checked here as part of the 3-D surface)."""
+    check_op(lambda x: F.interpolate(x, **kw), _torch(lambda x: TF.interpolate(x, **kw)), [(1, 2, 2, 3, 2)])
+
+
+# ------------------------------------------------------------------------------------ hypothesis
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin, cout = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 2))
+    n = draw(st.integers(1, 2))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    s = tuple(draw(st.integers(1, 2)) for _ in range(3))
+    p = tuple(draw(st.integers(0, 2)) for _ in range(3))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(3))
+    size = tuple(max(1, d[i] * (k[i] - 1) + 1 - 2 * p[i]) + draw(st.integers(0, 3)) for i in range(3))
+    return (n, cin) + size, (cout, cin // groups) + k, s, p, d, groups
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_configs(), st.booleans())
+def test_hypothesis_conv3d(cfg, transposed):
+    """conv3d against the reference kernels; conv_transpose3d (the same w as its (C_in, C_out/g, k)
+    weight, applied to a y-shaped input) against PyTorch."""
+    xs, ws, s, p, d, g = cfg
+    rng = np.random.default_rng(abs(hash(cfg)) % 2**32)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    if transposed:
+        if not HAS_TORCH:
+            return
+        x = rng.standard_normal(R3.conv3d_forward(x, w, s, p, d, g).shape)
+        assume(all((x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (ws[2 + i] - 1) >= 0 for i in range(3)))
+    with serial_kernels():
+        tx, tw = tr.tensor(x, requires_grad=True), tr.tensor(w, requires_grad=True)
+        if transposed:
+            out = F.conv_transpose3d(tx, tw, stride=s, padding=p, groups=g, dilation=d)
+        else:
+            out = F.conv3d(tx, tw, stride=s, padding=p, dilation=d, groups=g)
+        r = rng.standard_normal(out.shape)
+        (out * tr.tensor(r)).sum().backward()
+    if not transposed:
+        np.testing.assert_allclose(out.numpy(), R3.conv3d_forward(x, w, s, p, d, g), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(tx.grad.numpy(), R3.conv3d_backward_input(r, w, xs, s, p, d, g),
+                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(tw.grad.numpy(), R3.conv3d_backward_weight(r, x, ws, s, p, d, g),
+                                   rtol=1e-9, atol=1e-9)
+        return
+    qx, qw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tout = TF.conv_transpose3d(qx, qw, stride=s, padding=p, groups=g, dilation=d)
+    (tout * torch.tensor(r)).sum().backward()
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tx.grad.numpy(), qx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(tw.grad.numpy(), qw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@st.composite
+def pool_configs(draw):
+    k = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    p = tuple(draw(st.integers(0, k[i] // 2)) for i in range(3))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(3))
+    size = tuple(d[i] * (k[i] - 1) + 1 + draw(st.integers(0, 3)) for i in range(3))
+    return (draw(st.integers(1, 2)), 2) + size, k, s, p, d, draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pool_configs())
+def test_hypothesis_pool3d(cfg):
+    xs, k, s, p, d, ceil_mode, cip = cfg
+    x = np.random.default_rng(abs(hash(cfg)) % 2**32).permutation(int(np.prod(xs))).reshape(xs) / 7.0
+    with serial_kernels():
+        for name in ("max", "avg"):
+            tx = tr.tensor(x, requires_grad=True)
+            if name == "max":
+                out = F.max_pool3d(tx, k, s, p, d, ceil_mode=ceil_mode)
+            else:
+                out = F.avg_pool3d(tx, k, s, p, ceil_mode=ceil_mode, count_include_pad=cip)
+            r = np.random.default_rng(0).standard_normal(out.shape)
+            (out * tr.tensor(r)).sum().backward()
+            if not ceil_mode:
+                if name == "max":
+                    want, idx = R3.max_pool3d_forward(x, k, s, p, d)
+                    gwant = R3.max_pool3d_backward(r, idx, xs, k, s, p, d)
+                else:
+                    want = R3.avg_pool3d_forward(x, k, s, p, cip)
+                    gwant = R3.avg_pool3d_backward(r, xs, k, s, p, cip)
+                np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(tx.grad.numpy(), gwant, rtol=1e-12, atol=1e-12)
+            if HAS_TORCH:
+                qx = torch.tensor(x, requires_grad=True)
+                if name == "max":
+                    tout = TF.max_pool3d(qx, k, s, p, d, ceil_mode=ceil_mode)
+                else:
+                    tout = TF.avg_pool3d(qx, k, s, p, ceil_mode=ceil_mode, count_include_pad=cip)
+                (tout * torch.tensor(r)).sum().backward()
+                np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(tx.grad.numpy(), qx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------- kernel tiers
+def _tier(name):
+    if name.startswith("cuda"):
+        try:
+            ok = tr.cuda.is_available()
+        except Exception:
+            ok = False
+        if not ok:
+            pytest.skip("no CUDA device and no CUDA simulator (numba-cuda missing)")
+    return importlib.import_module(f"tinygrad_rad.kernels.{name}")
+
+
+class Dev:
+    """Test arrays to the tier's arrays (CuPy for CUDA tiers on a real GPU) and back."""
+
+    def __init__(self, tier: str):
+        self.cupy = None
+        if tier.startswith("cuda") and os.environ.get("NUMBA_ENABLE_CUDASIM", "0") != "1":
+            import cupy
+
+            self.cupy = cupy
+
+    def __call__(self, a):
+        return a if self.cupy is None else self.cupy.asarray(a)
+
+    def host(self, a):
+        return a if self.cupy is None else self.cupy.asnumpy(a)
+
+
+def _close(got, want, dtype, what):
+    got = np.asarray(got)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    np.testing.assert_allclose(got, want, err_msg=what, **TOL[dtype])
+
+
+# (x shape, w shape, stride, padding, dilation, groups): GEMM path, stride-2 col2vol path, grouped GEMMs,
+# depthwise (direct loops on the fast CPU tier), a kernel larger than some axes with padding
+TIER_CONVS = [
+    ((2, 3, 4, 3, 5), (4, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    ((2, 4, 5, 4, 4), (4, 2, 2, 3, 2), (2, 1, 2), (1, 1, 0), (1, 1, 2), 2),
+    ((1, 2, 3, 4, 3), (2, 1, 3, 1, 3), (1, 2, 1), (2, 0, 1), (1, 1, 1), 2),
+    ((1, 4, 4, 3, 3), (6, 4, 1, 2, 2), (1, 1, 1), (0, 1, 2), (1, 2, 1), 1),
+]
+TIER_POOLS = [
+    ((2, 2, 4, 5, 4), (2, 2, 2), (2, 2, 2), (0, 0, 0), (1, 1, 1)),
+    ((1, 3, 5, 4, 5), (3, 2, 3), (1, 2, 2), (1, 1, 1), (1, 2, 1)),
+]
+
+
+def _conv_case(mod, d, dtype, rng, fn, cases=TIER_CONVS):
+    for xs, ws, s, p, dl, g in cases:
+        x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+        y = R3.conv3d_forward(x, w, s, p, dl, g)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        what = f"{fn} {xs} {ws} s={s} p={p} d={dl} g={g}"
+        if fn == "conv3d_forward":
+            _close(d.host(mod.conv3d_forward(d(x), d(w), s, p, dl, g)), y, dtype, what)
+        elif fn == "conv3d_backward_input":
+            _close(d.host(mod.conv3d_backward_input(d(gy), d(w), xs, s, p, dl, g)),
+                   R3.conv3d_backward_input(gy, w, xs, s, p, dl, g), dtype, what)
+        else:
+            _close(d.host(mod.conv3d_backward_weight(d(gy), d(x), ws, s, p, dl, g)),
+                   R3.conv3d_backward_weight(gy, x, ws, s, p, dl, g), dtype, what)
+
+
+def _pool_case(mod, d, dtype, rng, fn):
+    for xs, k, s, p, dl in TIER_POOLS:
+        x = (rng.permutation(int(np.prod(xs))).reshape(xs) / 3.0).astype(dtype)
+        what = f"{fn} {xs} k={k} s={s} p={p} d={dl}"
+        if fn.startswith("max"):
+            y, idx = R3.max_pool3d_forward(x, k, s, p, dl)
+            if fn == "max_pool3d_forward":
+                gy_, gi = mod.max_pool3d_forward(d(x), k, s, p, dl)
+                _close(d.host(gy_), y, dtype, what)
+                np.testing.assert_array_equal(d.host(gi), idx, err_msg=what)  # distinct values: no ties
+            else:
+                g = rng.standard_normal(y.shape).astype(dtype)
+                _close(d.host(mod.max_pool3d_backward(d(g), d(idx), xs, k, s, p, dl)),
+                       R3.max_pool3d_backward(g, idx, xs, k, s, p, dl), dtype, what)
+        else:
+            for cip in (True, False):
+                y = R3.avg_pool3d_forward(x, k, s, p, cip)
+                if fn == "avg_pool3d_forward":
+                    _close(d.host(mod.avg_pool3d_forward(d(x), k, s, p, cip)), y, dtype, f"{what} cip={cip}")
+                else:
+                    g = rng.standard_normal(y.shape).astype(dtype)
+                    _close(d.host(mod.avg_pool3d_backward(d(g), xs, k, s, p, cip)),
+                           R3.avg_pool3d_backward(g, xs, k, s, p, cip), dtype, f"{what} cip={cip}")
+
+
+@pytest.mark.parametrize("fn", INTERFACE_3D)
+@pytest.mark.parametrize("tier", TIERS)
+def test_tier_3d(tier, fn):
+    mod, d = _tier(tier), Dev(tier)
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(len(fn))
+        (_conv_case if fn.startswith("conv") else _pool_case)(mod, d, dtype, rng, fn)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_tier_3d_interface(tier):
+    """Each tier has the 3-D functions with the reference's parameter names."""
+    mod = _tier(tier)
+    for name in INTERFACE_3D:
+        ours, ref = inspect.signature(getattr(mod, name)), inspect.signature(getattr(R3, name))
+        assert list(ours.parameters) == list(ref.parameters), f"{tier}.{name}"
+
+
+@pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
+def test_fast_cpu_conv3d_chunks_and_threads(fn, monkeypatch):
+    """The fast CPU conv's slab chunks (one image's depths split), multi-image chunks and the thread split,
+    forced on small shapes by shrinking its chunk size and split threshold."""
+    from tinygrad_rad.kernels import cpu_conv3d
+
+    cases = [((3, 3, 6, 4, 5), (4, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+             ((3, 4, 7, 5, 4), (6, 2, 3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2)]
+    for chunk in (1, 41000, 1 << 22):  # one depth per chunk, a few depths, whole volumes of several images
+        monkeypatch.setattr(cpu_conv3d, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(cpu_conv3d, "SPLIT_MIN_MACS", 0)
+        q = cpu_conv3d._plan3(cases[0][0], cases[0][1], *cases[0][2:], 8)
+        n_items = {1: 3 * 6, 41000: 3 * 2, 1 << 22: 1}[chunk]  # (image, depth) slabs, or one 3-image chunk
+        assert len(q.items) == n_items, q.items
+        _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(0), fn, cases)
+
+
+def test_fast_cpu_conv3d_plan():
+    """Big volumes are split into slabs of depths of one image; small ones batch whole images."""
+    from tinygrad_rad.kernels import cpu_conv3d
+
+    big = cpu_conv3d._plan3((2, 16, 28, 28, 28), (32, 16, 3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3, 1, 4)
+    assert all(nb == 1 for _, nb, _, _ in big.items) and len(big.items) > 2
+    assert sum(nz for b, _, _, nz in big.items if b == 0) == 28
+    small = cpu_conv3d._plan3((8, 64, 4, 4, 4), (64, 64, 3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3, 1, 4)
+    assert small.items[0][1] > 1 and small.items[0][3] == 4
+
+
+# ------------------------------------------------------------------------------------ modules
+def test_modules_3d_against_torch():
+    """nn layers: parameter shapes and names, and a small 3D CNN's output and gradients vs PyTorch."""
+    tr.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(2),
+                        nn.Conv3d(4, 4, (1, 3, 3), stride=(1, 2, 1), padding="valid", bias=False),
+                        nn.AvgPool3d(2, ceil_mode=True), nn.ConvTranspose3d(4, 2, 2, stride=2),
+                        nn.AdaptiveAvgPool3d((1, 2, 1)), nn.AdaptiveMaxPool3d(1))
+    net = net.double() if hasattr(net, "double") else net
+    x = np.random.default_rng(0).standard_normal((2, 2, 8, 12, 8))
+    assert net[0].weight.shape == (4, 2, 3, 3, 3) and net[6].weight.shape == (4, 2, 2, 2, 2)
+    keys = set(net.state_dict())
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked", "4.weight"} <= keys
+    if not HAS_TORCH:
+        return
+    tnet = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.BatchNorm3d(4), torch.nn.ReLU(),
+                               torch.nn.MaxPool3d(2), torch.nn.Conv3d(4, 4, (1, 3, 3), (1, 2, 1), bias=False),
+                               torch.nn.AvgPool3d(2, ceil_mode=True), torch.nn.ConvTranspose3d(4, 2, 2, 2),
+                               torch.nn.AdaptiveAvgPool3d((1, 2, 1)), torch.nn.AdaptiveMaxPool3d(1)).double()
+    assert keys == set(tnet.state_dict())
+    with torch.no_grad():
+        for k, v in tnet.state_dict().items():
+            v.copy_(torch.tensor(net.state_dict()[k].numpy()))
+    with serial_kernels():
+        tx = tr.tensor(x, requires_grad=True)
+        out = net(tx)
+        out.sum().backward()
+    qx = torch.tensor(x, requires_grad=True)
+    tout = tnet(qx)
+    tout.sum().backward()
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(tx.grad.numpy(), qx.grad.numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(net[0].weight.grad.numpy(), tnet[0].weight.grad.numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(net[1].running_var.numpy(), tnet[1].running_var.numpy(), rtol=1e-7)
+
+
+def test_modules_3d_init_and_output_size():
+    conv = nn.Conv3d(4, 8, 3, groups=2)
+    bound = 1 / np.sqrt(2 * 27)  # kaiming_uniform(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert np.abs(conv.weight.numpy()).max() <= bound + 1e-7 and conv.weight.shape == (8, 2, 3, 3, 3)
+    up = nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1)
+    y = up(tr.randn(1, 3, 4, 4, 4), output_size=(8, 7, 8))
+    assert y.shape == (1, 2, 8, 7, 8)
+    with pytest.raises(ValueError, match="requested an output size"):
+        up(tr.randn(1, 3, 4, 4, 4), output_size=(10, 7, 7))
+    bn = nn.BatchNorm3d(3)
+    with pytest.raises(ValueError, match="expected a 5-D input"):
+        bn(tr.randn(2, 3, 4, 4))
+    assert "kernel_size=(3, 3, 3)" in repr(conv)
+    assert nn.Upsample(scale_factor=2, mode="trilinear")(tr.randn(1, 1, 2, 2, 2)).shape == (1, 1, 4, 4, 4)
+
+
+# ------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("call, match", [
+    (lambda: F.conv3d(tr.randn(2, 3, 4, 4), tr.randn(2, 3, 3, 3)), "expected a 5-D weight"),
+    (lambda: F.conv3d(tr.randn(3, 4, 4), tr.randn(2, 3, 3, 3, 3)), r"Expected 4D \(unbatched\) or 5D"),
+    (lambda: F.conv3d(tr.randn(1, 2, 4, 4, 4), tr.randn(2, 3, 3, 3, 3)),
+     r"weight of size \[2, 3, 3, 3, 3\], expected input\[1, 2, 4, 4, 4\] to have 3 channels"),
+    (lambda: F.conv3d(tr.randn(1, 3, 2, 4, 4), tr.randn(2, 3, 3, 3, 3)), "Kernel size can't be greater"),
+    (lambda: F.conv3d(tr.randn(1, 3, 4, 4, 4), tr.randn(2, 3, 3, 3, 3), stride=0), "non-positive stride"),
+    (lambda: F.conv3d(tr.randn(1, 3, 4, 4, 4), tr.randn(2, 3, 3, 3, 3), padding=(1, 1)),
+     "a tuple of three ints"),
+    (lambda: F.conv3d(tr.randn(1, 3, 4, 4, 4), tr.randn(2, 3, 3, 3, 3), stride=2, padding="same"),
+     "not supported for strided"),
+    (lambda: F.conv3d(tr.randn(1, 3, 4, 4, 4), tr.randn(2, 3, 3, 3, 3), dilation=0), "dilation should be"),
+    (lambda: F.conv_transpose3d(tr.randn(1, 3, 2, 2, 2), tr.randn(3, 2, 2, 2, 2), stride=2, output_padding=2),
+     "output padding must be smaller"),
+    (lambda: F.max_pool3d(tr.randn(1, 1, 4, 4, 4), 3, padding=2), "pad should be at most half"),
+    (lambda: F.max_pool3d(tr.randn(1, 1, 4, 4, 4), 2, stride=0), "stride should be greater than zero"),
+    (lambda: F.avg_pool3d(tr.randn(1, 1, 2, 4, 4), 3), "Output size is too small"),
+    (lambda: F.avg_pool3d(tr.randn(1, 1, 4, 4, 4), 2, divisor_override=0), "divisor must be not zero"),
+    (lambda: F.avg_pool3d(tr.randn(1, 1, 3, 1, 1), 2, ceil_mode=True), "smaller than kernel size"),
+    (lambda: F.adaptive_avg_pool3d(tr.randn(1, 1, 4, 4, 4), (2, 2)), "output_size must be 3"),
+    (lambda: F.max_pool3d(tr.randn(1, 4, 4), 2), r"Expected 4D \(unbatched\) or 5D"),
+    (lambda: nn.Conv3d(3, 4, 3, groups=2), "in_channels must be divisible by groups"),
+])
+def test_errors_3d(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_errors_3d_dtype():
+    with pytest.raises(TypeError, match="floating-point"):
+        F.conv3d(tr.tensor(np.ones((1, 1, 3, 3, 3), np.int64)), tr.randn(1, 1, 1, 1, 1))
