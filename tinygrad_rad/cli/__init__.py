@@ -2,6 +2,8 @@
 
     $ tinygrad-rad train --out runs/demo                 # classification (cli/classify.py)
     $ tinygrad-rad evaluate | predict | explain ...
+    $ tinygrad-rad train --dataset vesselmnist3d         # a 3D flag: the 3D recipe (cli/classify3d.py)
+    $ tinygrad-rad predict --checkpoint runs/train3d scan.nii.gz dicom_dir/   # 3D runs: volumes, 3D Grad-CAM
     $ tinygrad-rad segment train|evaluate|predict ...    # U-Net segmentation (cli/segment.py)
     $ tinygrad-rad detect train|evaluate|predict ...     # CenterNet detection (cli/detect.py)
 
