@@ -154,6 +154,37 @@ def test_real_vesselmnist3d_subset_one_epoch(data_dir, tmp_path):
     assert (tmp_path / "real" / "best.safetensors").is_file()
 
 
+@pytest.mark.parametrize("flag", C3.FLAGS_3D)
+def test_every_3d_flag_goes_to_the_3d_task(flag):
+    from tinygrad_rad.cli import build_parser
+    from tinygrad_rad.cli.classify3d import wants_3d_train
+
+    argv = ["train", "--dataset", flag]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    assert wants_3d_train(args)
+    C3.check_config(C3.Classify3DConfig(dataset=flag, size=64))
+    with pytest.raises(ValueError, match="2D MedMNIST flag"):
+        C3.check_config(C3.Classify3DConfig(dataset="pneumoniamnist"))
+
+
+def test_multiclass_side_named_flag_at_64_voxels(tmp_path):
+    """organmnist3d (11 classes naming sides: no flips) from a 64^3 file; predict resizes to 64^3."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, m in (("train", 11), ("val", 11), ("test", 11)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (m, 64, 64, 64)).astype(np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(m) % 11).reshape(-1, 1).astype(np.uint8)
+    np.savez(tmp_path / "organmnist3d_64.npz", **arrays)
+    res = C3.fit(_cfg(tmp_path, tmp_path / "run", dataset="organmnist3d", size=64, batch_size=6),
+                 log=lambda s: None)
+    assert res["flip_axes"] == [] and res["task"] == "multi-class" and len(res["test_per_class_auc"]) == 11
+    model, meta = C3.load_trained(tmp_path / "run")
+    assert meta["size"] == 64 and meta["num_classes"] == 11
+    (r,) = C3.predict_files(tmp_path / "run", [_nifti(tmp_path / "v.nii.gz", rng.random((30, 50, 40)))])
+    assert len(r["probabilities"]) == 11 and r["prediction"] in meta["label_names"]
+
+
 # ------------------------------------------------------------------------------- evaluate / predict
 def test_evaluate_checkpoint_reproduces_the_test_metrics(run):
     data, out, _, res = run
