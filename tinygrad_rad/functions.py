@@ -335,8 +335,8 @@ def gather(input, dim: int, index) -> Tensor:  # noqa: A002
     return input.gather(dim, index)
 
 
-def take_along_dim(input, indices, dim: int) -> Tensor:  # noqa: A002
-    return input.gather(dim, indices)
+def take_along_dim(input, indices, dim: int | None = None) -> Tensor:  # noqa: A002
+    return input.take_along_dim(indices, dim)
 
 
 def index_select(input, dim: int, index) -> Tensor:  # noqa: A002

@@ -62,7 +62,8 @@ def _encode(obj, path: str, arrays: dict, flat_names: bool):
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"save: the array at {path or 'the top level'!r} has dtype {arr.dtype}, which "
                             "safetensors cannot store (bool, integers and floats only)")
-        arrays[name] = np.ascontiguousarray(arr)
+        # NOTE: not np.ascontiguousarray, which turns a 0-d array into shape (1,)
+        arrays[name] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return node
     if isinstance(obj, Mapping):
         items = []

@@ -842,8 +842,28 @@ class TensorMethods:
             return out.reshape(tuple(getattr(index, "shape", ())))
         return ops.Gather.apply(self, index=idx, dim=d)
 
-    def take_along_dim(self, indices, dim: int) -> Tensor:
-        return self.gather(dim, indices)
+    def take_along_dim(self, indices, dim: int | None = None) -> Tensor:
+        """NumPy's take_along_axis: like ``gather`` but self and indices broadcast in the other dims
+        (``dim=None``: indices into the flattened tensor)."""
+        idx = indices if isinstance(indices, TensorMethods) else self._constant(np.asarray(indices))
+        if dim is None:
+            return self.reshape(-1).gather(0, idx.reshape(-1))
+        if self.ndim != idx.ndim:
+            raise ValueError("take_along_dim(): input and indices should have the same number of dimensions, "
+                             f"but got {self.ndim} dimensions for input, and {idx.ndim} for indices")
+        d = _dims(dim, self.ndim)[0]
+
+        def outside(s):
+            return s[:d] + (1,) + s[d + 1:]
+
+        try:
+            shape = np.broadcast_shapes(outside(self.shape), outside(idx.shape))
+        except ValueError:
+            raise ValueError(f"take_along_dim(): shapes {self.shape} and {idx.shape} do not broadcast "
+                             f"outside dim {d}") from None
+        x = self.expand(shape[:d] + (self.shape[d],) + shape[d + 1:])
+        i = _xp(self).broadcast_to(idx.data, shape[:d] + (idx.shape[d],) + shape[d + 1:])
+        return x.gather(d, idx._wrap(i, device=idx.device))
 
     def index_select(self, dim: int, index) -> Tensor:
         """The slices ``index`` (1-D integers) of dim ``dim``."""

@@ -346,7 +346,8 @@ class Tan(Function):
 class Asin(Function):
     def forward(self, a):
         self.a = a
-        return xp_of(a).arcsin(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # nan / inf outside the domain, silently
+            return xp_of(a).arcsin(a)
 
     def backward(self, g):
         # d(asin a)/da = 1 / sqrt(1 - a^2)
@@ -357,7 +358,8 @@ class Asin(Function):
 class Acos(Function):
     def forward(self, a):
         self.a = a
-        return xp_of(a).arccos(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # nan / inf outside the domain, silently
+            return xp_of(a).arccos(a)
 
     def backward(self, g):
         # d(acos a)/da = -1 / sqrt(1 - a^2)
@@ -408,7 +410,8 @@ class Asinh(Function):
 class Acosh(Function):
     def forward(self, a):
         self.a = a
-        return xp_of(a).arccosh(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # nan / inf outside the domain, silently
+            return xp_of(a).arccosh(a)
 
     def backward(self, g):
         # d(acosh a)/da = 1 / sqrt(a^2 - 1)
@@ -419,7 +422,8 @@ class Acosh(Function):
 class Atanh(Function):
     def forward(self, a):
         self.a = a
-        return xp_of(a).arctanh(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # nan / inf outside the domain, silently
+            return xp_of(a).arctanh(a)
 
     def backward(self, g):
         # d(atanh a)/da = 1 / (1 - a^2)
