@@ -57,7 +57,7 @@ __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "
            "preprocess3d", "load_trained", "is_3d_checkpoint", "is_3d_dataset", "load_volume_for_model",
            "resize_volume",
            "evaluate_checkpoint", "predict_files", "explain_checkpoint", "grad_cam3d", "find_target_layer3d",
-           "slice_montage", "flip_axes_for", "KIND", "DEFAULT_EPOCHS", "TrainingInterrupted"]
+           "slice_montage", "flip_axes_for", "check_config", "KIND", "DEFAULT_EPOCHS", "TrainingInterrupted"]
 
 KIND = "classification3d"  # the checkpoint's extra["kind"]
 # NOTE: chosen so that the default run fits ~20 min of 2-core CPU training: measured on VesselMNIST3D
@@ -105,7 +105,8 @@ def is_3d_dataset(name) -> bool:
     return isinstance(name, str) and name.lower() in FLAGS_3D
 
 
-def _check_config(cfg: Classify3DConfig) -> None:
+def check_config(cfg: Classify3DConfig) -> None:
+    """Refuse a 2D flag, a size other than 28 / 64 and a 2D or unknown model, before any work starts."""
     if not is_3d_dataset(cfg.dataset):
         get_info(cfg.dataset)  # an unknown flag: the registry's message lists the flags
         raise ValueError(f"{cfg.dataset} is a 2D MedMNIST flag (tinygrad_rad.tasks.classify trains it); "
@@ -113,10 +114,12 @@ def _check_config(cfg: Classify3DConfig) -> None:
     if int(cfg.size) not in SIZES_3D:
         raise ValueError(f"{cfg.dataset}: MedMNIST 3D volumes come in sizes {', '.join(map(str, SIZES_3D))}, "
                          f"got size {cfg.size}")
-    known = getattr(models, "MODELS_3D", {})
-    if cfg.model.lower() not in known and cfg.model.lower() in models.MODELS:
-        raise ValueError(f"model {cfg.model!r} is a 2D model; 3D volumes need one of "
-                         f"{', '.join(sorted(k for k in known if k != 'unet3d'))}")
+    known = sorted(k for k in getattr(models, "MODELS_3D", {}) if k != "unet3d")
+    name = cfg.model.lower()
+    if name not in models.MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; 3D models: {', '.join(known)}")
+    if name not in getattr(models, "MODELS_3D", {}) and not name.endswith("3d"):  # NOTE: "...3d": a 3-D model
+        raise ValueError(f"model {cfg.model!r} is a 2D model; 3D volumes need one of {', '.join(known)}")
 
 
 def flip_axes_for(label_names) -> tuple:
@@ -224,7 +227,7 @@ class Classify3DTask(ClassifyTask):
 
     def setup(self, log) -> None:
         cfg = self.config
-        _check_config(cfg)
+        check_config(cfg)
         data, self.info = load_dataset(cfg.dataset, cfg.size, cfg.data_dir or default_data_dir(),
                                        cfg.download)
         self.info.in_channels = 1  # NOTE: MedMNIST 3D volumes are gray (load_dataset guesses from 2D shapes)
