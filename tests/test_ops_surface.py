@@ -442,7 +442,9 @@ def test_module_level_tile_roll_flip():
         ),
         [(2, 3)],
     )
-    assert tr.tensor(3.0).roll(1, 0).shape == () and tr.tensor(3.0).repeat(2).tolist() == [3.0, 3.0]
+    assert tr.tensor(3.0).roll(1).shape == () and tr.tensor(3.0).repeat(2).tolist() == [3.0, 3.0]
+    with pytest.raises(IndexError, match="no dimensions"):
+        tr.tensor(3.0).roll(1, 0)
 
 
 # ---------------------------------------------------------------------------- sort / topk
@@ -768,3 +770,102 @@ def test_load_reads_a_state_dict_written_by_safetensors_torch(tmp_path):
     back = tr.load(tmp_path / "torch.safetensors")
     for k in sd:
         same(back[k], sd[k])
+
+
+# ------------------------------------------------------------------ more hypothesis: shapes and dtypes
+SHAPES = st.lists(st.integers(0, 3), min_size=0, max_size=3).map(tuple)
+
+
+def _data(shape, dtype):
+    if dtype == "float64":
+        return rng.standard_normal(shape)
+    return rng.integers(-3, 4, size=shape).astype(dtype)  # small integers: many ties
+
+
+@FAST
+@given(
+    shape=SHAPES,
+    dtype=st.sampled_from(["float64", "int64", "int32"]),
+    descending=st.booleans(),
+    data=st.data(),
+)
+def test_sort_topk_hypothesis(shape, dtype, descending, data):
+    nd = max(len(shape), 1)
+    dim = data.draw(st.integers(-nd, nd - 1))
+    n = shape[dim] if shape else 1
+    k = data.draw(st.integers(0, n))
+    a = _data(shape, dtype)
+    s, t = tr.tensor(a).sort(dim, descending), tr.tensor(a).topk(k, dim, largest=descending)
+    assert s.values.shape == shape and t.values.shape == (
+        shape[: dim % nd] + (k,) + shape[dim % nd + 1 :] if shape else ()
+    )
+    if HAS_TORCH:
+        ws = torch.tensor(a).sort(dim=dim, descending=descending, stable=True)
+        same(s.values, ws.values)
+        same(s.indices, ws.indices)
+        wt = torch.tensor(a).topk(k, dim, largest=descending)
+        same(t.values, wt.values)  # (the order of tied indices is unspecified in PyTorch's topk)
+    if dtype == "float64" and a.size and len(set(a.reshape(-1).tolist())) == a.size:
+        check_op(lambda x: x.topk(k, dim, descending), None, [a], gradcheck=False)
+
+
+@FAST
+@given(shape=SHAPES, dtype=st.sampled_from(["float64", "int64", "uint8"]), data=st.data())
+def test_repeat_roll_flip_tril_hypothesis(shape, dtype, data):
+    reps = tuple(data.draw(st.lists(st.integers(0, 2), min_size=len(shape), max_size=len(shape) + 1)))
+    a = _data(shape, dtype) if dtype != "uint8" else rng.integers(0, 9, size=shape).astype(np.uint8)
+    x = tr.tensor(a)
+    nd = max(len(shape), 1)
+    shift, dim = data.draw(st.integers(-4, 4)), data.draw(st.integers(-nd, nd - 1))
+    outs = [x.repeat(*reps) if reps else x, x.roll(shift, dim) if shape else x, x.roll(shift), x.flip(dim)]
+    if len(shape) >= 2:
+        outs += [x.tril(shift), x.triu(shift)]
+    if HAS_TORCH:
+        t = torch.tensor(a)
+        want = [
+            t.repeat(*reps) if reps else t,
+            t.roll(shift, dim) if shape else t,
+            t.roll(shift),
+            t.flip(dim),
+        ]
+        if len(shape) >= 2:
+            want += [t.tril(shift), t.triu(shift)]
+        for g, w in zip(outs, want):
+            same(g, w)
+    if dtype == "float64" and 0 < a.size <= 12 and reps:
+        check_op(lambda v: v.repeat(*reps).roll(shift) * 1.5, None, [a])
+
+
+@FAST
+@given(
+    batch_a=st.sampled_from([(), (2,), (1,), (2, 1), (0,)]),
+    batch_b=st.sampled_from([(), (2,), (1,), (3, 2)]),
+    n=st.integers(1, 3),
+    k=st.integers(0, 2),
+)
+def test_einsum_batched_matmul_broadcasting_hypothesis(batch_a, batch_b, n, k):
+    try:
+        np.broadcast_shapes(batch_a, batch_b)
+    except ValueError:
+        return
+    a, b = rng.standard_normal(batch_a + (n, k)), rng.standard_normal(batch_b + (k, 2))
+    got = tr.einsum("...ij,...jk->...ik", tr.tensor(a), tr.tensor(b))
+    np.testing.assert_allclose(got.numpy(), np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    if a.size and b.size:
+        check_op(lambda x, y: tr.einsum("...ij,...jk->...ik", x, y), lambda x, y: x @ y, [a, b])
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_integer_ops_keep_dtype_like_pytorch(dtype):
+    a = rng.integers(0, 2 if dtype is np.bool_ else 9, size=(3, 4)).astype(dtype)
+    x, t = tr.tensor(a), torch.tensor(a)
+    same(x.cumsum(1), t.cumsum(1))
+    same(x.prod(1), t.prod(1))
+    same(x.cummax(0).values, t.cummax(0).values)
+    same(x.repeat(2, 1), t.repeat(2, 1))
+    same(x.roll(1, 1), t.roll(1, 1))
+    same(x.tril(), t.tril())
+    same(x.nonzero(), t.nonzero())
+    same(x.sort(1).values, t.sort(1).values)
+    same(x.isclose(x), t.isclose(t))

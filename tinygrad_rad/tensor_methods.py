@@ -421,7 +421,8 @@ class TensorMethods:
         dim = _alias("sum", dim, axis)
         if self.ndim == 0 and dim is not None:
             return self._as_1d(dim).sum(0, dtype=dtype)
-        out = ops.Sum.apply(self, dim=_dims(dim, self.ndim), keepdim=keepdim)
+        x = self if dtype is not None or self.dtype.kind == "f" else self.long()  # integers sum as int64
+        out = ops.Sum.apply(x, dim=_dims(dim, self.ndim), keepdim=keepdim)
         return out.to(dtype=dtype) if dtype is not None else out
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
@@ -466,15 +467,15 @@ class TensorMethods:
         return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
 
     def cumsum(self, dim: int, *, dtype=None) -> Tensor:
-        """Running sum along ``dim``: ``out[i] = x[0] + ... + x[i]``."""
-        x = self.to(dtype=dtype) if dtype is not None else self
+        """Running sum along ``dim``: ``out[i] = x[0] + ... + x[i]`` (integers and bools add up as int64)."""
+        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
         if x.ndim == 0:
             return x._as_1d(dim).cumsum(0).reshape(())
         return ops.CumSum.apply(x, dim=_dims(dim, x.ndim)[0])
 
     def cumprod(self, dim: int, *, dtype=None) -> Tensor:
         """Running product along ``dim``: ``out[i] = x[0] * ... * x[i]`` (gradient exact at zeros)."""
-        x = self.to(dtype=dtype) if dtype is not None else self
+        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
         if x.ndim == 0:
             return x._as_1d(dim).cumprod(0).reshape(())
         return ops.CumProd.apply(x, dim=_dims(dim, x.ndim)[0])
@@ -505,9 +506,7 @@ class TensorMethods:
     def prod(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None) -> Tensor:
         """Product of all elements, or over one ``dim`` (gradient exact where elements are 0)."""
         dim = _alias("prod", dim, axis)
-        x = self.to(dtype=dtype) if dtype is not None else self
-        if x.dtype == np.bool_:
-            x = x.long()
+        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
         if isinstance(dim, (tuple, list)):
             raise TypeError(f"prod() takes one int dim, got {dim!r}")
         if x.ndim == 0 and dim is not None:
@@ -800,7 +799,7 @@ class TensorMethods:
         if len(sh) != len(ds):
             raise ValueError(f"roll: shifts and dimensions must align. shifts: {len(sh)}, dims: {len(ds)}")
         if self.ndim == 0:
-            return self.reshape(1).roll(sh, ds).reshape(())
+            raise IndexError(f"roll: Dimension specified as {ds[0]} but tensor has no dimensions")
         ds = tuple(_dims(d, self.ndim)[0] for d in ds)
         return ops.Roll.apply(self, shifts=tuple(builtins.int(v) for v in sh), dims=ds)
 

@@ -154,7 +154,8 @@ def einsum(equation: str, *operands):
                 if n != 1 and ell_shape[j] not in (1, n):
                     raise ValueError(
                         f"einsum(): the ... dims of the operands do not broadcast ({equation!r})")
-                ell_shape[j] = max(ell_shape[j], n)
+                if n != 1:
+                    ell_shape[j] = n  # NOTE: not max(): a size 0 broadcasts against 1 too
     new_ops, new_subs = [], []
     for s, t, e in zip(subs, operands, ell_nd):
         if "..." in s:
