@@ -115,21 +115,50 @@ def train_table(train: dict, targets: dict) -> list[str]:
     return lines
 
 
-def profile_table(prof: dict) -> list[str]:
-    """Per-kind totals of profile_step (ours vs PyTorch, ms per training step)."""
+ALWAYS_KINDS = ("conv fwd", "conv bwd-data", "conv bwd-weight", "batch norm fwd", "batch norm bwd",
+                "relu fwd", "relu bwd", "max pool fwd", "max pool bwd", "optimizer", "framework overhead")
+
+
+def profile_table(prof: dict, min_share: float = 0.005) -> list[str]:
+    """Per-kind totals of profile_step (ours vs PyTorch, ms per training step); kinds under ``min_share``
+    of both steps are summed into one row; then the layer shapes where ours loses the most time."""
     lines = []
     for m in prof.get("models", []):
         kinds = m.get("kinds", [])
         if not kinds:
             continue
-        lines += [f"| {m['model']} (batch {m['batch']}): op kind | tinygrad_rad ms | PyTorch ms | ratio |",
-                  "| --- | --- | --- | --- |"]
+        so, st = m.get("ours_step_ms") or 0.0, m.get("torch_step_ms") or 0.0
+        lines += [f"| {m['model']} (batch {m['batch']}): op kind | tinygrad_rad ms (% of step) "
+                  "| PyTorch ms (% of step) | ratio |", "| --- | --- | --- | --- |"]
+
+        def cell(v, step):
+            return "n/a" if v is None else (f"{v:.1f} ({100 * v / step:.0f} %)" if step else f"{v:.1f}")
+
+        small = {"ours_ms": 0.0, "torch_ms": 0.0, "n": 0}
         for k in kinds:
-            lines.append(f"| {k['kind']} | {_f(k.get('ours_ms'), '.1f')} | {_f(k.get('torch_ms'), '.1f')} "
-                         f"| {_ratio(k.get('ratio'))} |")
+            o, t = k.get("ours_ms"), k.get("torch_ms")
+            big = (o or 0) >= min_share * so or (t or 0) >= min_share * st
+            if k["kind"] not in ALWAYS_KINDS and not big:
+                small["ours_ms"] += o or 0.0
+                small["torch_ms"] += t or 0.0
+                small["n"] += 1
+                continue
+            lines.append(f"| {k['kind']} | {cell(o, so)} | {cell(t, st)} | {_ratio(k.get('ratio'))} |")
+        if small["n"]:
+            lines.append(f"| {small['n']} smaller kinds (< {100 * min_share:.1f} % each) "
+                         f"| {cell(small['ours_ms'], so)} | {cell(small['torch_ms'], st)} | |")
         lines.append(f"| **step (unprofiled median)** | {_f(m.get('ours_step_ms'), '.1f')} "
                      f"| {_f(m.get('torch_step_ms'), '.1f')} | {_ratio(m.get('step_ratio'))} |")
         lines.append("")
+        gaps = [r for r in m.get("rows", []) if r.get("shape") and r.get("ours_ms") is not None
+                and r.get("torch_ms") is not None and r["ours_ms"] > r["torch_ms"]]
+        gaps.sort(key=lambda r: r["torch_ms"] - r["ours_ms"])
+        if gaps:
+            worst = "; ".join(f"{r['kind']} {r['shape'].removeprefix('conv ')} "
+                              f"+{r['ours_ms'] - r['torch_ms']:.1f}" for r in gaps[:5])
+            lines.append(f"{m['model']}: where PyTorch gains most per layer shape "
+                         f"(ours - PyTorch ms): {worst}.")
+            lines.append("")
     return lines
 
 
