@@ -869,3 +869,29 @@ def test_integer_ops_keep_dtype_like_pytorch(dtype):
     same(x.nonzero(), t.nonzero())
     same(x.sort(1).values, t.sort(1).values)
     same(x.isclose(x), t.isclose(t))
+
+
+def test_save_load_model_and_optimizer_checkpoint_resumes_exactly(tmp_path):
+    from tinygrad_rad import nn, optim
+
+    def step(model, opt, x):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+
+    tr.manual_seed(0)
+    x = tr.randn(4, 3)
+    m1 = nn.Linear(3, 2)
+    o1 = optim.Adam(m1.parameters(), lr=1e-2)
+    step(m1, o1, x)
+    tr.save({"model": m1.state_dict(), "optimizer": o1.state_dict(), "epoch": 1}, tmp_path / "ck.safetensors")
+    ck = tr.load(tmp_path / "ck.safetensors")
+    m2 = nn.Linear(3, 2)
+    m2.load_state_dict(ck["model"])
+    o2 = optim.Adam(m2.parameters(), lr=1e-2)
+    o2.load_state_dict(ck["optimizer"])
+    assert ck["epoch"] == 1
+    step(m1, o1, x)
+    step(m2, o2, x)
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())

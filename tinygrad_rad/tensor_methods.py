@@ -496,10 +496,11 @@ class TensorMethods:
             return cls(self.clone(), self._wrap(_xp(self).zeros((), dtype=np.int64), device=self.device))
         xp, d, a = _xp(self), _dims(dim, self.ndim)[0], self.data
         acc = xp.maximum if how == "max" else xp.minimum  # NOTE: both propagate nan, as PyTorch does
-        run = acc.accumulate(a, axis=d) if a.size else a
+        run = _accumulate(acc, a, d) if a.size else a
         record = (a == run) | (xp.isnan(a) if a.dtype.kind == "f" else False)
         pos = xp.arange(a.shape[d]).reshape((-1,) + (1,) * (a.ndim - d - 1))
-        idx = xp.maximum.accumulate(xp.where(record, pos, 0), axis=d) if a.size else a.astype(np.int64)
+        # the last index where a running record (or a nan) was set
+        idx = _accumulate(xp.maximum, xp.where(record, pos, 0), d) if a.size else a.astype(np.int64)
         idx = self._wrap(idx.astype(np.int64), device=self.device)
         return cls(self.gather(d, idx), idx)
 
@@ -1017,6 +1018,15 @@ def _alias(name: str, dim, axis):
 
 def _xp(t: Tensor):
     return xp_for(t.device)
+
+
+def _accumulate(ufunc, a, axis: int):
+    """``ufunc.accumulate(a, axis)`` (a running max / min); on the host where the GPU library lacks it."""
+    try:
+        return ufunc.accumulate(a, axis=axis)
+    except (AttributeError, NotImplementedError, TypeError):  # pragma: no cover - older CuPy
+        host = getattr(np, ufunc.__name__).accumulate(to_device(a, "cpu"), axis=axis)
+        return xp_of_array(a).asarray(host)
 
 
 def _argsort(a, dim: int, descending: bool):
