@@ -277,6 +277,11 @@ def test_cli_train_evaluate_predict_explain(tmp_path, capsys):
     assert main(["explain", "--checkpoint", str(out), "--data-dir", str(data), "--n", "2",
                  "--out", str(tmp_path / "ex")]) == 0
     assert (tmp_path / "ex" / "gradcam_montage.png").is_file()
+    ex2 = tmp_path / "ex2"
+    assert main(["explain", "--checkpoint", str(out), "--out", str(ex2), str(nii), str(dcm)]) == 0
+    assert "2 volumes" in capsys.readouterr().out
+    rows = json.loads((ex2 / "explanations.json").read_text())["rows"]
+    assert [r["file"] for r in rows] == [str(nii), str(dcm)]
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress", "--no-plots"]) == 0
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
@@ -310,6 +315,9 @@ def test_cli_predict_evaluate_errors_are_one_line(run, tmp_path, capsys):
         (["evaluate", "--checkpoint", str(out), "--dataset", "pneumoniamnist", "--data-dir", str(data)],
          "not a MedMNIST 3D flag"),
         (["train", "--resume", str(out), "--lr", "0.1"], "--lr cannot change"),
+        (["explain", "--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "e"),
+          str(png)], "does not exist"),
+        (["explain", "--checkpoint", str(out), "--out", str(tmp_path / "e"), str(png)], "cannot read"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv

@@ -199,14 +199,25 @@ def add_explain(sub) -> None:
     add_device(p)
     p.add_argument("--out", required=True, help="output folder (writes gradcam.png and explanations.npz; "
                                                  "3D: gradcam_montage.png, axial slices)")
+    p.add_argument("volumes", nargs="*", metavar="VOLUME",
+                   help="3D checkpoints only: NIfTI files / DICOM folders to explain instead of dataset "
+                        "volumes")
     p.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args) -> int:
-    task = C3 if cli3d.is_3d_checkpoint(args.checkpoint) else C  # 3D: axial-slice montage gradcam_montage.png
-    r = task.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
-                                args.seed, args.target_class, args.layer, args.device)
-    print(f"Grad-CAM layer: {r['layer']}; {r['n']} {r['dataset']} {r['split']} images; wrote {r['npz']}")
+    if cli3d.is_3d_checkpoint(args.checkpoint):  # 3D: axial-slice montage gradcam_montage.png
+        r = C3.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
+                                  args.seed, args.target_class, args.layer, args.device, files=args.volumes)
+    elif args.volumes:
+        C.load_trained(args.checkpoint)  # NOTE: a missing or foreign file gets its own message first
+        raise CLIError(f"explaining files ({args.volumes[0]}, ...) needs a 3D checkpoint; {args.checkpoint} "
+                       "is not one (2D: explain dataset images)")
+    else:
+        r = C.explain_checkpoint(args.checkpoint, args.out, args.dataset, args.split, args.data_dir, args.n,
+                                 args.seed, args.target_class, args.layer, args.device)
+    what = "volumes" if args.volumes else f"{r['dataset']} {r['split']} images"
+    print(f"Grad-CAM layer: {r['layer']}; {r['n']} {what}; wrote {r['npz']}")
     if r["png"] is None:
         print(f"no PNG: {plots.MISSING_MESSAGE}", file=sys.stderr)
     else:

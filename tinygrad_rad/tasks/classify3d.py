@@ -589,37 +589,45 @@ def slice_montage(volumes, cams=None, n_slices: int = 8, scale: int = 3, alpha: 
 def explain_checkpoint(checkpoint, out, dataset: str | None = None, split: str = "test",
                        data_dir: str | None = None, n: int = 8, seed: int = 0,
                        target_class: int | None = None, layer: str | None = None, device: str = "cpu",
-                       n_slices: int = 8) -> dict:
-    """3-D Grad-CAM of ``n`` volumes of a split (a seeded random sample): writes ``out/explanations.npz``
-    (cams, saliency, probabilities), ``out/gradcam_montage.png`` (per volume a row of axial slices and a
-    row with the CAM overlaid) and ``out/explanations.json`` (what each row shows). Returns what it did."""
+                       n_slices: int = 8, files: Iterable | None = None, window=None) -> dict:
+    """3-D Grad-CAM of ``n`` volumes of a split (a seeded random sample), or of volume ``files`` (NIfTI
+    files, DICOM folders; read as :func:`predict_files` does): writes ``out/explanations.npz`` (cams,
+    saliency, probabilities), ``out/gradcam_montage.png`` (per volume a row of axial slices and a row with
+    the CAM overlaid) and ``out/explanations.json`` (what each row shows). Returns what it did."""
     model, meta = load_trained(checkpoint, device)
-    name, part, _ = _split_of(meta, dataset, split, data_dir)
-    n = min(int(n), len(part.images))
-    idx = np.sort(np.random.default_rng(seed).choice(len(part.images), n, replace=False))
-    x = preprocess3d(part.images[idx])
-    layer = layer or find_target_layer3d(model, Tensor(x[:1], device=device))
-    cams, sal, logits, target = grad_cam3d(model, Tensor(x, device=device), target_class, layer)
-    probs = probabilities(meta["task"], logits)
     names = meta["label_names"]
 
     def nm(j):
         return names[j] if j < len(names) else str(j)
 
-    rows = []
-    for i in range(n):
+    files = [str(f) for f in files] if files else []
+    if files:
+        name, split = "files", "files"
+        vols = np.stack([load_volume_for_model(f, meta["size"], window) for f in files])
+        idx, truths = np.arange(len(files)), [None] * len(files)
+    else:
+        name, part, _ = _split_of(meta, dataset, split, data_dir)
+        k = min(int(n), len(part.images))
+        idx = np.sort(np.random.default_rng(seed).choice(len(part.images), k, replace=False))
+        vols = part.images[idx]
         if is_multilabel(meta["task"]):
-            truth = [nm(j) for j in np.flatnonzero(part.labels[idx[i]])]
+            truths = [[nm(j) for j in np.flatnonzero(part.labels[i])] for i in idx]
         else:
-            truth = nm(int(part.labels[idx[i], 0]))
-        rows.append({"row": i, "index": int(idx[i]), "true": truth, "explained": nm(int(target[i])),
-                     "probability": float(probs[i, int(target[i])])})
+            truths = [nm(int(part.labels[i, 0])) for i in idx]
+    x = preprocess3d(vols)
+    layer = layer or find_target_layer3d(model, Tensor(x[:1], device=device))
+    cams, sal, logits, target = grad_cam3d(model, Tensor(x, device=device), target_class, layer)
+    probs = probabilities(meta["task"], logits)
+    rows = []
+    for i in range(len(vols)):
+        row = {"row": i, "file": files[i]} if files else {"row": i, "index": int(idx[i]), "true": truths[i]}
+        rows.append({**row, "explained": nm(int(target[i])), "probability": float(probs[i, int(target[i])])})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "explanations.npz", indices=idx, cams=cams.astype(np.float32),
              saliency=sal.astype(np.float32), probs=probs, target=target)
-    png = plots.write_png(out / "gradcam_montage.png", slice_montage(part.images[idx], cams, n_slices))
+    png = plots.write_png(out / "gradcam_montage.png", slice_montage(vols, cams, n_slices))
     write_json(out / "explanations.json", {"layer": layer, "dataset": name, "split": split,
                                            "checkpoint": meta["path"], "rows": rows})
-    return {"layer": layer, "n": n, "dataset": name, "split": split, "npz": str(out / "explanations.npz"),
-            "png": str(png), "rows": rows}
+    return {"layer": layer, "n": len(vols), "dataset": name, "split": split,
+            "npz": str(out / "explanations.npz"), "png": str(png), "rows": rows}
