@@ -236,10 +236,16 @@ def test_grad_cam3d_and_the_montage(run, tmp_path):
     cams, sal, logits, target = C3.grad_cam3d(model, x)
     assert cams.shape == sal.shape == (3, 28, 28, 28) and logits.shape == (3, 2)
     assert 0.0 <= cams.min() and cams.max() <= 1.0 and (target == logits.argmax(1)).all()
-    # Grad-CAM by hand at the feature map: alpha_k = mean dy/dA_k over the volume, cam = relu(sum alpha A)
-    cams1, _, _, _ = C3.grad_cam3d(model, x, target=1)
-    cams0, _, _, _ = C3.grad_cam3d(model, x, target=0)
-    assert not np.allclose(cams0, cams1)
+    # by hand: logits = fc(mean_v A) in eval mode: dy_c/dA_k = W[c, k] / V, cam = relu(sum_k W[c, k] A_k)
+    with tr.no_grad():
+        feats = model.forward_features(tr.tensor(x)).numpy().astype(np.float64)
+    w = model.fc.weight.numpy().astype(np.float64)
+    for c in (0, 1):
+        got, _, _, _ = C3.grad_cam3d(model, x, target=c)
+        low = np.maximum(np.einsum("k,nkdhw->ndhw", w[c], feats), 0.0)
+        want = np.maximum(C3.resize_volume(low, (28, 28, 28)).astype(np.float64), 0.0)
+        want = want / np.maximum(want.reshape(3, -1).max(1), 1e-30).reshape(3, 1, 1, 1)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     r = C3.explain_checkpoint(out, tmp_path / "explain", data_dir=str(data), n=3, n_slices=6)
     png = tmp_path / "explain" / "gradcam_montage.png"
     assert r["png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
