@@ -166,13 +166,13 @@ def bench_pool_bn_ce(batch, hw, ch, repeats, rows, torch):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="toy sizes: a smoke test that takes a few seconds")
-    ap.add_argument("--threads", type=int, default=None, help="threads for Numba, BLAS, torch (default: all)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for Numba, BLAS, torch (default 2)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only", choices=["matmul", "conv", "other"], default=None)
     ap.add_argument("--out", default=str(RESULTS_DIR), help="results directory")
     args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
+    threads = set_threads(args.threads or 2)  # issue 16's setting, as bench_train
     torch = _torch()
     repeats = args.repeats or (2 if args.tiny else 5)
     batch = 4 if args.tiny else args.batch
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     cols = ["section", "case", "ours_ms", "ours_min_max", "base_ms", "base_min_max", "baseline", "ratio",
             "ours_gflops", "first_call_s"]
     print_table(rows, cols)
-    info = machine_info()
+    info = machine_info(torch=torch is not None)
     info["threads"] = threads
     if torch is not None:
         info["torch"] = torch.__version__
