@@ -108,8 +108,9 @@ def train_table(train: dict, targets: dict) -> list[str]:
                 ratio += f" ({e['ratio_round']['min']:.2f}-{e['ratio_round']['max']:.2f})"
             goal = targets.get(f"{r['model']}_{mode}_vs_torch")
             goal_s = f">= {goal['target']}: {'met' if goal['met'] else 'not met'}" if goal else ""
-            first = f"{_f(e['tinygrad_rad'].get('first_step_s'), '.2f')} / " \
-                    f"{_f(t.get('first_step_s') if t else None, '.2f')}"
+            o_first = e["tinygrad_rad"].get("first_step_s", e["tinygrad_rad"].get("first_call_s"))
+            t_first = t.get("first_step_s", t.get("first_call_s")) if t else None
+            first = f"{_f(o_first, '.2f')} / {_f(t_first, '.2f')}"
             lines.append(f"| {r['model']} ({r['batch']}) | {mode} | {_range(e['tinygrad_rad']['img_s'])} "
                          f"| {_range(t['img_s']) if t else 'n/a'} | {ratio} | {goal_s} | {first} |")
     return lines
@@ -172,6 +173,11 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
     lines = []
     tiny = " **(tiny smoke-test sizes: not meaningful)**" if combined.get("tiny") else ""
     opt = {"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get(train.get("optimizer"), "Adam")
+    if train.get("results") and not train.get("method"):
+        lines.append("**These results come from the older same-process `bench_train` (both frameworks in "
+                     "one process): rerun `make bench` for the separate-process measurement described "
+                     "below.**")
+        lines.append("")
     lines.append(
         f"Measured by `make bench` (`benchmarks/run_all.py`){tiny}. Each framework runs in its own fresh "
         f"process per measurement (tinygrad_rad's worker never imports PyTorch and vice versa), the two "
