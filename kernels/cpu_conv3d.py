@@ -147,6 +147,86 @@ def _gather(gy, n0, nb, z0, length, out):
                 out[oc, bb * length + q] = gf[n0 + bb, oc, start + q]
 
 
+# ------------------------------------------------ stride-1 "wide rows" scheme (long contiguous copies)
+# As in 2-D (cpu_conv._im2col_wide): for stride 1, pad the input depths a chunk needs once into flat
+# (nz_in * Hp * Wp) planes and compute the output on a grid of nz x Hp x Wp (the rows i >= Ho and the
+# columns j >= Wo are junk, dropped by the store). Then the column row of tap (c, a, u, v) is ONE contiguous
+# run of the padded volume, xpad[c, a*dd*Hp*Wp + u*dh*Wp + v*dw :][:nz*Hp*Wp]: vol2col becomes one copy per
+# tap instead of nz*Ho row copies with padding checks, at the price of Hp*Wp / (Ho*Wo) - 1 extra GEMM columns
+# (15 % at 28^3, 6 % at 64^3): used while that stays under WIDE_MAX_JUNK.
+WIDE_MAX_JUNK = 0.35
+
+
+@njit(nogil=True, cache=True)
+def _pad_slab(x, n0, nb, z0, nzin, pd, ph, pw, xpad):
+    """xpad[bb, c] (flat) = the zero-padded input depths z0 - pd .. z0 - pd + nzin - 1 of image n0 + bb,
+    rows of Wp = W + 2 pw, planes of Hp * Wp; zeros after the end (the last taps read past it)."""
+    c, dep, h, wd = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    for bb in range(nb):
+        for ch in range(c):
+            plane = xpad[bb, ch]
+            plane[:] = 0
+            for t in range(nzin):
+                zi = z0 + t - pd
+                if zi < 0 or zi >= dep:
+                    continue
+                for i in range(h):
+                    start = (t * hp + i + ph) * wp + pw
+                    plane[start : start + wd] = x[n0 + bb, ch, zi, i]
+
+
+@njit(nogil=True, cache=True)
+def _vol2col_wide(xpad, nb, kd, kh, kw, dd, dh, dw, hp, wp, length, cols):
+    """cols[((c*kd + a)*kh + u)*kw + v, bb*L + q] = xpad[bb, c, a*dd*hp*wp + u*dh*wp + v*dw + q], q < L."""
+    c = xpad.shape[1]
+    for bb in range(nb):
+        for ch in range(c):
+            src = xpad[bb, ch]
+            for a in range(kd):
+                for u in range(kh):
+                    for v in range(kw):
+                        off = (a * dd * hp + u * dh) * wp + v * dw
+                        dst = cols[((ch * kd + a) * kh + u) * kw + v]
+                        dst[bb * length : (bb + 1) * length] = src[off : off + length]
+
+
+@njit(nogil=True, cache=True)
+def _store_wide(yw, transposed, n0, nb, z0, nz, hp, wp, y):
+    """y[n0 + bb, o, z0 + t, i, j] = yw[o, bb*L + (t*hp + i)*wp + j] (or its transpose), i < Ho, j < Wo."""
+    o, ho, wo = y.shape[1], y.shape[3], y.shape[4]
+    length = nz * hp * wp
+    for bb in range(nb):
+        for t in range(nz):
+            for i in range(ho):
+                base = bb * length + (t * hp + i) * wp
+                if transposed:
+                    for j in range(wo):
+                        row = yw[base + j]
+                        for oc in range(o):
+                            y[n0 + bb, oc, z0 + t, i, j] = row[oc]
+                else:
+                    for oc in range(o):
+                        src = yw[oc]
+                        for j in range(wo):
+                            y[n0 + bb, oc, z0 + t, i, j] = src[base + j]
+
+
+@njit(nogil=True, cache=True)
+def _widen(gy, n0, nb, z0, nz, hp, wp, out):
+    """out[o, bb*L + (t*hp + i)*wp + j] = gy[n0 + bb, o, z0 + t, i, j], and 0 in the junk rows / columns."""
+    o, ho, wo = gy.shape[1], gy.shape[3], gy.shape[4]
+    length = nz * hp * wp
+    for oc in range(o):
+        dst = out[oc]
+        dst[: nb * length] = 0
+        for bb in range(nb):
+            for t in range(nz):
+                for i in range(ho):
+                    base = bb * length + (t * hp + i) * wp
+                    dst[base : base + wo] = gy[n0 + bb, oc, z0 + t, i]
+
+
 # ------------------------------------------------------------------------------------------ plan
 @dataclass(frozen=True)
 class _Plan3:
@@ -159,6 +239,9 @@ class _Plan3:
     args: tuple  # (sd, sh, sw, pd, ph, pw, dd, dh, dw)
     groups: int
     items: tuple  # chunks (n0, nb, z0, nz): one image's slab of depths, or several whole images
+    wide: bool  # stride 1 on the "wide rows" grid: GEMM columns per output depth gplane = Hp * Wp
+    hp: int
+    wp: int
 
     @property
     def kg(self):
@@ -177,8 +260,20 @@ class _Plan3:
         return self.out[1] * self.out[2]
 
     @property
+    def gplane(self):
+        """GEMM columns per output depth: Ho * Wo, or Hp * Wp on the wide grid."""
+        return self.hp * self.wp if self.wide else self.plane
+
+    @property
     def max_cols(self):
-        return max(nb * nz for _, nb, _, nz in self.items) * self.plane
+        return max(nb * nz for _, nb, _, nz in self.items) * self.gplane
+
+    @property
+    def pad_len(self):
+        """Flat length of one padded slab plane of the wide scheme (input depths of the largest chunk)."""
+        nzin = max(nz for *_, nz in self.items) + (self.kernel[0] - 1) * self.args[6]
+        tail = (self.kernel[1] - 1) * self.args[7] * self.wp + (self.kernel[2] - 1) * self.args[8]
+        return nzin * self.hp * self.wp + tail
 
     def parts(self, units):
         """Threads to split over (None: all), 1 for convs too small to be worth a hand-off."""
@@ -186,11 +281,17 @@ class _Plan3:
         return None if macs >= SPLIT_MIN_MACS and units > 1 else 1
 
 
-def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize):
+def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize, allow_wide=True):
     n, c, o, cg, out = geometry3(x_shape, w_shape, stride, padding, dilation, groups)
     do, plane = out[0], out[1] * out[2]
     k = c * int(np.prod(w_shape[2:]))
-    per_depth = (k + o) * plane * itemsize  # cols + the GEMM's output for one output depth
+    hp, wp = x_shape[3] + 2 * padding[1], x_shape[4] + 2 * padding[2]
+    wide = (allow_wide and tuple(stride) == (1, 1, 1) and not _use_direct(groups, cg)
+            and hp * wp <= (1 + WIDE_MAX_JUNK) * plane)
+    if wide:  # cols + the GEMM's output + the padded input, per output depth
+        per_depth = (k + o + c) * hp * wp * itemsize
+    else:  # cols + the GEMM's output for one output depth
+        per_depth = (k + o) * plane * itemsize
     nz = max(1, min(do, CHUNK_BYTES // max(per_depth, 1)))
     if nz == do:  # whole volumes fit: several images per chunk
         nb = max(1, min(n, CHUNK_BYTES // max(per_depth * do, 1)))
@@ -198,7 +299,7 @@ def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize):
     else:
         items = tuple((b, 1, z0, min(nz, do - z0)) for b in range(n) for z0 in range(0, do, nz))
     args = (*map(int, stride), *map(int, padding), *map(int, dilation))
-    return _Plan3(n, c, o, cg, tuple(map(int, w_shape[2:])), out, args, int(groups), items)
+    return _Plan3(n, c, o, cg, tuple(map(int, w_shape[2:])), out, args, int(groups), items, wide, hp, wp)
 
 
 def _use_direct(groups, cg):
@@ -215,34 +316,59 @@ def _gy_chunk(gy, n0, nb, z0, nz, q, name):
     return buf
 
 
+def _fill_cols(x, n0, nb, z0, nz, q, cols, xpad):
+    """cols (K, nb*nz*gplane) <- the columns of the chunk (wide-rows grid or the plain one)."""
+    if q.wide:
+        kd, kh, kw = q.kernel
+        _pad_slab(x, n0, nb, z0, nz + (kd - 1) * q.args[6], *q.args[3:6], xpad)
+        _vol2col_wide(xpad, nb, kd, kh, kw, *q.args[6:9], q.hp, q.wp, nz * q.gplane, cols)
+    else:
+        _vol2col(x, n0, nb, z0, nz, *q.kernel, *q.args, q.out[1], q.out[2], cols)
+
+
+def _pad_buffer(q, dtype):
+    nb = max(nb for _, nb, _, _ in q.items)
+    return scratch("xpad3d", (nb, q.c, q.pad_len), dtype) if q.wide else None
+
+
 # Each *_part function does the chunks items[lo:hi] on the calling thread (run_parts calls one per thread).
 def _forward_part(x, wm, y, items, q):
     og, kg = q.og, q.kg
     cols = scratch("cols3d", (q.k, q.max_cols), x.dtype)
+    xpad = _pad_buffer(q, x.dtype)
     # NOTE: as in 2-D, OpenBLAS ran these products faster when the result has at least as many rows as
     # columns, so a chunk with more columns than output channels computes y.T (benchmarks/NOTES.md 1h)
     transposed = q.o < q.max_cols
     yw = scratch("out3d", (q.max_cols, q.o) if transposed else (q.o, q.max_cols), x.dtype)
     for n0, nb, z0, nz in items:
-        m = nb * nz * q.plane
-        _vol2col(x, n0, nb, z0, nz, *q.kernel, *q.args, q.out[1], q.out[2], cols)
+        m = nb * nz * q.gplane
+        _fill_cols(x, n0, nb, z0, nz, q, cols, xpad)
         for g in range(q.groups):
             wg, cg_ = wm[g * og : (g + 1) * og], cols[g * kg : (g + 1) * kg, :m]
             if transposed:  # y_g.T (m, og) = cols_g.T @ w_g.T
                 np.matmul(cg_.T, wg.T, out=yw[:m, g * og : (g + 1) * og])
             else:  # y_g (og, m) = w_g (og, Kg) @ cols_g (Kg, m)
                 np.matmul(wg, cg_, out=yw[g * og : (g + 1) * og, :m])
-        _store(yw, transposed, n0, nb, z0, nz * q.plane, y)
+        if q.wide:
+            _store_wide(yw, transposed, n0, nb, z0, nz, q.hp, q.wp, y)
+        else:
+            _store(yw, transposed, n0, nb, z0, nz * q.plane, y)
 
 
 def _backward_weight_part(gy, x, items, q):
     """This thread's share of gw (O, Kg): the sum over its chunks of gy @ cols.T."""
     gw = np.zeros((q.o, q.kg), dtype=gy.dtype)
     cols = scratch("cols3d", (q.k, q.max_cols), x.dtype)
+    xpad = _pad_buffer(q, x.dtype)
+    gyw = scratch("gy3d_wide", (q.o, q.max_cols), gy.dtype) if q.wide else None
     for n0, nb, z0, nz in items:
-        m = nb * nz * q.plane
-        _vol2col(x, n0, nb, z0, nz, *q.kernel, *q.args, q.out[1], q.out[2], cols)
-        g2 = _gy_chunk(gy, n0, nb, z0, nz, q, "gy3d")
+        m = nb * nz * q.gplane
+        _fill_cols(x, n0, nb, z0, nz, q, cols, xpad)
+        if q.wide:  # gy on the wide grid, 0 in the junk columns (so they add nothing)
+            _widen(gy, n0, nb, z0, nz, q.hp, q.wp, gyw)
+            g2 = gyw[:, :m]
+        else:
+            g2 = _gy_chunk(gy, n0, nb, z0, nz, q, "gy3d")
         # gw_g (og, Kg) += gy_g (og, m) @ cols_g (Kg, m).T
         _accumulate_gw(gw, g2, cols[:, :m], q.og, q.kg, q.groups, "gw3d_part")
     return gw
@@ -298,7 +424,7 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv3d (= a transposed convolution of ``gy``), NCDHW, fresh array of ``x_shape``."""
     gy = _prep(gy)
     w = _prep(w, gy.dtype)
-    q = _plan3(tuple(x_shape), w.shape, stride, padding, dilation, groups, gy.itemsize)
+    q = _plan3(tuple(x_shape), w.shape, stride, padding, dilation, groups, gy.itemsize, allow_wide=False)
     if gy.shape != (q.n, q.o, *q.out):
         raise ValueError(f"conv3d_backward_input: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
     if _use_direct(q.groups, q.cg):
@@ -306,9 +432,11 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         _direct_backward_input(gy, w, *q.args, q.groups, gx)
         return gx
     flipped_pad = tuple(d * (k - 1) - p for k, p, d in zip(q.kernel, padding, dilation))
-    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0:
+    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and q.og < 2 * q.cg:
         # dx = conv3d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv whose
-        # GEMMs are (C x O*k^3) @ (O*k^3 x voxels), no col2vol scatter
+        # GEMMs are (C x O*k^3) @ (O*k^3 x voxels), no col2vol scatter.
+        # NOTE: the 2-D rule (cpu_conv.conv2d_backward_input): when og >= 2 cg that GEMM's M = cg is too
+        # small next to the (Kg x og) @ (og x voxels) product of GEMM + col2vol, which is used then
         return conv3d_forward(gy, _flip_transpose3(w, q.groups), (1, 1, 1), flipped_pad, tuple(dilation),
                               q.groups)
     gx = np.zeros(tuple(x_shape), dtype=gy.dtype)

@@ -330,6 +330,9 @@ TIER_CONVS = [
     ((2, 4, 5, 4, 4), (4, 2, 2, 3, 2), (2, 1, 2), (1, 1, 0), (1, 1, 2), 2),
     ((1, 2, 3, 4, 3), (2, 1, 3, 1, 3), (1, 2, 1), (2, 0, 1), (1, 1, 1), 2),
     ((1, 4, 4, 3, 3), (6, 4, 1, 2, 2), (1, 1, 1), (0, 1, 2), (1, 2, 1), 1),
+    # stride 1 with little padding next to H x W: the fast CPU tier's "wide rows" grid
+    ((1, 2, 3, 14, 16), (3, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    ((1, 8, 5, 4, 12), (4, 4, 2, 1, 2), (1, 1, 1), (1, 0, 1), (2, 1, 2), 2),
 ]
 TIER_POOLS = [
     ((2, 2, 4, 5, 4), (2, 2, 2), (2, 2, 2), (0, 0, 0), (1, 1, 1)),
@@ -384,7 +387,10 @@ def test_tier_3d(tier, fn):
     mod, d = _tier(tier), Dev(tier)
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(len(fn))
-        (_conv_case if fn.startswith("conv") else _pool_case)(mod, d, dtype, rng, fn)
+        if fn.startswith("conv"):  # (the wide-rows cases are for the CPU tiers: slow under the simulator)
+            _conv_case(mod, d, dtype, rng, fn, TIER_CONVS[:4] if tier.startswith("cuda") else TIER_CONVS)
+        else:
+            _pool_case(mod, d, dtype, rng, fn)
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -403,7 +409,8 @@ def test_fast_cpu_conv3d_chunks_and_threads(fn, monkeypatch):
     from tinygrad_rad.kernels import cpu_conv3d
 
     cases = [((3, 3, 6, 4, 5), (4, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
-             ((3, 4, 7, 5, 4), (6, 2, 3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2)]
+             ((3, 4, 7, 5, 4), (6, 2, 3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2),
+             ((2, 2, 5, 6, 12), (4, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)]  # wide rows
     for chunk in (1, 41000, 1 << 22):  # one depth per chunk, a few depths, whole volumes of several images
         monkeypatch.setattr(cpu_conv3d, "CHUNK_BYTES", chunk)
         monkeypatch.setattr(cpu_conv3d, "SPLIT_MIN_MACS", 0)
@@ -422,6 +429,11 @@ def test_fast_cpu_conv3d_plan():
     assert sum(nz for b, _, _, nz in big.items if b == 0) == 28
     small = cpu_conv3d._plan3((8, 64, 4, 4, 4), (64, 64, 3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3, 1, 4)
     assert small.items[0][1] > 1 and small.items[0][3] == 4
+    # the wide-rows grid for stride 1 when the padded rows add little (28^3: 15 %), not at 4^3 (56 %)
+    assert big.wide and big.gplane == 30 * 30 and not small.wide
+    for xs, ws, *args in [((1, 2, 3, 14, 16), (3, 2, 3, 3, 3), (1,) * 3, (1,) * 3, (1,) * 3, 1),
+                          ((1, 8, 5, 4, 12), (4, 4, 2, 1, 2), (1, 1, 1), (1, 0, 1), (2, 1, 2), 2)]:
+        assert cpu_conv3d._plan3(xs, ws, *args, 8).wide  # TIER_CONVS cover the wide path
 
 
 # ------------------------------------------------------------------------------------ modules
