@@ -60,8 +60,10 @@ __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "
            "slice_montage", "flip_axes_for", "check_config", "KIND", "DEFAULT_EPOCHS", "TrainingInterrupted"]
 
 KIND = "classification3d"  # the checkpoint's extra["kind"]
-# NOTE: chosen so that the default run fits ~20 min of 2-core CPU training: measured on VesselMNIST3D
-# (1335 volumes, batch 32, 42 steps + validation per epoch) from a few timed steps, not a full run.
+# NOTE: the reference recipe's 30 epochs fit the ~20 min budget of 2-core CPU training. Estimated from a few
+# timed steps of the loop on VesselMNIST3D (not a full run) on the 2-core machine while shared (load 2.5-6):
+# 0.6-0.8 s per batch-32 step (PyTorch 2.13: 1.0-1.2 s for the same model and batch at the same load)
+# x 42 steps + ~2 s validation = 27-36 s per epoch -> 30 epochs in 14-18 min.
 DEFAULT_EPOCHS = 30
 
 
