@@ -494,6 +494,169 @@ def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print) ->
     return {"recipe": {**TrainConfig().to_dict(), "tiny": tiny}, "runs": runs, "summary": agg}
 
 
+# ------------------------------------------------------------------ validation-accuracy probe
+def _best_threshold(labels: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(threshold, ACC) of the best threshold on P(positive) - an oracle on the split it is chosen on."""
+    y = np.asarray(labels).reshape(-1)
+    best = (0.5, float(((p >= 0.5) == (y == 1)).mean()))
+    for t in np.unique(np.quantile(p, np.linspace(0.0, 1.0, 401))):
+        acc = float(((p >= t) == (y == 1)).mean())
+        if acc > best[1]:
+            best = (float(t), acc)
+    return best
+
+
+def val_probe(framework: str = "tinygrad_rad", epochs: int = 4, time_limit: float = 170.0, seed: int = 0,
+              n_stat_batches: int = 20, augment: bool = True, log=print) -> dict:
+    """Why does validation ACC swing while AUC stays high? The default recipe (PneumoniaMNIST, binary)
+    trained for a few epochs in ``framework`` ("tinygrad_rad" or "torch": the same data pipeline and
+    initial weights); after every epoch the validation split is scored five ways:
+
+    ``eval``: eval mode (BN running statistics), as the training loop does; ``bn_batch``: BN with the
+    statistics of the validation batch itself (two batches of ~262); ``clean``: BN running statistics
+    recomputed (cumulative average) on ``n_stat_batches`` clean (not augmented) training batches;
+    ``aug``: the same on augmented training batches; plus the best threshold on P(pneumonia) (an oracle:
+    chosen on the split it is measured on) and the fraction predicted positive at 0.5 (prevalence 0.74).
+    """
+    import tinygrad_rad as tr
+    from tinygrad_rad.metrics import classification_report
+    from tinygrad_rad.tasks.classify import (
+        ClassificationSet,
+        TrainConfig,
+        build,
+        load_dataset,
+        make_loader,
+        make_optimizer,
+        make_scheduler,
+        preprocess,
+        probabilities,
+    )
+
+    cfg = TrainConfig(seed=seed, augment=augment)
+    data, info = load_dataset(cfg.dataset, 28, str(DATA_DIR), download=False)
+    train, val = data["train"], data["val"]
+    tr.manual_seed(seed)
+    ours = build(cfg.model, info.in_channels, info.n_outputs)
+    loader = make_loader(train, cfg)
+    spe = len(loader)
+    rng = np.random.default_rng(1234)
+    stat_idx = [np.sort(rng.choice(len(train.images), cfg.batch_size, replace=False))
+                for _ in range(n_stat_batches)]
+    clean = [preprocess(train.images[i]) for i in stat_idx]
+    augset = ClassificationSet(train, cfg, augment=True)
+    aug = [augset.get_batch(i, np.random.default_rng([7, k]))[0] for k, i in enumerate(stat_idx)]
+    val_x = preprocess(val.images)
+
+    if framework == "torch":
+        import copy
+
+        import torch
+        import torch.nn.functional as tF
+
+        from tinygrad_rad.tasks.classify import lr_factor
+
+        torch.manual_seed(seed)
+        model = torch_twin(cfg.model, info.in_channels, info.n_outputs)
+        copy_weights(ours, model)
+        model.dropout = torch.nn.Dropout(0.3)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, spe))
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+        def step(x, y):
+            loss = tF.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            return float(loss.item())
+
+        def forward(x):
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy().astype(np.float64)
+
+        def snapshot():
+            return copy.deepcopy(model.state_dict())
+
+        def restore(sd):
+            model.load_state_dict(sd)
+    else:
+        from tinygrad_rad import nn
+        from tinygrad_rad.autograd import no_grad
+        from tinygrad_rad.nn import functional as F
+
+        model = ours
+        opt = make_optimizer(cfg, model.parameters())
+        sched = make_scheduler(cfg, opt, spe)
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+        def step(x, y):
+            loss = F.cross_entropy(model(tr.Tensor(x)), tr.Tensor(y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            return float(loss.item())
+
+        def forward(x):
+            with no_grad():
+                return model(tr.Tensor(x)).numpy().astype(np.float64)
+
+        def snapshot():
+            return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
+
+        def restore(sd):
+            model.load_state_dict({k: tr.Tensor(v) for k, v in sd.items()})
+
+    def score(mode: str) -> dict:
+        saved = snapshot()
+        model.eval()
+        if mode in ("clean", "aug"):  # recompute the running statistics, cumulative average
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None
+                m.train()
+            for x in (clean if mode == "clean" else aug):
+                forward(x)
+            for m in bns:
+                m.momentum = 0.1
+                m.eval()
+        if mode == "bn_batch":
+            for m in bns:
+                m.train()
+            logits = np.concatenate([forward(x) for x in np.array_split(val_x, 2)])
+        else:
+            logits = forward(val_x)
+        restore(saved)
+        model.train()
+        probs = probabilities(info.task, logits)
+        rep = classification_report(info.task, val.labels, probs)
+        thr, acc = _best_threshold(val.labels, probs[:, 1])
+        return {"auc": rep["auc"], "acc": rep["acc"], "pos_rate": float((probs[:, 1] >= 0.5).mean()),
+                "best_threshold": thr, "best_threshold_acc": acc}
+
+    rows, t0 = [], time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        losses = []
+        lr = opt.param_groups[0]["lr"]
+        for xb, yb in loader:
+            losses.append(step(xb.numpy(), yb.numpy().reshape(-1)))
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses))}
+        for mode in ("eval", "bn_batch", "clean", "aug"):
+            row.update({f"{mode}_{k}": v for k, v in score(mode).items()})
+        rows.append(row)
+        log(f"  {framework} epoch {epoch + 1}: loss {row['train_loss']:.4f} | ACC eval {row['eval_acc']:.3f} "
+            f"(pos {row['eval_pos_rate']:.2f}, best thr {row['eval_best_threshold']:.3f} -> "
+            f"{row['eval_best_threshold_acc']:.3f}) bn_batch {row['bn_batch_acc']:.3f} clean "
+            f"{row['clean_acc']:.3f} aug {row['aug_acc']:.3f} | AUC eval {row['eval_auc']:.4f} clean "
+            f"{row['clean_auc']:.4f} | {time.perf_counter() - t0:.0f}s")
+        if time.perf_counter() - t0 > time_limit:
+            break
+    return {"framework": framework, "seed": seed, "augment": augment, "schedule_epochs": cfg.epochs,
+            "rows": rows, "seconds": time.perf_counter() - t0}
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -515,6 +678,11 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="full default-recipe runs in each framework")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=None, help="--full: epochs (default: the recipe's)")
+    ap.add_argument("--probe-val", choices=("tinygrad_rad", "torch"),
+                    help="train the default recipe a few epochs (--epochs, default 4) and score validation "
+                         "ACC with BN in eval / batch / recomputed-statistics modes and the best threshold")
+    ap.add_argument("--time-limit", type=float, default=170.0, help="--probe-val: stop after this many s")
+    ap.add_argument("--no-augment", action="store_true", help="--probe-val: train without augmentation")
     ap.add_argument("--full-worker", choices=("tinygrad_rad", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -528,6 +696,13 @@ def main(argv=None) -> int:
 
     kw = {"results_dir": args.results_dir} if args.results_dir else {}
     info = machine_info()
+    if args.probe_val:
+        res = val_probe(args.probe_val, args.epochs or 4, args.time_limit, args.seed,
+                        augment=not args.no_augment)
+        name = args.out if args.out != "parity_train" else (
+            f"parity_valprobe_{args.probe_val}{'_noaug' if args.no_augment else ''}")
+        write_json(name, {"machine": info, "threads": threads, **res}, **kw)
+        return 0
     if args.full:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         res = full_runs(seeds, args.tiny, threads, args.epochs)
@@ -543,6 +718,15 @@ def main(argv=None) -> int:
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
     split, data_name = load_split(args.data, limit=256 if args.tiny else None, seed=args.seed)
     bs = 16 if args.tiny else args.batch_size
+    import torch
+
+    def save(complete: bool):  # rewritten after every run: a stopped run keeps what it measured
+        return write_json(args.out, {
+            "machine": info, "torch": torch.__version__, "threads": threads, "data": data_name,
+            "n_train": int(len(split.images)), "tiny": args.tiny, "complete": complete,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "summary": [summary_row(r) for r in results], "runs": results}, **kw)
+
     results = []
     for m in models:
         for o in opts:
@@ -551,6 +735,7 @@ def main(argv=None) -> int:
                 every = args.every or max(1, steps // 10)
                 print(f"{m} / {o} / {dt}: {steps} steps of batch {bs} on {data_name}", flush=True)
                 results.append(parity_run(m, o, dt, steps, split, bs, args.lr, args.seed, every))
+                save(False)
     print()
     print_table([summary_row(r) for r in results], floatfmt=".3g")
     for r in results:
@@ -558,13 +743,7 @@ def main(argv=None) -> int:
         cols = ("tensor", "max_abs", "rel", "max_abs_value", "moved", "rel_to_moved", "ours_vs_torch64",
                 "torch_vs_torch64")
         print_table([{k: t.get(k, "") for k in cols} for t in r["tensors"]], floatfmt=".3g")
-    import torch
-
-    path = write_json(args.out, {
-        "machine": info, "torch": torch.__version__, "threads": threads, "data": data_name,
-        "n_train": int(len(split.images)), "tiny": args.tiny, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                                                     time.gmtime()),
-        "summary": [summary_row(r) for r in results], "runs": results}, **kw)
+    path = save(True)
     print(f"\nwrote {path}")
     return 0
 
