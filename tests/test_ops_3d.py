@@ -520,3 +520,52 @@ def test_errors_3d(call, match):
 def test_errors_3d_dtype():
     with pytest.raises(TypeError, match="floating-point"):
         F.conv3d(tr.tensor(np.ones((1, 1, 3, 3, 3), np.int64)), tr.randn(1, 1, 1, 1, 1))
+
+
+# The simulator runs kernels as Python and never checks that Numba can type them for a GPU; compiling the
+# 3-D kernels to PTX (NVVM only: no driver, no GPU) does, in a process without the simulator.
+PTX_CHECK_3D = r"""
+import sys, types
+import numba
+from numba import boolean, cuda, int32, int64
+from numba.cuda.cudadrv import nvvm
+if not nvvm.is_available():
+    print("SKIP: no libNVVM"); sys.exit(0)
+from numba.cuda import dispatcher
+from tinygrad_rad.kernels import cuda_conv3d as C, cuda_plain3d as P, cuda_ptx
+cuda_ptx._patch_numba_without_nvrtc()
+dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+for dtype in ("float32", "float64"):
+    T = getattr(numba, dtype)
+    a2, a5, i5 = T[:, ::1], T[:, :, :, :, ::1], int32[:, :, :, :, ::1]
+    n = lambda k: (int64,) * k
+    sigs = {  # argument types as cuda_plain3d / cuda_conv3d launch them
+        (P, "_conv_fwd_kernel"): (a5, a5, *n(10), a5), (P, "_conv_bwd_input_kernel"): (a5, a5, *n(10), a5),
+        (P, "_conv_bwd_weight_kernel"): (a5, a5, *n(10), a5),
+        (P, "_max_pool_fwd_kernel"): (a5, *n(12), a5, i5), (P, "_max_pool_bwd_kernel"): (a5, i5, *n(12), a5),
+        (P, "_avg_pool_fwd_kernel"): (a5, *n(9), boolean, a5),
+        (P, "_avg_pool_bwd_kernel"): (a5, *n(9), boolean, a5),
+        (C, "vol2col_kernel"): (a5, a2, *n(15), T), (C, "col2vol_kernel"): (a2, a5, *n(15), T),
+    }
+    for mod in (P, C):
+        kernels = {k for k, v in vars(mod).items() if k.endswith("_kernel") and hasattr(v, "py_func")}
+        assert kernels == {k for m, k in sigs if m is mod}, kernels
+    for (mod, name), sig in sigs.items():
+        cuda.compile_ptx(getattr(mod, name).py_func, sig, cc=(8, 0))
+print("OK")
+"""
+
+
+def test_cuda_3d_kernels_compile_for_the_gpu():
+    pytest.importorskip("numba.cuda")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    p = subprocess.run([sys.executable, "-c", PTX_CHECK_3D], cwd=Path(__file__).resolve().parents[1], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    if p.stdout.startswith("SKIP"):
+        pytest.skip(p.stdout.strip())
+    assert p.stdout.strip().endswith("OK")
