@@ -895,3 +895,186 @@ def test_save_load_model_and_optimizer_checkpoint_resumes_exactly(tmp_path):
     step(m2, o2, x)
     for p, q in zip(m1.parameters(), m2.parameters()):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+# ------------------------------------------------- the second tier: composed ops (forward + gradient)
+SECOND = {
+    "log2": (lambda m: lambda x: m.log2(x), [(2, 3)], {"positive": True}),
+    "log10": (lambda m: lambda x: x.log10(), [(2, 3)], {"positive": True}),
+    "exp2": (lambda m: lambda x: m.exp2(x), [(2, 3)], {}),
+    "erf": (lambda m: lambda x: m.erf(x), [(2, 3)], {}),
+    "logit": (lambda m: lambda x: m.logit(x), [(2, 3)], {"low": 0.1, "high": 0.9}),
+    "logit_eps": (lambda m: lambda x: x.logit(eps=0.2), [(2, 3)], {"low": 0.25, "high": 0.75}),
+    "xlogy": (lambda m: lambda x, y: m.xlogy(x, y), [(2, 3), (3,)], {"positive": True}),
+    "atan2": (lambda m: lambda x, y: m.atan2(x, y), [(2, 3), (2, 3)], {}),
+    "hypot": (lambda m: lambda x, y: m.hypot(x, y), [(2, 3), (1, 3)], {}),
+    "logaddexp": (lambda m: lambda x, y: m.logaddexp(x, y), [(2, 3), (2, 3)], {}),
+    "lerp": (lambda m: lambda x, y: m.lerp(x, y, 0.3), [(2, 3), (2, 3)], {}),
+    "frac": (lambda m: lambda x: m.frac(x * 3), [(2, 3)], {}),
+    "clamp_min_max": (lambda m: lambda x: x.clamp_min(-0.5).clamp_max(0.5), [(2, 5)], {}),
+    "nan_to_num": (lambda m: lambda x: m.nan_to_num(x / (x > 0)), [(2, 3)], {"gradcheck": False}),
+    "movedim": (lambda m: lambda x: m.movedim(x, (0, 1), (2, 0)), [(2, 3, 4)], {}),
+    "mT_swapaxes": (lambda m: lambda x: x.mT + x.swapaxes(1, 2), [(2, 3, 3)], {}),
+    "unbind": (lambda m: lambda x: m.unbind(x, 1), [(2, 3)], {}),
+    "narrow": (lambda m: lambda x: m.narrow(x, 1, 1, 2), [(2, 4)], {}),
+    "unfold": (lambda m: lambda x: x.unfold(1, 2, 1), [(2, 5)], {}),
+    "unfold_step": (lambda m: lambda x: x.unfold(0, 3, 2), [(7, 2)], {}),
+    "rot90": (lambda m: lambda x: m.rot90(x, 1, (0, 1)) + m.rot90(x, 3, (0, 1)), [(3, 3)], {}),
+    "rot90_2": (lambda m: lambda x: m.rot90(x, 2, (1, 2)), [(2, 3, 4)], {}),
+    "diff": (lambda m: lambda x: m.diff(x, dim=1) * 1.0, [(2, 5)], {}),
+    "diff_n2": (lambda m: lambda x, p: m.diff(x, n=2, dim=0, prepend=p), [(4, 3), (1, 3)], {}),
+    "repeat_interleave": (lambda m: lambda x: m.repeat_interleave(x, 2, dim=1), [(2, 3)], {}),
+    "repeat_interleave_flat": (lambda m: lambda x: x.repeat_interleave(3), [(2, 2)], {}),
+    "masked_select": (lambda m: lambda x: m.masked_select(x, x > 0), [(3, 4)], {}),
+    "index_add": (
+        lambda m: lambda x, s: x.index_add(1, (m.tensor([0, 2, 0])), s, alpha=2),
+        [(2, 3), (2, 3)],
+        {},
+    ),
+    "index_copy": (lambda m: lambda x, s: x.index_copy(0, m.tensor([2, 0]), s), [(3, 2), (2, 2)], {}),
+    "index_fill": (lambda m: lambda x: x.index_fill(1, m.tensor([0, 2]), -1.0), [(2, 3)], {}),
+    "dot_outer": (lambda m: lambda x, y: m.outer(x, y) * m.dot(x, y[:3]), [(3,), (4,)], {}),
+    "mm_bmm_mv": (
+        lambda m: lambda a, b, v: m.mm(a, b).sum() + m.bmm(a[None], b[None]).sum() + m.mv(a, v).sum(),
+        [(2, 3), (3, 4), (3,)],
+        {},
+    ),
+    "addmm": (lambda m: lambda c, a, b: m.addmm(c, a, b, beta=0.5, alpha=2), [(2, 4), (2, 3), (3, 4)], {}),
+    "diagonal": (lambda m: lambda x: m.diagonal(x, 1)[:2] + m.diagonal(x, -1), [(3, 4)], {}),
+    "diagonal_dims": (lambda m: lambda x: m.diagonal(x, 0, 2, 0), [(3, 2, 3)], {}),
+    "diag": (lambda m: lambda x: m.diag(x) + m.diag(x, 0), [(3,)], {}),
+    "diag_offset": (lambda m: lambda x: m.diag(x, 1).sum(0) + m.diag(x, -2).sum(1)[:4], [(3,)], {}),
+    "diag_2d": (lambda m: lambda x: m.diag(x, -1), [(3, 4)], {}),
+    "trace": (lambda m: lambda x: x.trace(), [(3, 4)], {}),
+    "cross": (lambda m: lambda x, y: m.cross(x, y, dim=1), [(2, 3), (2, 3)], {}),
+    "dist": (lambda m: lambda x, y: m.dist(x, y) + m.dist(x, y, 1), [(2, 3), (2, 3)], {}),
+    "cdist": (lambda m: lambda x, y: m.cdist(x, y), [(3, 2), (4, 2)], {}),
+    "kthvalue": (lambda m: lambda x: m.kthvalue(x, 2, 1), [(3, 4)], {}),
+    "kthvalue_keepdim": (lambda m: lambda x: x.kthvalue(3, 0, True), [(3, 4)], {}),
+    "median": (lambda m: lambda x: m.median(x), [(3, 4)], {}),
+    "median_dim": (lambda m: lambda x: m.median(x, 1), [(3, 4)], {}),
+    "broadcast": (
+        lambda m: lambda x, y: sum(t.sum() for t in m.broadcast_tensors(x, y)) + m.broadcast_to(x, (2, 3)),
+        [(1, 3), (2, 1)],
+        {},
+    ),
+    "sum_to_size": (lambda m: lambda x: x.sum_to_size(1, 3) + x.sum_to_size(3), [(2, 3)], {}),
+    "stacks": (
+        lambda m: lambda x, y: m.hstack([x, y]).sum() + m.vstack([x, y]).sum(1) + m.dstack([x, y]).sum(),
+        [(2, 3), (2, 3)],
+        {},
+    ),
+    "column_stack": (lambda m: lambda x, y: m.column_stack([x, y]), [(3,), (3, 2)], {}),
+    "meshgrid": (lambda m: lambda x, y: [g * 1.0 for g in m.meshgrid(x, y, indexing="ij")], [(2,), (3,)], {}),
+    "meshgrid_xy": (
+        lambda m: lambda x, y: [g * 1.0 for g in m.meshgrid(x, y, indexing="xy")],
+        [(2,), (3,)],
+        {},
+    ),
+    "flipud_fliplr": (lambda m: lambda x: m.flipud(x) + m.fliplr(x), [(2, 2)], {}),
+    "float_power": (lambda m: lambda x: m.float_power(x, 2), [(2, 3)], {}),
+    "deg_rad": (lambda m: lambda x: m.deg2rad(x) + m.rad2deg(x), [(2, 3)], {}),
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # nan_to_num's test input divides by zero on purpose
+@pytest.mark.parametrize("name", sorted(SECOND))
+def test_second_tier_ops(name):
+    fn, shapes, kw = SECOND[name]
+    check_op(*both(fn), shapes, **kw)
+
+
+@needs_torch
+def test_second_tier_no_grad_ops_like_pytorch():
+    a = np.array([[2, 0, 2, 5], [1, 1, 3, 0]])
+    x, t = tr.tensor(a), torch.tensor(a)
+    for got, want in [
+        (x.unique(), t.unique()),
+        (
+            x.bincount() if False else tr.tensor(a[0]).bincount(minlength=7),
+            torch.tensor(a[0]).bincount(minlength=7),
+        ),
+        (
+            tr.tensor(a[0]).bincount(tr.tensor([0.5, 1.0, 2.0, 1.0])),
+            torch.tensor(a[0]).bincount(torch.tensor([0.5, 1, 2, 1.0])),
+        ),
+        (x.logical_and(x > 1), t.logical_and(t > 1)),
+        (x.logical_or(0), t.logical_or(torch.tensor(0))),
+        (x.logical_xor(x), t.logical_xor(t)),
+        (x.bitwise_and(3), t.bitwise_and(3)),
+        (x ^ 1, t ^ 1),
+        (x.bitwise_not(), t.bitwise_not()),
+        (tr.isnan(tr.tensor([np.nan, 1.0])), torch.isnan(torch.tensor([np.nan, 1.0]))),
+        (tr.isinf(tr.tensor([np.inf, 1.0])), torch.isinf(torch.tensor([np.inf, 1.0]))),
+        (tr.isfinite(tr.tensor([np.inf, 1.0])), torch.isfinite(torch.tensor([np.inf, 1.0]))),
+        (
+            tr.tensor([np.nan, np.inf, -np.inf, 1.0]).nan_to_num(),
+            torch.tensor([np.nan, np.inf, -np.inf, 1.0]).nan_to_num(),
+        ),
+        (x.trunc() if False else tr.tensor([-1.5, 2.7]).trunc(), torch.tensor([-1.5, 2.7]).trunc()),
+        (x.new_zeros(2, 3), t.new_zeros(2, 3)),
+        (x.new_full((2,), 7), t.new_full((2,), 7)),
+        (x.new_ones((1, 2)), t.new_ones((1, 2))),
+        (x.new_tensor([1, 2]), t.new_tensor([1, 2])),
+        (x.type_as(tr.zeros(1)), t.type_as(torch.zeros(1))),
+        (tr.median(tr.tensor([1.0, np.nan, 3.0])), torch.median(torch.tensor([1.0, np.nan, 3.0]))),
+        (
+            tr.tensor([[1.0, np.nan], [3.0, 1.0]]).median(1).values,
+            torch.tensor([[1.0, np.nan], [3.0, 1.0]]).median(1).values,
+        ),
+        (
+            tr.tensor([[1.0, np.nan], [3.0, 1.0]]).median(1).indices,
+            torch.tensor([[1.0, np.nan], [3.0, 1.0]]).median(1).indices,
+        ),
+    ]:
+        same(got, want)
+    u, inv, cnt = x.unique(return_inverse=True, return_counts=True)
+    tu, tinv, tcnt = t.unique(return_inverse=True, return_counts=True)
+    same(u, tu), same(inv, tinv), same(cnt, tcnt)
+    assert x.stride() == t.stride() and x.element_size() == t.element_size() and x.nelement() == t.nelement()
+    assert x.is_contiguous() and not x.is_floating_point() and tr.zeros(1).is_floating_point()
+    assert (
+        tr.finfo(tr.float32).eps == torch.finfo(torch.float32).eps
+        and tr.iinfo(tr.int32).max == torch.iinfo(torch.int32).max
+    )
+    assert tr.get_default_dtype() == tr.float32 and tr.promote_types(tr.int32, tr.float16) == tr.float16
+    assert tr.broadcast_shapes((2, 1), (3,)) == tuple(torch.broadcast_shapes((2, 1), (3,)))
+
+
+def test_in_place_methods_outside_the_graph():
+    x = tr.tensor([1.0, -2.0, 3.0])
+    v = x._version
+    assert x.add_(1).tolist() == [2.0, -1.0, 4.0] and x._version == v + 1
+    x.mul_(2).sub_(1, alpha=2).div_(2)
+    assert x.tolist() == [1.0, -2.0, 3.0]
+    assert x.clamp_(-1, 2).tolist() == [1.0, -1.0, 2.0]
+    assert x.abs_().neg_().tolist() == [-1.0, -1.0, -2.0]
+    assert x.zero_().tolist() == [0, 0, 0] and x.fill_(2.5).tolist() == [2.5] * 3
+    assert x.copy_(tr.tensor([1, 2, 3])).tolist() == [1.0, 2.0, 3.0] and x.dtype == tr.float32
+    assert x.pow_(2).sqrt_().tolist() == [1.0, 2.0, 3.0]
+    assert tr.tensor([-1.0, 1.0]).relu_().tolist() == [0.0, 1.0]
+    w = tr.zeros(3, requires_grad=True)
+    with tr.no_grad():
+        w.add_(1.0)  # an update of a leaf under no_grad, as optimizers and init code do
+    assert w.tolist() == [1.0, 1.0, 1.0] and w.requires_grad
+    with pytest.raises(RuntimeError, match="in-place"):
+        w.add_(1.0)
+    y = w * 2
+    with pytest.raises(RuntimeError, match="in-place"):
+        y.relu_()
+
+
+def test_grad_mode_helpers():
+    x = tr.ones(2, requires_grad=True)
+    with tr.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert (x * 2).requires_grad
+    with tr.inference_mode():
+        assert not (x * 2).requires_grad
+
+    @tr.inference_mode()
+    def f(a):
+        return a * 2
+
+    assert not f(x).requires_grad
+    assert tr.as_tensor(x) is x and tr.as_tensor([1, 2]).dtype == tr.int64

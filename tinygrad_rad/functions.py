@@ -395,3 +395,210 @@ def is_floating_point(input) -> bool:  # noqa: A002
     from .dtypes import is_floating
 
     return is_floating(input.dtype)
+
+
+# ------------------------------------------------------------- more torch.* functions, each a Tensor method
+def _method(name: str, doc: str | None = None):
+    def fn(input, *args, **kwargs):  # noqa: A002
+        return getattr(input, name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc or f"``input.{name}(*args, **kwargs)``."
+    return fn
+
+
+log2 = _method("log2")
+log10 = _method("log10")
+exp2 = _method("exp2")
+erf = _method("erf")
+logit = _method("logit")
+xlogy = _method("xlogy")
+atan2 = arctan2 = _method("atan2")
+hypot = _method("hypot")
+logaddexp = _method("logaddexp")
+lerp = _method("lerp")
+float_power = _method("float_power")
+deg2rad = _method("deg2rad")
+rad2deg = _method("rad2deg")
+trunc = fix = _method("trunc")
+frac = _method("frac")
+isnan = _method("isnan")
+isinf = _method("isinf")
+isfinite = _method("isfinite")
+nan_to_num = _method("nan_to_num")
+logical_and = _method("logical_and")
+logical_or = _method("logical_or")
+logical_xor = _method("logical_xor")
+logical_not = _method("logical_not")
+bitwise_and = _method("bitwise_and")
+bitwise_or = _method("bitwise_or")
+bitwise_xor = _method("bitwise_xor")
+bitwise_not = _method("bitwise_not")
+movedim = moveaxis = _method("movedim")
+unbind = _method("unbind")
+narrow = _method("narrow")
+rot90 = _method("rot90")
+diff = _method("diff")
+repeat_interleave = _method("repeat_interleave")
+masked_select = _method("masked_select")
+index_add = _method("index_add")
+index_copy = _method("index_copy")
+index_fill = _method("index_fill")
+dot = inner = _method("dot")
+outer = ger = _method("outer")
+mv = _method("mv")
+addmm = _method("addmm")
+diagonal = _method("diagonal")
+diag = _method("diag")
+trace = _method("trace")
+cross = _method("cross")
+dist = _method("dist")
+kthvalue = _method("kthvalue")
+median = _method("median")
+unique = _method("unique")
+bincount = _method("bincount")
+broadcast_to = _method("broadcast_to")
+t = _method("t")
+
+
+def flipud(input) -> Tensor:  # noqa: A002
+    return input.flip(0)
+
+
+def fliplr(input) -> Tensor:  # noqa: A002
+    return input.flip(1)
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    import numpy as np
+
+    return tuple(np.broadcast_shapes(*[tuple(s) if not isinstance(s, int) else (s,) for s in shapes]))
+
+
+def broadcast_tensors(*tensors) -> tuple:
+    shape = broadcast_shapes(*[x.shape for x in tensors])
+    return tuple(x.expand(shape) for x in tensors)
+
+
+def cdist(x1, x2, p: float = 2.0) -> Tensor:
+    """Pairwise p-norm distances between the rows of ``x1`` (..., P, M) and ``x2`` (..., R, M)."""
+    d = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    if p == 2.0:
+        return (d * d).sum(-1).sqrt()
+    return d.norm(p, dim=-1)
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """Coordinate grids (``indexing='ij'`` as PyTorch's default, or ``'xy'``)."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    ts = list(tensors)
+    if indexing == "xy" and len(ts) >= 2:
+        ts[0], ts[1] = ts[1], ts[0]
+    n = len(ts)
+    shape = tuple(x.numel() for x in ts)
+    grids = [x.reshape((1,) * i + (-1,) + (1,) * (n - i - 1)).expand(shape) for i, x in enumerate(ts)]
+    if indexing == "xy" and n >= 2:  # 'xy' is 'ij' of (y, x, ...) with the first two grids swapped back
+        grids[0], grids[1] = grids[1], grids[0]
+    return tuple(grids)
+
+
+def hstack(tensors) -> Tensor:
+    from .tensor import cat
+
+    tensors = list(tensors)
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors) -> Tensor:
+    from .tensor import cat
+
+    return cat([x.reshape(1, -1) if x.ndim < 2 else x for x in tensors], 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors) -> Tensor:
+    from .tensor import cat
+
+    out = []
+    for x in tensors:
+        x = x.reshape(1, -1, 1) if x.ndim < 2 else x
+        out.append(x.unsqueeze(-1) if x.ndim == 2 else x)
+    return cat(out, 2)
+
+
+def column_stack(tensors) -> Tensor:
+    from .tensor import cat
+
+    return cat([x.reshape(-1, 1) if x.ndim < 2 else x for x in tensors], 1)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """``data`` as a tensor without a copy where it already is one (of that dtype and device)."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    return Tensor(data, dtype=dtype, device=device)
+
+
+asarray = as_tensor
+
+
+def get_default_dtype():
+    from .dtypes import DEFAULT_FLOAT
+
+    return DEFAULT_FLOAT
+
+
+def finfo(dtype=None):
+    """NumPy's finfo of the dtype (``.eps``, ``.max``, ``.min``, ``.tiny``), as torch.finfo."""
+    import numpy as np
+
+    from .dtypes import DEFAULT_FLOAT, to_dtype
+
+    return np.finfo(DEFAULT_FLOAT if dtype is None else to_dtype(dtype))
+
+
+def iinfo(dtype):
+    import numpy as np
+
+    from .dtypes import to_dtype
+
+    return np.iinfo(to_dtype(dtype))
+
+
+def promote_types(type1, type2):
+    from .dtypes import to_dtype
+    from .tensor_methods import _result_dtype
+
+    return _result_dtype(to_dtype(type1), to_dtype(type2))
+
+
+class set_grad_enabled:
+    """``with set_grad_enabled(False): ...`` (or call it as a function to switch grad mode)."""
+
+    def __init__(self, mode: bool) -> None:
+        from .autograd import _state, is_grad_enabled
+
+        self.prev = is_grad_enabled()
+        _state.grad_enabled = bool(mode)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        from .autograd import _state
+
+        _state.grad_enabled = self.prev
+
+
+def inference_mode(mode: bool = True):
+    """PyTorch's ``inference_mode`` (here the same as ``no_grad``); usable as a decorator too."""
+    from .autograd import enable_grad, no_grad
+
+    if callable(mode):  # @inference_mode without parentheses
+        return no_grad()(mode)
+    return no_grad() if mode else enable_grad()

@@ -32,6 +32,8 @@ CumMax = namedtuple("cummax", ["values", "indices"])
 CumMin = namedtuple("cummin", ["values", "indices"])
 Sort = namedtuple("sort", ["values", "indices"])
 TopK = namedtuple("topk", ["values", "indices"])
+KthValue = namedtuple("kthvalue", ["values", "indices"])
+Median = namedtuple("median", ["values", "indices"])
 
 
 def _shape_arg(shape) -> tuple:
@@ -998,6 +1000,471 @@ class TensorMethods:
 
     def resize_as_(self, other) -> Tensor:
         return self.resize_(other.shape)
+
+    # ------------------------------------------------- more of PyTorch's surface, composed from the ops above
+    # (each is exact: its gradient is the chain rule through differentiable ops, no new backward to trust)
+    def log2(self) -> Tensor:
+        return self._unary_float(ops.Log) * (1.0 / np.log(2.0))
+
+    def log10(self) -> Tensor:
+        return self._unary_float(ops.Log) * (1.0 / np.log(10.0))
+
+    def exp2(self) -> Tensor:
+        return (self._floated() * np.log(2.0)).exp()
+
+    def erf(self) -> Tensor:
+        return self._unary_float(ops.Erf)
+
+    def logit(self, eps: float | None = None) -> Tensor:
+        x = self._floated() if eps is None else self._floated().clamp(eps, 1 - eps)
+        return (x / (1 - x)).log()
+
+    def xlogy(self, other) -> Tensor:
+        """``self * log(other)``, 0 where self is 0 (also where other is 0), as PyTorch."""
+        o = self._other(other)
+        return where(self == 0, 0.0, self._floated() * o._floated().log())
+
+    def atan2(self, other) -> Tensor:
+        return self._binary(ops.Atan2, other)
+
+    arctan2 = atan2
+
+    def hypot(self, other) -> Tensor:
+        o = self._other(other)
+        return (self * self + o * o).sqrt()
+
+    def logaddexp(self, other) -> Tensor:
+        """``log(e^self + e^other)`` without overflow: max + log1p(e^-|self - other|)."""
+        o = self._other(other)
+        return self.maximum(o) + (-(self - o).abs()).exp().log1p()
+
+    def lerp(self, end, weight) -> Tensor:
+        """``self + weight * (end - self)``."""
+        return self + (self._other(end) - self) * weight
+
+    def float_power(self, exponent) -> Tensor:
+        e = exponent.double() if isinstance(exponent, TensorMethods) else exponent
+        return self.double().pow(e)
+
+    def deg2rad(self) -> Tensor:
+        return self._floated() * (np.pi / 180.0)
+
+    def rad2deg(self) -> Tensor:
+        return self._floated() * (180.0 / np.pi)
+
+    def trunc(self) -> Tensor:
+        """No gradient (zero almost everywhere), like floor."""
+        return self._wrap(_xp(self).trunc(self.data), device=self.device)
+
+    fix = trunc
+
+    def frac(self) -> Tensor:
+        return self - self.trunc()
+
+    def sgn(self) -> Tensor:
+        return self.sign()
+
+    def clamp_min(self, min) -> Tensor:  # noqa: A002
+        return self.clamp(min=min)
+
+    def clamp_max(self, max) -> Tensor:  # noqa: A002
+        return self.clamp(max=max)
+
+    def _floated(self) -> Tensor:
+        return self if is_floating(self.dtype) else self.to(dtype=DEFAULT_FLOAT)
+
+    # boolean tests and logic (no gradient)
+    def isnan(self) -> Tensor:
+        return self._wrap(_xp(self).isnan(self.data), device=self.device)
+
+    def isinf(self) -> Tensor:
+        return self._wrap(_xp(self).isinf(self.data), device=self.device)
+
+    def isfinite(self) -> Tensor:
+        return self._wrap(_xp(self).isfinite(self.data), device=self.device)
+
+    def nan_to_num(self, nan: float = 0.0, posinf: float | None = None,
+                   neginf: float | None = None) -> Tensor:
+        """nan -> ``nan``, +inf -> ``posinf`` (the dtype's largest value), -inf -> ``neginf``; the gradient
+        flows through the finite elements only."""
+        if not is_floating(self.dtype):
+            return self
+        fi = np.finfo(self.dtype)
+        out = where(self.isnan(), nan, self)
+        out = where(self == np.inf, fi.max if posinf is None else posinf, out)
+        return where(self == -np.inf, fi.min if neginf is None else neginf, out)
+
+    def _logic(self, other, fn) -> Tensor:
+        o = other.data if isinstance(other, TensorMethods) else other
+        res = fn(self.data.astype(np.bool_), _xp(self).asarray(o).astype(np.bool_))
+        return self._wrap(res, device=self.device)
+
+    def logical_and(self, other) -> Tensor:
+        return self._logic(other, lambda a, b: a & b)
+
+    def logical_or(self, other) -> Tensor:
+        return self._logic(other, lambda a, b: a | b)
+
+    def logical_xor(self, other) -> Tensor:
+        return self._logic(other, lambda a, b: a ^ b)
+
+    def bitwise_and(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a & b)
+
+    def bitwise_or(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a | b)
+
+    def bitwise_xor(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a ^ b)
+
+    __xor__ = bitwise_xor
+
+    def bitwise_not(self) -> Tensor:
+        return ~self
+
+    # metadata and new_* constructors
+    def type_as(self, other) -> Tensor:
+        return self.type(other.dtype)
+
+    def is_contiguous(self, memory_format=None) -> builtins.bool:
+        return builtins.bool(self.data.flags.c_contiguous) if hasattr(self.data, "flags") else True
+
+    def is_floating_point(self) -> builtins.bool:
+        return is_floating(self.dtype)
+
+    def element_size(self) -> builtins.int:
+        return self.dtype.itemsize
+
+    def nelement(self) -> builtins.int:
+        return builtins.int(self.data.size)
+
+    def stride(self, dim: int | None = None):
+        st = tuple(s // self.dtype.itemsize for s in self.data.strides)
+        return st if dim is None else st[dim]
+
+    def _new(self, arr, dtype, requires_grad) -> Tensor:
+        t = self._wrap(to_device(arr, self.device), device=self.device)
+        return t.requires_grad_(True) if requires_grad else t
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+        return self._new(np.zeros(_shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+        return self._new(np.ones(_shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None,
+                 requires_grad: builtins.bool = False) -> Tensor:
+        arr = np.full(tuple(size), fill_value, to_dtype(dtype or self.dtype))
+        return self._new(arr, dtype, requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
+        data = data.numpy() if isinstance(data, TensorMethods) else data
+        arr = np.array(data, dtype=to_dtype(dtype or self.dtype))
+        return self._new(arr, dtype, requires_grad)
+
+    # movement
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 (PyTorch's name)
+        return self.transpose(-2, -1)
+
+    def movedim(self, source, destination) -> Tensor:
+        src = [source] if isinstance(source, builtins.int) else list(source)
+        dst = [destination] if isinstance(destination, builtins.int) else list(destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: Invalid source or destination dims: source ({src}) and destination "
+                             f"({dst}) must have the same number of elements")
+        src = [_dims(d, self.ndim)[0] for d in src]
+        dst = [_dims(d, self.ndim)[0] for d in dst]
+        order = [d for d in range(self.ndim) if d not in src]
+        for d, s in sorted(zip(dst, src)):
+            order.insert(d, s)
+        return self.permute(*order)
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        return self.transpose(axis0, axis1)
+
+    swapdims = swapaxes
+
+    def broadcast_to(self, *shape) -> Tensor:
+        return self.expand(*shape)
+
+    def sum_to_size(self, *size) -> Tensor:
+        """Sum the broadcast dims away so the result has ``size`` (the backward of broadcasting)."""
+        size = _shape_arg(size)
+        if np.broadcast_shapes(size, self.shape) != self.shape:
+            raise ValueError(f"sum_to_size: size {size} is not expandable to the tensor's size {self.shape}")
+        lead = self.ndim - len(size)
+        dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(size)
+                                          if s == 1 and self.shape[lead + i] != 1)
+        return (self.sum(dims, keepdim=True) if dims else self).reshape(size)
+
+    def unbind(self, dim: int = 0) -> tuple:
+        d = _dims(dim, self.ndim)[0]
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        d = _dims(dim, self.ndim)[0]
+        start = builtins.int(start) % builtins.max(self.shape[d], 1) if start < 0 else builtins.int(start)
+        if start + length > self.shape[d] or length < 0:
+            raise IndexError(
+                f"narrow: start ({start}) + length ({length}) exceeds dimension size ({self.shape[d]}).")
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+        """Windows of ``size`` elements every ``step`` along ``dimension``, as a new last dim."""
+        d = _dims(dimension, self.ndim)[0] if self.ndim else 0
+        n = self.shape[d] if self.ndim else 1
+        if size > n or step <= 0:
+            raise ValueError(
+                f"unfold: size {size} must be <= {n} (dimension {dimension}) and step {step} > 0")
+        idx = np.arange(0, n - size + 1, step)[:, None] + np.arange(size)
+        x = self.reshape(1) if self.ndim == 0 else self
+        out = x.movedim(d, -1)[..., idx]
+        return out.movedim(-2, d) if self.ndim else out.reshape(idx.shape[0], size)[0]
+
+    def rot90(self, k: int = 1, dims=(0, 1)) -> Tensor:
+        a, b = dims
+        k %= 4
+        if k == 1:
+            return self.flip(b).transpose(a, b)
+        if k == 2:
+            return self.flip(a, b)
+        if k == 3:
+            return self.transpose(a, b).flip(b)
+        return self
+
+    def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+        d = _dims(dim, self.ndim)[0]
+        x = self
+        if prepend is not None or append is not None:
+            x = cat([t for t in (prepend, x, append) if t is not None], dim=d)
+        for _ in range(n):
+            m = x.shape[d]
+            hi = x[(slice(None),) * d + (slice(1, m),)]
+            lo = x[(slice(None),) * d + (slice(0, builtins.max(m - 1, 0)),)]
+            x = hi != lo if x.dtype == np.bool_ else hi - lo
+        return x
+
+    def repeat_interleave(self, repeats, dim: int | None = None, *, output_size=None) -> Tensor:
+        """Repeat each element ``repeats`` times (an int or one count per element) along ``dim``
+        (the flattened tensor when None)."""
+        x = self.reshape(-1) if dim is None else self
+        d = 0 if dim is None else _dims(dim, x.ndim)[0]
+        r = repeats.numpy() if isinstance(repeats, TensorMethods) else np.asarray(repeats)
+        idx = np.repeat(np.arange(x.shape[d]), r)
+        return x.index_select(d, idx)
+
+    def masked_select(self, mask) -> Tensor:
+        m = mask if isinstance(mask, TensorMethods) else self._constant(np.asarray(mask))
+        shape = np.broadcast_shapes(self.shape, m.shape)
+        return self.expand(shape)[m.expand(shape)]
+
+    def _index_along(self, dim, index, shape) -> tuple:
+        d = _dims(dim, self.ndim)[0]
+        idx = index.data if isinstance(index, TensorMethods) else np.asarray(index)
+        full = _xp(self).broadcast_to(idx.reshape((-1,) + (1,) * (len(shape) - d - 1)), shape)
+        return d, self._wrap(full.astype(np.int64), device=self.device)
+
+    def index_add(self, dim: int, index, source, *, alpha=1) -> Tensor:
+        """``out[..., index[i], ...] += alpha * source[..., i, ...]`` along ``dim``."""
+        d, idx = self._index_along(dim, index, source.shape)
+        return self.scatter_add(d, idx, source * alpha if alpha != 1 else source)
+
+    def index_copy(self, dim: int, index, source) -> Tensor:
+        d, idx = self._index_along(dim, index, source.shape)
+        return self.scatter(d, idx, source)
+
+    def index_fill(self, dim: int, index, value) -> Tensor:
+        d = _dims(dim, self.ndim)[0]
+        idx = index.numpy() if isinstance(index, TensorMethods) else np.asarray(index)
+        mask = np.zeros(self.shape[d], dtype=bool)
+        mask[idx] = True
+        return self.masked_fill(self._constant(mask.reshape((-1,) + (1,) * (self.ndim - d - 1))), value)
+
+    # linear algebra shortcuts
+    def dot(self, other) -> Tensor:
+        if self.ndim != 1 or other.ndim != 1:
+            raise ValueError(f"1D tensors expected, but got {self.ndim}D and {other.ndim}D tensors")
+        return (self * other).sum()
+
+    inner = dot
+
+    def outer(self, vec2) -> Tensor:
+        return self.reshape(-1, 1) * vec2.reshape(1, -1)
+
+    ger = outer
+
+    def mm(self, mat2) -> Tensor:
+        if self.ndim != 2 or mat2.ndim != 2:
+            raise ValueError(f"mm: expected 2-D tensors, got shapes {self.shape} and {mat2.shape}")
+        return self @ mat2
+
+    def bmm(self, mat2) -> Tensor:
+        if self.ndim != 3 or mat2.ndim != 3:
+            raise ValueError(f"bmm: expected 3-D tensors, got shapes {self.shape} and {mat2.shape}")
+        return self @ mat2
+
+    def mv(self, vec) -> Tensor:
+        return self @ vec
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
+        """``beta * self + alpha * (mat1 @ mat2)``."""
+        prod = mat1.mm(mat2)
+        return (self if beta == 1 else self * beta) + (prod if alpha == 1 else prod * alpha)
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        """The diagonal of dims (dim1, dim2) as the last dim (``offset`` > 0: above the main one)."""
+        x = self.movedim((dim1, dim2), (-2, -1))
+        n, m = x.shape[-2:]
+        i = np.arange(builtins.max(0, -offset), builtins.max(builtins.min(n, m - offset), 0))
+        return x[..., i, i + offset]
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        """1-D: the square matrix with this on its ``diagonal``; 2-D: that diagonal as a 1-D tensor."""
+        if self.ndim == 2:
+            return self.diagonal(diagonal)
+        if self.ndim != 1:
+            raise ValueError(f"diag(): Supports 1D or 2D tensors. Got {self.ndim}D")
+        n, k = self.shape[0], builtins.abs(diagonal)
+        m = self._constant(np.eye(n, dtype=self.dtype)) * self.reshape(1, n)  # m[i, j] = [i == j] v_j
+        return m.pad((k, 0, 0, k) if diagonal >= 0 else (0, k, k, 0))
+
+    def trace(self) -> Tensor:
+        if self.ndim != 2:
+            raise ValueError(f"trace: expected a matrix, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def cross(self, other, dim: int | None = None) -> Tensor:
+        """The 3-vector cross product along ``dim`` (the first dim of size 3 when None)."""
+        if dim is None:
+            dim = next((i for i, s in enumerate(self.shape) if s == 3), None)
+            if dim is None:
+                raise ValueError(f"cross: no dimension of size 3 in input of shape {self.shape}")
+        d = _dims(dim, self.ndim)[0]
+        if self.shape[d] != 3:
+            raise ValueError(f"linalg.cross: inputs dimension {d} must have length 3. Got {self.shape[d]}")
+
+        def at(t, order):
+            return t[(slice(None),) * d + (np.array(order),)]
+
+        return at(self, [1, 2, 0]) * at(other, [2, 0, 1]) - at(self, [2, 0, 1]) * at(other, [1, 2, 0])
+
+    def dist(self, other, p=2) -> Tensor:
+        return (self - other).norm(p)
+
+    # order statistics
+    def kthvalue(self, k: int, dim: int = -1, keepdim: builtins.bool = False):
+        """``(values, indices)`` of the k-th smallest element along ``dim`` (k from 1)."""
+        s = self.sort(dim)
+        d = _dims(dim, self.ndim)[0] if self.ndim else 0
+        n = self.shape[d] if self.ndim else 1
+        if not 1 <= k <= n:
+            raise IndexError(f"kthvalue(): selected number k={k} out of range for dimension {d} of size {n}")
+        if self.ndim == 0:
+            return KthValue(*s)
+        sel = (slice(None),) * d + (slice(k - 1, k) if keepdim else k - 1,)
+        return KthValue(s.values[sel], s.indices[sel])
+
+    def median(self, dim: int | None = None, keepdim: builtins.bool = False):
+        """The lower median (no averaging of the two middle values, as PyTorch); ``median(dim)`` gives
+        ``(values, indices)``. A nan in the reduced elements makes the median nan."""
+        if dim is None:
+            flat = self.reshape(-1)
+            if flat.shape[0] == 0:
+                return self._wrap(_xp(self).asarray(np.nan, dtype=self.dtype), device=self.device)
+            m = flat.kthvalue((flat.shape[0] + 1) // 2, 0).values
+            return where(flat.isnan().any(), np.nan, m) if is_floating(self.dtype) else m
+        d = _dims(dim, self.ndim)[0] if self.ndim else 0
+        n = self.shape[d] if self.ndim else 1
+        v, i = self.kthvalue((n + 1) // 2, dim, keepdim)
+        if is_floating(self.dtype) and builtins.bool(self.isnan().any()):
+            nan = self.isnan().any(dim, keepdim=keepdim)
+            first = self.isnan().long().argmax(dim, keepdim=keepdim)
+            v = where(nan, np.nan, v)
+            i = self._wrap(_xp(self).where(nan.data, first.data, i.data), device=self.device)
+        return Median(v, i)
+
+    def unique(self, sorted: builtins.bool = True, return_inverse: builtins.bool = False,
+               return_counts: builtins.bool = False, dim: int | None = None):
+        """The distinct values (sorted), optionally with the inverse indices and the counts (no gradient)."""
+        a = self.numpy()
+        res = np.unique(a, return_inverse=return_inverse, return_counts=return_counts, axis=dim)
+        res = res if isinstance(res, tuple) else (res,)
+        out = [self._constant(res[0])]
+        if return_inverse:
+            out.append(self._constant(res[1].reshape(a.shape if dim is None else -1).astype(np.int64)))
+        if return_counts:
+            out.append(self._constant(res[-1].astype(np.int64)))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def bincount(self, weights=None, minlength: int = 0) -> Tensor:
+        w = None if weights is None else weights.numpy()
+        res = np.bincount(self.numpy(), weights=w, minlength=minlength)
+        return self._constant(res if w is not None else res.astype(np.int64))
+
+    # in place (tensors outside the graph: data preparation, initialisation, updates under no_grad)
+    def add_(self, other, *, alpha=1) -> Tensor:
+        return self._inplace(self.add(other, alpha=alpha))
+
+    def sub_(self, other, *, alpha=1) -> Tensor:
+        return self._inplace(self.sub(other, alpha=alpha))
+
+    def mul_(self, other) -> Tensor:
+        return self._inplace(self.mul(other))
+
+    def div_(self, other, *, rounding_mode=None) -> Tensor:
+        return self._inplace(self.div(other, rounding_mode=rounding_mode))
+
+    def pow_(self, exponent) -> Tensor:
+        return self._inplace(self.pow(exponent))
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
+        return self._inplace(self.clamp(min, max))
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def fill_(self, value) -> Tensor:
+        v = value.item() if isinstance(value, TensorMethods) else value
+        return self._inplace(self._wrap(_xp(self).full(self.shape, v, dtype=self.dtype), device=self.device))
+
+    def copy_(self, src) -> Tensor:
+        s = src if isinstance(src, TensorMethods) else self._constant(np.asarray(src))
+        s = s.to(self.device)
+        return self._inplace(self._wrap(_xp(self).broadcast_to(s.data.astype(self.dtype), self.shape),
+                                        device=self.device))
+
+    def abs_(self) -> Tensor:
+        return self._inplace(self.abs())
+
+    def neg_(self) -> Tensor:
+        return self._inplace(-self)
+
+    def exp_(self) -> Tensor:
+        return self._inplace(self.exp())
+
+    def sqrt_(self) -> Tensor:
+        return self._inplace(self.sqrt())
+
+    def sigmoid_(self) -> Tensor:
+        return self._inplace(self.sigmoid())
+
+    def tanh_(self) -> Tensor:
+        return self._inplace(self.tanh())
+
+    def relu_(self) -> Tensor:
+        return self._inplace(self.relu())
+
+    def detach_(self) -> Tensor:
+        if self._ctx is not None:
+            raise RuntimeError("detach_() on a tensor made by an op is not supported; use detach()")
+        self.requires_grad = False
+        return self
 
     def __iter__(self):
         if self.ndim == 0:

@@ -6,7 +6,7 @@ by side with the math of each backward rule in a comment beside it.
 
 ==============  ===================================================================================
 elementwise.py  Add Sub Mul Div Pow PowScalar Maximum Minimum Where Copy Cast ToDevice Neg Exp Log
-                Sqrt Abs Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh Log1p Expm1
+                Sqrt Abs Sin Cos Tan Asin Acos Atan Atan2 Sinh Cosh Asinh Acosh Atanh Log1p Expm1 Erf
                 RoundedDiv Fmod Remainder Tri Dropout; ``unbroadcast`` (the backward of broadcasting)
 activation.py   Clamp Relu LeakyRelu Elu Sigmoid Tanh Gelu Softplus
 reduce.py       Sum Prod Max Min LogSumExp Softmax LogSoftmax CumSum CumProd
@@ -37,6 +37,7 @@ from .elementwise import (
     Asin,
     Asinh,
     Atan,
+    Atan2,
     Atanh,
     Cast,
     Copy,
@@ -44,6 +45,7 @@ from .elementwise import (
     Cosh,
     Div,
     Dropout,
+    Erf,
     Exp,
     Expm1,
     Fmod,
@@ -101,5 +103,5 @@ __all__ = [
     "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d",
     "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Cosh", "CumProd", "Einsum", "Fmod", "Gather",
     "IntegerDivisionByZero", "Prod", "Remainder", "Roll", "RoundedDiv", "Scatter", "ScatterReduce", "Sinh",
-    "Tan", "Tri", "along", "einsum", "legacy_empty",
+    "Tan", "Tri", "along", "einsum", "legacy_empty", "Atan2", "Erf",
 ]

@@ -523,3 +523,28 @@ class Tri(Function):
     def backward(self, g):
         # the kept entries pass their gradient, the zeroed ones get none
         return (g * self.mask,)
+
+
+class Atan2(_Binary):
+    def forward(self, a, b):
+        self._check(a, b)
+        self.a, self.b = a, b
+        return xp_of(a).arctan2(a, b)
+
+    def backward(self, g):
+        # d atan2(a, b)/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = g / (self.a * self.a + self.b * self.b)
+        return unbroadcast(r * self.b, self.a_shape), unbroadcast(-r * self.a, self.b_shape)
+
+
+class Erf(Function):
+    def forward(self, a):
+        from ..device import backend
+
+        self.a = a
+        return backend(self.device).erf(a).reshape(a.shape).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        # d erf(a)/da = 2 / sqrt(pi) e^(-a^2)
+        return (g * (2.0 / np.sqrt(np.pi)) * xp_of(g).exp(-self.a * self.a),)
