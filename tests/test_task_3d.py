@@ -13,13 +13,18 @@ import pytest
 import tinygrad_rad as tr
 from tinygrad_rad.checkpoint import load_checkpoint
 from tinygrad_rad.cli import main
-from tinygrad_rad.models import SmallCNN3D, register_model
+from tinygrad_rad.models import MODELS, SmallCNN3D, register_model
 from tinygrad_rad.tasks import TrainingInterrupted
 from tinygrad_rad.tasks import classify3d as C3
 
-# a small SmallCNN3D (same layout, narrow stages) so that the tests take seconds
-register_model("tinycnn3d", lambda in_channels=1, num_classes=2: SmallCNN3D(in_channels, num_classes,
-                                                                             widths=(4, 8, 8, 8)))
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model():
+    """A small SmallCNN3D (same layout, narrow stages) so that the tests take seconds; unregistered after."""
+    register_model("tinycnn3d", lambda in_channels=1, num_classes=2: SmallCNN3D(in_channels, num_classes,
+                                                                                 widths=(4, 8, 8, 8)))
+    yield "tinycnn3d"
+    MODELS.pop("tinycnn3d", None)
 
 
 def _volumes(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
