@@ -1,6 +1,7 @@
 """Applications on ONE shared training loop (:mod:`tinygrad_rad.tasks.loop`).
 
 * :mod:`~tinygrad_rad.tasks.classify` - MedMNIST 2D classification (``tinygrad-rad train``);
+* :mod:`~tinygrad_rad.tasks.classify3d` - MedMNIST 3D volumes (``tinygrad-rad train --data vesselmnist3d``);
 * :mod:`~tinygrad_rad.tasks.segment`  - binary U-Net segmentation (``tinygrad-rad segment ...``);
 * :mod:`~tinygrad_rad.tasks.detect`   - CenterNet nodule detection (``tinygrad-rad detect ...``).
 
