@@ -436,6 +436,32 @@ def test_fast_cpu_conv3d_plan():
         assert cpu_conv3d._plan3(xs, ws, *args, 8).wide  # TIER_CONVS cover the wide path
 
 
+@pytest.mark.parametrize("tier", ["reference", "cpu_plain", "cpu"])
+def test_ops_3d_on_every_cpu_tier(tier):
+    """set_backend(tier): the 3-D ops run that tier's kernels, with the same results and gradients."""
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((2, 4, 5, 4, 6)), rng.standard_normal((4, 2, 3, 2, 3))
+
+    def run():
+        tx, tw = tr.tensor(x, requires_grad=True), tr.tensor(w, requires_grad=True)
+        y = F.conv3d(tx, tw, stride=(1, 2, 1), padding=1, groups=2)
+        y = F.max_pool3d(y, 2, stride=1) + F.avg_pool3d(y, 3, stride=1, padding=1)[:, :, :4, :2, :5]
+        z = F.conv_transpose3d(y, tr.tensor(w[:, :2].copy()), stride=2)
+        z.sum().backward()
+        return z.numpy(), tx.grad.numpy(), tw.grad.numpy()
+
+    try:
+        tr.set_backend("reference")
+        want = run()
+        tr.set_backend(tier)
+        assert tr.get_backend() == tier
+        got = run()
+    finally:
+        tr.set_backend(None)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+
+
 # ------------------------------------------------------------------------------------ modules
 def test_modules_3d_against_torch():
     """nn layers: parameter shapes and names, and a small 3D CNN's output and gradients vs PyTorch."""
