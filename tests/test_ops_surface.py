@@ -1078,3 +1078,82 @@ def test_grad_mode_helpers():
 
     assert not f(x).requires_grad
     assert tr.as_tensor(x) is x and tr.as_tensor([1, 2]).dtype == tr.int64
+
+
+THIRD = {
+    "clamp_tensor_bounds": (lambda m: lambda x, lo, hi: m.clamp(x, lo, hi), [(2, 3), (3,), (2, 1)], {}),
+    "clamp_tensor_min": (lambda m: lambda x, lo: x.clamp(min=lo), [(2, 3), (2, 3)], {}),
+    "nansum_nanmean": (lambda m: lambda x: m.nansum(x, 1) + m.nanmean(x, 1), [(2, 3)], {}),
+    "aminmax": (lambda m: lambda x: tuple(m.aminmax(x, dim=1)), [(2, 3)], {}),
+    "addcmul_addcdiv": (
+        lambda m: lambda a, b, c: m.addcmul(a, b, c, value=0.5) + m.addcdiv(a, b, c + 3, value=2),
+        [(2, 3), (2, 3), (3,)],
+        {"positive": True},
+    ),
+    "baddbmm_addmv": (
+        lambda m: (
+            lambda c, a, b, v: m.baddbmm(c, a, b, beta=0.5, alpha=2).sum() + m.addmv(v, a[0], b[0, :, 0])
+        ),
+        [(2, 2, 4), (2, 2, 3), (2, 3, 4), (2,)],
+        {},
+    ),
+    "kron": (lambda m: lambda a, b: m.kron(a, b), [(2, 3), (2, 2)], {}),
+    "kron_1d_2d": (lambda m: lambda a, b: m.kron(a, b), [(3,), (2, 2)], {}),
+    "tensordot": (
+        lambda m: (
+            lambda a, b: m.tensordot(a, b, 1).sum(1) + m.tensordot(a, b.transpose(0, 1), ([1], [1])).sum(1)
+        ),
+        [(2, 3), (3, 4)],
+        {},
+    ),
+    "tensordot2": (lambda m: lambda a, b: m.tensordot(a, b, dims=2), [(2, 3, 4), (3, 4, 2)], {}),
+    "take": (lambda m: lambda x: m.take(x, m.tensor([[0, 5], [2, 2]])), [(2, 3)], {}),
+    "tensor_split": (
+        lambda m: lambda x: m.tensor_split(x, 3, dim=1) + m.tensor_split(x, [1, 4], dim=1),
+        [(2, 5)],
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(THIRD))
+def test_third_tier_ops(name):
+    fn, shapes, kw = THIRD[name]
+    check_op(*both(fn), shapes, **kw)
+
+
+@needs_torch
+def test_third_tier_no_grad_ops():
+    x = np.array([[-1.5, 0.0, 2.0], [np.nan, np.inf, -np.inf]])
+    b = np.array([1.0, 2.0, 4.0, 8.0])
+    v = np.array([[0.5, 2.0, 9.0], [4.0, 1.0, 8.0]])
+    for got, want in [
+        (
+            tr.tensor(x).heaviside(tr.tensor(0.5, dtype=tr.float64)),
+            torch.tensor(x).heaviside(torch.tensor(0.5, dtype=torch.float64)),
+        ),
+        (
+            tr.isin(tr.tensor([1, 2, 3]), tr.tensor([2, 5])),
+            torch.isin(torch.tensor([1, 2, 3]), torch.tensor([2, 5])),
+        ),
+        (tr.isposinf(tr.tensor(x)), torch.isposinf(torch.tensor(x))),
+        (tr.isneginf(tr.tensor(x)), torch.isneginf(torch.tensor(x))),
+        (tr.searchsorted(tr.tensor(b), tr.tensor(v)), torch.searchsorted(torch.tensor(b), torch.tensor(v))),
+        (
+            tr.searchsorted(tr.tensor(b), tr.tensor(v), right=True),
+            torch.searchsorted(torch.tensor(b), torch.tensor(v), right=True),
+        ),
+        (
+            tr.searchsorted(tr.tensor(np.stack([b, b * 2])), tr.tensor(v)),
+            torch.searchsorted(torch.tensor(np.stack([b, b * 2])), torch.tensor(v)),
+        ),
+        (tr.bucketize(tr.tensor(v), tr.tensor(b)), torch.bucketize(torch.tensor(v), torch.tensor(b))),
+        (
+            tr.bucketize(tr.tensor(v), tr.tensor(b), right=True),
+            torch.bucketize(torch.tensor(v), torch.tensor(b), right=True),
+        ),
+        (tr.tensor([0.5, 1.5, 2.5, -0.5]).round(), torch.tensor([0.5, 1.5, 2.5, -0.5]).round()),
+        (tr.tensor([1.2345, -2.5551]).round(decimals=2), torch.tensor([1.2345, -2.5551]).round(decimals=2)),
+        (tr.nansum(tr.tensor(x[:1])), torch.nansum(torch.tensor(x[:1]))),
+    ]:
+        same(got, want)

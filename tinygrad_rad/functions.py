@@ -602,3 +602,45 @@ def inference_mode(mode: bool = True):
     if callable(mode):  # @inference_mode without parentheses
         return no_grad()(mode)
     return no_grad() if mode else enable_grad()
+
+nansum = _method("nansum")
+nanmean = _method("nanmean")
+aminmax = _method("aminmax")
+addcmul = _method("addcmul")
+addcdiv = _method("addcdiv")
+baddbmm = _method("baddbmm")
+addmv = _method("addmv")
+kron = _method("kron")
+heaviside = _method("heaviside")
+isin = _method("isin")
+isposinf = _method("isposinf")
+isneginf = _method("isneginf")
+take = _method("take")
+tensor_split = _method("tensor_split")
+
+
+def searchsorted(sorted_sequence, input, *, right: bool = False, side: str | None = None) -> Tensor:  # noqa: A002
+    if not isinstance(input, Tensor):
+        input = Tensor(input)  # noqa: A001
+    return sorted_sequence.searchsorted(input, right=right, side=side)
+
+
+def bucketize(input, boundaries, *, right: bool = False) -> Tensor:  # noqa: A002
+    """The bucket of each element: ``boundaries[i-1] < x <= boundaries[i]`` (``right``: ``<=``, ``<``)."""
+    return boundaries.searchsorted(input, right=right)
+
+
+def tensordot(a, b, dims=2) -> Tensor:
+    """Contract the last ``dims`` dims of ``a`` with the first of ``b`` (or given dim lists), via einsum."""
+    if isinstance(dims, int):
+        da, db = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    else:
+        da, db = [list(d) if isinstance(d, (list, tuple)) else [d] for d in dims]
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    sa = list(letters[: a.ndim])
+    sb = list(letters[a.ndim : a.ndim + b.ndim])
+    for i, j in zip(da, db):
+        sb[j % b.ndim] = sa[i % a.ndim]
+    out = [c for i, c in enumerate(sa) if i not in [d % a.ndim for d in da]]
+    out += [c for j, c in enumerate(sb) if j not in [d % b.ndim for d in db]]
+    return ops.einsum("".join(sa) + "," + "".join(sb) + "->" + "".join(out), a, b)

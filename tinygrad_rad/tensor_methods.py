@@ -34,6 +34,7 @@ Sort = namedtuple("sort", ["values", "indices"])
 TopK = namedtuple("topk", ["values", "indices"])
 KthValue = namedtuple("kthvalue", ["values", "indices"])
 Median = namedtuple("median", ["values", "indices"])
+MinMax = namedtuple("aminmax", ["min", "max"])
 
 
 def _shape_arg(shape) -> tuple:
@@ -325,8 +326,9 @@ class TensorMethods:
     def ceil(self) -> Tensor:
         return self._wrap(_xp(self).ceil(self.data), device=self.device)
 
-    def round(self) -> Tensor:
-        return self._wrap(_xp(self).round(self.data), device=self.device)
+    def round(self, *, decimals: int = 0) -> Tensor:
+        """Round half to even (as PyTorch); no gradient."""
+        return self._wrap(_xp(self).round(self.data, decimals), device=self.device)
 
     def square(self) -> Tensor:
         return ops.PowScalar.apply(self, exponent=2.0)
@@ -338,8 +340,19 @@ class TensorMethods:
         return self._wrap(_xp(self).sign(self.data), device=self.device)
 
     def clamp(self, min=None, max=None) -> Tensor:
+        """Limit to [min, max]; the bounds may be numbers or tensors (which get the gradient where they
+        bind, as in PyTorch)."""
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        if isinstance(min, TensorMethods) or isinstance(max, TensorMethods):
+            out = self
+            if min is not None:
+                lo = self._other(min)
+                out = where(out < lo, lo, out)
+            if max is not None:
+                hi = self._other(max)
+                out = where(out > hi, hi, out)
+            return out
         return ops.Clamp.apply(self, min=min, max=max)
 
     clip = clamp
@@ -1406,6 +1419,97 @@ class TensorMethods:
         w = None if weights is None else weights.numpy()
         res = np.bincount(self.numpy(), weights=w, minlength=minlength)
         return self._constant(res if w is not None else res.astype(np.int64))
+
+    def nansum(self, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> Tensor:
+        """``sum`` with nan counted as 0."""
+        x = where(self.isnan(), 0.0, self) if is_floating(self.dtype) else self
+        return x.sum(dim, keepdim, dtype=dtype)
+
+    def nanmean(self, dim=None, keepdim: builtins.bool = False) -> Tensor:
+        """``mean`` of the non-nan elements."""
+        n = (~self.isnan()).sum(dim, keepdim).to(dtype=self.dtype)
+        return self.nansum(dim, keepdim) / n
+
+    def aminmax(self, *, dim=None, keepdim: builtins.bool = False):
+        return MinMax(self.amin(dim, keepdim), self.amax(dim, keepdim))
+
+    def addcmul(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """``self + value * tensor1 * tensor2``."""
+        return self + tensor1 * tensor2 * value
+
+    def addcdiv(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """``self + value * tensor1 / tensor2``."""
+        return self + tensor1 / tensor2 * value
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+        """``beta * self + alpha * (batch1 @ batch2)``."""
+        prod = batch1.bmm(batch2)
+        return (self if beta == 1 else self * beta) + (prod if alpha == 1 else prod * alpha)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1) -> Tensor:
+        prod = mat.mv(vec)
+        return (self if beta == 1 else self * beta) + (prod if alpha == 1 else prod * alpha)
+
+    def kron(self, other) -> Tensor:
+        """The Kronecker product: blocks ``self[i, j] * other`` (any matching number of dims)."""
+        nd = builtins.max(self.ndim, other.ndim)
+        a = self.reshape((1,) * (nd - self.ndim) + self.shape)
+        b = other.reshape((1,) * (nd - other.ndim) + other.shape)
+        ea = a.reshape(tuple(v for s in a.shape for v in (s, 1)))
+        eb = b.reshape(tuple(v for s in b.shape for v in (1, s)))
+        return (ea * eb).reshape(tuple(x * y for x, y in zip(a.shape, b.shape)))
+
+    def heaviside(self, values) -> Tensor:
+        """0 where self < 0, 1 where self > 0, ``values`` where self == 0 (no gradient)."""
+        v = values.data if isinstance(values, TensorMethods) else values
+        xp = _xp(self)
+        res = xp.where(self.data == 0, v, (self.data > 0).astype(self.dtype)).astype(self.dtype)
+        return self._wrap(res, device=self.device)
+
+    def isin(self, test_elements, *, invert: builtins.bool = False) -> Tensor:
+        t = test_elements.data if isinstance(test_elements, TensorMethods) else np.asarray(test_elements)
+        return self._wrap(_xp(self).isin(self.data, t, invert=invert), device=self.device)
+
+    def isposinf(self) -> Tensor:
+        return self == np.inf
+
+    def isneginf(self) -> Tensor:
+        return self == -np.inf
+
+    def take(self, index) -> Tensor:
+        """Elements of the flattened tensor at ``index`` (any shape; the result has index's shape)."""
+        idx = index if isinstance(index, TensorMethods) else self._constant(np.asarray(index))
+        return self.reshape(-1)[idx]
+
+    def tensor_split(self, indices_or_sections, dim: int = 0) -> tuple:
+        """NumPy's array_split: ``n`` nearly equal parts, or cuts at the given indices."""
+        d = _dims(dim, self.ndim)[0]
+        n = self.shape[d]
+        if isinstance(indices_or_sections, builtins.int):
+            k = indices_or_sections
+            if k <= 0:
+                raise ValueError(f"tensor_split: number of sections must be larger than 0, got {k}")
+            q, r = divmod(n, k)
+            cuts = np.cumsum([q + 1] * r + [q] * (k - r))[:-1].tolist()
+        else:
+            cuts = [builtins.int(c) for c in indices_or_sections]
+        bounds = [0] + cuts + [n]
+        return tuple(self[(slice(None),) * d + (slice(lo, builtins.max(lo, hi)),)]
+                     for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+    def searchsorted(self, values, *, right: builtins.bool = False, side: str | None = None) -> Tensor:
+        """Insertion indices of ``values`` into this sorted tensor (its last dim; no gradient)."""
+        side = side or ("right" if right else "left")
+        v = values.data if isinstance(values, TensorMethods) else np.asarray(values)
+        a = self.numpy()
+        vv = to_device(v, "cpu")
+        if a.ndim <= 1:
+            res = np.searchsorted(a, vv, side=side)
+        else:
+            flat_a, flat_v = a.reshape(-1, a.shape[-1]), vv.reshape(-1, vv.shape[-1])
+            rows = [np.searchsorted(r, q, side=side) for r, q in zip(flat_a, flat_v)]
+            res = np.stack(rows).reshape(vv.shape)
+        return self._constant(np.asarray(res, dtype=np.int64))
 
     # in place (tensors outside the graph: data preparation, initialisation, updates under no_grad)
     def add_(self, other, *, alpha=1) -> Tensor:
