@@ -1157,3 +1157,43 @@ def test_third_tier_no_grad_ops():
         (tr.nansum(tr.tensor(x[:1])), torch.nansum(torch.tensor(x[:1]))),
     ]:
         same(got, want)
+
+
+def test_random_creation_and_fills():
+    tr.manual_seed(0)
+    a = tr.normal(0.0, 2.0, size=(2000,))
+    assert a.dtype == tr.float32 and abs(a.mean().item()) < 0.2 and abs(a.std().item() - 2.0) < 0.2
+    m = tr.normal(tr.tensor([0.0, 100.0]), 1e-6)
+    assert m.shape == (2,) and abs(m[1].item() - 100.0) < 1e-3
+    b = tr.bernoulli(tr.full((2000,), 0.25))
+    assert set(b.unique().tolist()) <= {0.0, 1.0} and abs(b.mean().item() - 0.25) < 0.05
+    s = tr.multinomial(tr.tensor([[0.0, 1.0, 3.0], [1.0, 0.0, 0.0]]), 2, replacement=True)
+    assert s.shape == (2, 2) and s.dtype == tr.int64 and (s[1] == 0).all() and (s[0] > 0).all()
+    assert sorted(tr.multinomial(tr.tensor([1.0, 1.0, 1.0]), 3).tolist()) == [0, 1, 2]
+    with pytest.raises(ValueError, match="without replacement"):
+        tr.multinomial(tr.tensor([1.0, 0.0]), 2)
+    r = tr.randint_like(tr.zeros(3, 4, dtype=tr.int32), 5)
+    assert r.shape == (3, 4) and r.dtype == tr.int32 and 0 <= r.min().item() and r.max().item() < 5
+    x = tr.empty(1000)
+    assert x.uniform_(-1, 1) is x and -1 <= x.min().item() and x.max().item() < 1
+    assert abs(x.normal_(5.0, 0.1).mean().item() - 5.0) < 0.05
+    assert set(x.bernoulli_(0.5).unique().tolist()) == {0.0, 1.0}
+    assert x.random_(3).max().item() == 2
+    w = tr.zeros(4, requires_grad=True)
+    with tr.no_grad():
+        w.normal_()
+    assert w.requires_grad and w.abs().sum().item() > 0
+    tr.manual_seed(1)
+    u1 = tr.empty(3).uniform_().tolist()
+    tr.manual_seed(1)
+    assert tr.empty(3).uniform_().tolist() == u1  # seeded
+
+
+@needs_torch
+def test_logspace_like_pytorch():
+    same(tr.logspace(0, 2, 5), torch.logspace(0, 2, 5))
+    same(
+        tr.logspace(-1, 1, 3, base=2.0, dtype=tr.float64),
+        torch.logspace(-1, 1, 3, base=2.0, dtype=torch.float64),
+    )
+    same(tr.logspace(0, 2, 3, dtype=tr.int64), torch.logspace(0, 2, 3, dtype=torch.int64))

@@ -15,6 +15,7 @@ from . import cuda, ops, viz
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, trace
 from .creation import (
     arange,
+    bernoulli,
     empty,
     empty_like,
     eye,
@@ -22,11 +23,15 @@ from .creation import (
     full,
     full_like,
     linspace,
+    logspace,
+    multinomial,
+    normal,
     ones,
     ones_like,
     rand,
     rand_like,
     randint,
+    randint_like,
     randn,
     randn_like,
     randperm,
@@ -535,6 +540,11 @@ __all__ = [
     "searchsorted",
     "bucketize",
     "tensordot",
+    "logspace",
+    "randint_like",
+    "normal",
+    "bernoulli",
+    "multinomial",
 ]
 
 # NOTE: PyTorch's dtype names that shadow builtins (tinygrad_rad.int is int32, .float is float32, as

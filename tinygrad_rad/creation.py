@@ -144,3 +144,61 @@ def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -
 
 def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     return _like(randn, t, dtype, device, requires_grad)
+
+
+def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype=None, device=None,
+             requires_grad: bool = False) -> Tensor:
+    """``base ** linspace(start, end, steps)``."""
+    dt = _creation_dtype(dtype)
+    arr = np.logspace(start, end, steps, base=base)
+    return _new(arr.astype(dt) if dt.kind == "f" else np.trunc(arr).astype(dt), device, requires_grad)
+
+
+def randint_like(t: Tensor, low: int = 0, high: int | None = None, dtype=None, device=None) -> Tensor:
+    """``randint_like(x, 10)`` or ``randint_like(x, low, high)``: integers of x's shape (and dtype)."""
+    if high is None:
+        low, high = 0, low
+    arr = get_generator().integers(low, high, size=t.shape).astype(to_dtype(dtype or t.dtype))
+    return _new(arr, device or t.device, False)
+
+
+def normal(mean, std=1.0, size=None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Normal samples: ``normal(0.0, 1.0, size=(2, 3))``, or elementwise with tensor ``mean`` / ``std``."""
+    m = mean.numpy() if isinstance(mean, Tensor) else np.asarray(mean, dtype=np.float64)
+    s = std.numpy() if isinstance(std, Tensor) else np.asarray(std, dtype=np.float64)
+    shape = tuple(size) if size is not None else np.broadcast_shapes(m.shape, s.shape)
+    if builtins.bool((s < 0).any()):
+        raise ValueError(f"normal expects std >= 0.0, but found std {s.min()}")
+    like = mean if isinstance(mean, Tensor) else std if isinstance(std, Tensor) else None
+    dt = to_dtype(dtype) if dtype is not None else like.dtype if like is not None else DEFAULT_FLOAT
+    arr = (m + s * get_generator().standard_normal(shape)).astype(dt)
+    return _new(arr, device or (like.device if like is not None else None), requires_grad)
+
+
+def bernoulli(input: Tensor, p: float | None = None) -> Tensor:  # noqa: A002
+    """1 with probability ``input`` (or ``p``) elementwise, else 0; input's shape and dtype."""
+    probs = input.numpy() if p is None else np.full(input.shape, p)
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise ValueError("bernoulli: all elements of input must be between 0 and 1")
+    arr = (get_generator().random(input.shape) < probs).astype(input.dtype)
+    return _new(arr, input.device, False)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:  # noqa: A002
+    """``num_samples`` category indices per row drawn with probabilities proportional to ``input``."""
+    w = np.asarray(input.numpy(), dtype=np.float64)
+    rows = w.reshape(-1, w.shape[-1]) if w.ndim else None
+    if rows is None or w.ndim > 2:
+        raise ValueError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {input.shape}")
+    if (rows < 0).any() or not np.isfinite(rows).all():
+        raise ValueError("multinomial: probability tensor contains either inf, nan or element < 0")
+    rng, out = get_generator(), []
+    for r in rows:
+        if r.sum() <= 0:
+            raise ValueError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+        if not replacement and num_samples > np.count_nonzero(r):
+            raise ValueError(
+                "multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+        out.append(rng.choice(len(r), size=num_samples, replace=replacement, p=r / r.sum()))
+    res = np.stack(out).astype(np.int64)
+    return _new(res.reshape(w.shape[:-1] + (num_samples,)), input.device, False)

@@ -1543,6 +1543,34 @@ class TensorMethods:
         return self._inplace(self._wrap(_xp(self).broadcast_to(s.data.astype(self.dtype), self.shape),
                                         device=self.device))
 
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        """Fill with uniform samples from [a, b) (the global generator, ``manual_seed``)."""
+        from .random import get_generator
+
+        return self._fill_from(get_generator().uniform(a, b, size=self.shape))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        from .random import get_generator
+
+        return self._fill_from(mean + std * get_generator().standard_normal(self.shape))
+
+    def bernoulli_(self, p: float = 0.5) -> Tensor:
+        from .random import get_generator
+
+        return self._fill_from(get_generator().random(self.shape) < p)
+
+    def random_(self, low: int = 0, high: int | None = None) -> Tensor:
+        """Fill with integers from [low, high) (``random_(high)`` is [0, high))."""
+        from .random import get_generator
+
+        if high is None:
+            low, high = 0, low
+        return self._fill_from(get_generator().integers(low, high, size=self.shape))
+
+    def _fill_from(self, arr) -> Tensor:
+        arr = to_device(np.asarray(arr).astype(self.dtype), self.device)
+        return self._inplace(self._wrap(arr, device=self.device))
+
     def abs_(self) -> Tensor:
         return self._inplace(self.abs())
 
