@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit
 
-from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, _accumulate_gw, scratch
+from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, WGRAD_MIN_COLS, _accumulate_gw, scratch
 from .cpu_plain3d import (
     _direct_backward_input,
     _direct_backward_weight,
@@ -281,7 +282,7 @@ class _Plan3:
         return None if macs >= SPLIT_MIN_MACS and units > 1 else 1
 
 
-def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize, allow_wide=True):
+def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize, allow_wide=True, min_cols=0):
     n, c, o, cg, out = geometry3(x_shape, w_shape, stride, padding, dilation, groups)
     do, plane = out[0], out[1] * out[2]
     k = c * int(np.prod(w_shape[2:]))
@@ -295,6 +296,13 @@ def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize, allow_
     nz = max(1, min(do, CHUNK_BYTES // max(per_depth, 1)))
     if nz == do:  # whole volumes fit: several images per chunk
         nb = max(1, min(n, CHUNK_BYTES // max(per_depth * do, 1)))
+        # the weight gradient's GEMM reduces over the chunk's columns: at least min_cols of them (as 2-D)
+        nb = max(nb, min(n, -(-min_cols // (do * (hp * wp if wide else plane)))))
+        # NOTE: a multiple of the thread count of chunks, of equal size: one chunk for the whole batch would
+        # leave the other threads idle (run_parts splits the chunks, not the images)
+        threads = numba.get_num_threads()
+        count = threads * -(-n // (threads * nb))
+        nb = -(-n // count)
         items = tuple((n0, min(nb, n - n0), 0, do) for n0 in range(0, n, nb))
     else:
         items = tuple((b, 1, z0, min(nz, do - z0)) for b in range(n) for z0 in range(0, do, nz))
@@ -458,7 +466,8 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv3d: the sum over chunks of gy @ cols.T, fresh array of ``w_shape``."""
     gy = _prep(gy)
     x = _prep(x, gy.dtype)
-    q = _plan3(x.shape, tuple(w_shape), stride, padding, dilation, groups, gy.itemsize)
+    q = _plan3(x.shape, tuple(w_shape), stride, padding, dilation, groups, gy.itemsize,
+               min_cols=WGRAD_MIN_COLS)
     if gy.shape != (q.n, q.o, *q.out):
         raise ValueError(f"conv3d_backward_weight: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
     if _use_direct(q.groups, q.cg):
