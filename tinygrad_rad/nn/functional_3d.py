@@ -265,6 +265,11 @@ def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     if divisor_override is not None and int(divisor_override) == 0:
         raise ValueError("avg_pool3d: divisor must be not zero")
     spatial = tuple(input.shape[2:])
+    if any(spatial[i] + 2 * p[i] < k[i] for i in range(3)):
+        raise ValueError(
+            f"avg_pool3d: input image (T: {spatial[0]} H: {spatial[1]} W: {spatial[2]}) smaller than kernel "
+            f"size (kT: {k[0]} kH: {k[1]} kW: {k[2]})"
+        )
     extra = [_ceil_extra(spatial[i], k[i], s[i], p[i]) for i in range(3)] if ceil_mode else [0, 0, 0]
     if not any(extra) and divisor_override is None:
         out = ops.AvgPool3d.apply(input, kernel=k, stride=s, padding=p, count_include_pad=count_include_pad)
