@@ -1197,3 +1197,55 @@ def test_logspace_like_pytorch():
         torch.logspace(-1, 1, 3, base=2.0, dtype=torch.float64),
     )
     same(tr.logspace(0, 2, 3, dtype=tr.int64), torch.logspace(0, 2, 3, dtype=torch.int64))
+
+
+FOURTH = {
+    "logcumsumexp": (lambda m: lambda x: m.logcumsumexp(x, 1), [(2, 4)], {}),
+    "logcumsumexp_large": (lambda m: lambda x: (x * 300).logcumsumexp(0), [(5,)], {"gc_rtol": 1e-2}),
+    "quantile_scalar": (lambda m: lambda x: m.quantile(x, 0.3), [(3, 4)], {}),
+    "quantile_dim": (lambda m: lambda x: m.quantile(x, 0.75, dim=1, keepdim=True), [(3, 4)], {}),
+    "quantile_vector": (
+        lambda m: lambda x: m.quantile(x, m.tensor([0.1, 0.5, 1.0], dtype=x.dtype), dim=0),
+        [(4, 3)],
+        {},
+    ),
+    "quantile_vector_all": (
+        lambda m: lambda x: m.quantile(x, m.tensor([0.2, 0.9], dtype=x.dtype), keepdim=True),
+        [(2, 3)],
+        {},
+    ),
+    "block_diag": (lambda m: lambda a, b, c: m.block_diag(a, b, c), [(2, 3), (1, 1), (3,)], {}),
+    "cartesian_prod": (lambda m: lambda a, b: m.cartesian_prod(a, b), [(2,), (3,)], {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOURTH))
+def test_fourth_tier_ops(name):
+    fn, shapes, kw = FOURTH[name]
+    check_op(*both(fn), shapes, **kw)
+
+
+@needs_torch
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "nearest", "midpoint"])
+def test_quantile_interpolations_and_nan(interpolation):
+    a = rng.standard_normal((3, 6))
+    for q in (0.0, 0.25, 0.5, 0.9, 1.0):
+        same(
+            tr.tensor(a).quantile(q, dim=1, interpolation=interpolation),
+            torch.tensor(a).quantile(q, dim=1, interpolation=interpolation),
+        )
+    a[1, 2] = np.nan
+    same(tr.tensor(a).quantile(0.5, dim=1), torch.tensor(a).quantile(0.5, dim=1))
+
+
+@needs_torch
+def test_histc_shifts_logcumsumexp_edges():
+    a = rng.standard_normal(50).astype(np.float32)
+    same(tr.tensor(a).histc(bins=7), torch.tensor(a).histc(bins=7))
+    same(tr.histc(tr.tensor(a), bins=4, min=-1, max=1), torch.histc(torch.tensor(a), bins=4, min=-1, max=1))
+    i = np.array([1, 2, 8])
+    same(tr.tensor(i) << 2, torch.tensor(i) << 2)
+    same(tr.tensor(i) >> 1, torch.tensor(i) >> 1)
+    e = np.array([-np.inf, 0.0, 1000.0, -np.inf])
+    same(tr.tensor(e).logcumsumexp(0), torch.tensor(e).logcumsumexp(0))
+    same(tr.tensor(3.0).logcumsumexp(0), torch.tensor(3.0).logcumsumexp(0))

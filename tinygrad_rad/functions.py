@@ -644,3 +644,31 @@ def tensordot(a, b, dims=2) -> Tensor:
     out = [c for i, c in enumerate(sa) if i not in [d % a.ndim for d in da]]
     out += [c for j, c in enumerate(sb) if j not in [d % b.ndim for d in db]]
     return ops.einsum("".join(sa) + "," + "".join(sb) + "->" + "".join(out), a, b)
+logcumsumexp = _method("logcumsumexp")
+quantile = _method("quantile")
+histc = _method("histc")
+bitwise_left_shift = _method("bitwise_left_shift")
+bitwise_right_shift = _method("bitwise_right_shift")
+
+
+def block_diag(*tensors) -> Tensor:
+    """The block-diagonal matrix of the given matrices (0-d and 1-D inputs count as one row)."""
+    from .tensor import cat
+
+    mats = [x.reshape(1, -1) if x.ndim < 2 else x for x in tensors]
+    if builtins.any(m.ndim != 2 for m in mats):
+        raise ValueError("block_diag: Input tensors must have 2 or fewer dimensions")
+    width, left, rows = builtins.sum(m.shape[1] for m in mats), 0, []
+    for m in mats:
+        rows.append(m.pad((left, width - left - m.shape[1])))
+        left += m.shape[1]
+    return cat(rows, 0)
+
+
+def cartesian_prod(*tensors) -> Tensor:
+    """All combinations of the elements of the 1-D inputs, one per row (a single input comes back as is)."""
+    from .tensor import stack
+
+    if len(tensors) == 1:
+        return tensors[0]
+    return stack([g.reshape(-1) for g in meshgrid(*tensors, indexing="ij")], 1)

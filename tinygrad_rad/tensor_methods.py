@@ -1420,6 +1420,76 @@ class TensorMethods:
         res = np.bincount(self.numpy(), weights=w, minlength=minlength)
         return self._constant(res if w is not None else res.astype(np.int64))
 
+    def logcumsumexp(self, dim: int) -> Tensor:
+        """``log(cumsum(exp(x)))`` along ``dim``, computed without overflow."""
+        x = self._floated()
+        if x.ndim == 0:
+            return x._as_1d(dim).logcumsumexp(0).reshape(())
+        return ops.LogCumSumExp.apply(x, dim=_dims(dim, x.ndim)[0])
+
+    def quantile(self, q, dim: int | None = None, keepdim: builtins.bool = False, *,
+                 interpolation: str = "linear") -> Tensor:
+        """The ``q``-quantiles (a number or a 1-D tensor in [0, 1]) over ``dim`` (all elements when None),
+        interpolated between the sorted neighbours as PyTorch (``'linear' 'lower' 'higher' 'nearest'
+        'midpoint'``); a nan in the reduced elements gives nan. Differentiable (through sort)."""
+        if interpolation not in ("linear", "lower", "higher", "nearest", "midpoint"):
+            raise ValueError("quantile() interpolation must be one of linear, lower, higher, midpoint or "
+                             f"nearest. Got {interpolation}")
+        if not is_floating(self.dtype):
+            raise TypeError(f"quantile() input tensor must be either float or double dtype, got {self.dtype}")
+        qs = q.numpy() if isinstance(q, TensorMethods) else np.asarray(q, dtype=np.float64)
+        if qs.ndim > 1 or (qs.size and (qs.min() < 0 or qs.max() > 1)):
+            raise ValueError("quantile() q must be a scalar or 1D tensor with values in [0, 1]")
+        x = self.reshape(-1) if dim is None else self
+        d = 0 if dim is None else _dims(dim, x.ndim)[0] if x.ndim else 0
+        x = x.reshape(1) if x.ndim == 0 else x
+        n = x.shape[d]
+        v = x.sort(d).values
+        nan = x.isnan().any(d, keepdim=True)
+        outs = []
+        for qq in qs.reshape(-1).tolist():
+            pos = qq * (n - 1)
+            lo, hi = builtins.int(np.floor(pos)), builtins.int(np.ceil(pos))
+            if interpolation == "lower":
+                hi = lo
+            elif interpolation == "higher":
+                lo = hi
+            elif interpolation == "nearest":
+                lo = hi = builtins.int(np.round(pos))  # half to even, as PyTorch
+            t = 0.5 if interpolation == "midpoint" else pos - lo
+            a = v[(slice(None),) * d + (slice(lo, lo + 1),)]
+            b = v[(slice(None),) * d + (slice(hi, hi + 1),)]
+            r = a if lo == hi else a + (b - a) * t
+            outs.append(where(nan, np.nan, r))
+        out = cat(outs, d) if outs else v[(slice(None),) * d + (slice(0, 0),)]
+        if qs.ndim == 0:
+            if dim is None:
+                return out.reshape((1,) * self.ndim if keepdim else ())
+            return out if keepdim else out.squeeze(d)
+        out = out.movedim(d, 0)  # the q dim first, as PyTorch
+        if dim is None:
+            return out.reshape((len(qs),) + ((1,) * self.ndim if keepdim else ()))
+        return out.unsqueeze(d + 1) if keepdim else out
+
+    def histc(self, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:  # noqa: A002
+        """A histogram of ``bins`` equal bins over [min, max] (the data's range when min == max); no grad."""
+        a = self.numpy()
+        lo, hi = (builtins.float(min), builtins.float(max))
+        if lo == hi and a.size:
+            lo, hi = builtins.float(a.min()), builtins.float(a.max())
+        if lo == hi:
+            lo, hi = lo - 1, hi + 1
+        counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
+        return self._constant(counts.astype(self.dtype if is_floating(self.dtype) else DEFAULT_FLOAT))
+
+    def __lshift__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a << b)
+
+    def __rshift__(self, other) -> Tensor:
+        return self._cmp(other, lambda a, b: a >> b)
+
+    bitwise_left_shift, bitwise_right_shift = __lshift__, __rshift__
+
     def nansum(self, dim=None, keepdim: builtins.bool = False, *, dtype=None) -> Tensor:
         """``sum`` with nan counted as 0."""
         x = where(self.isnan(), 0.0, self) if is_floating(self.dtype) else self

@@ -9,7 +9,7 @@ elementwise.py  Add Sub Mul Div Pow PowScalar Maximum Minimum Where Copy Cast To
                 Sqrt Abs Sin Cos Tan Asin Acos Atan Atan2 Sinh Cosh Asinh Acosh Atanh Log1p Expm1 Erf
                 RoundedDiv Fmod Remainder Tri Dropout; ``unbroadcast`` (the backward of broadcasting)
 activation.py   Clamp Relu LeakyRelu Elu Sigmoid Tanh Gelu Softplus
-reduce.py       Sum Prod Max Min LogSumExp Softmax LogSoftmax CumSum CumProd
+reduce.py       Sum Prod Max Min LogSumExp Softmax LogSoftmax CumSum CumProd LogCumSumExp
 movement.py     Reshape Permute Expand GetItem Cat Pad Roll Gather Scatter ScatterReduce; ``getitem``
                 and ``pad`` (tensor-level helpers), ``along`` (the index of gather/scatter)
 matmul.py       MatMul Einsum; ``matmul`` (1-D operands as in NumPy/PyTorch), ``einsum`` (ellipsis,
@@ -91,7 +91,7 @@ from .movement import (
 )
 from .norm import BatchNormTrain, ChannelAffine
 from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
-from .reduce import CumProd, CumSum, LogSoftmax, LogSumExp, Max, Min, Prod, Softmax, Sum
+from .reduce import CumProd, CumSum, LogCumSumExp, LogSoftmax, LogSumExp, Max, Min, Prod, Softmax, Sum
 
 __all__ = [
     "Abs", "Add", "AvgPool2d", "BatchNormTrain", "Cast", "Cat", "ChannelAffine", "Clamp", "Conv2d",
@@ -103,5 +103,5 @@ __all__ = [
     "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d",
     "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Cosh", "CumProd", "Einsum", "Fmod", "Gather",
     "IntegerDivisionByZero", "Prod", "Remainder", "Roll", "RoundedDiv", "Scatter", "ScatterReduce", "Sinh",
-    "Tan", "Tri", "along", "einsum", "legacy_empty", "Atan2", "Erf",
+    "Tan", "Tri", "along", "einsum", "legacy_empty", "Atan2", "Erf", "LogCumSumExp",
 ]

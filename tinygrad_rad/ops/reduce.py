@@ -6,6 +6,8 @@ by how much each input element contributed.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
 from ..device import xp_of
 
@@ -173,3 +175,37 @@ class CumProd(Function):
         for j in range(n - 2, -1, -1):
             s[j] = gm[j] + a[j + 1] * s[j + 1]
         return (xp.moveaxis(_exclusive_cumprod(a, 0) * s, 0, d),)
+
+
+def _logcumsumexp(a, axis: int, reverse: bool = False):
+    """log(cumsum(exp(a))) along ``axis`` without overflow (``np.logaddexp.accumulate``)."""
+    xp = xp_of(a)
+    if reverse:
+        return xp.flip(_logcumsumexp(xp.flip(a, axis=axis), axis), axis=axis)
+    if xp is np:
+        return np.logaddexp.accumulate(a, axis=axis)
+    from ..device import to_device  # pragma: no cover - GPU only: the array library may lack accumulate
+
+    return xp.asarray(np.logaddexp.accumulate(to_device(a, "cpu"), axis=axis))
+
+
+class LogCumSumExp(Function):
+    def forward(self, a, dim):
+        self.a, self.dim = a, dim
+        with np.errstate(invalid="ignore"):
+            self.out = _logcumsumexp(a, dim) if a.size else a.copy()
+        return self.out
+
+    def backward(self, g):
+        # out_i = log sum_{j<=i} e^{a_j}  =>  da_j = sum_{i>=j} g_i e^{a_j - out_i}; computed in log space for
+        # the positive and the negative parts of g (a reversed logcumsumexp each), so nothing overflows
+        xp = xp_of(g)
+        if not g.size:
+            return (g,)
+        grad = xp.zeros_like(g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for sign in (1, -1):
+                part = sign * g
+                w = xp.where(part > 0, xp.log(xp.where(part > 0, part, 1)), -np.inf) - self.out
+                grad = grad + sign * xp.exp(_logcumsumexp(w, self.dim, reverse=True) + self.a)
+        return (grad,)
