@@ -1249,3 +1249,14 @@ def test_histc_shifts_logcumsumexp_edges():
     e = np.array([-np.inf, 0.0, 1000.0, -np.inf])
     same(tr.tensor(e).logcumsumexp(0), torch.tensor(e).logcumsumexp(0))
     same(tr.tensor(3.0).logcumsumexp(0), torch.tensor(3.0).logcumsumexp(0))
+
+
+def test_more_in_place_methods():
+    x = tr.zeros(2, 3)
+    x.masked_fill_(tr.tensor([[True, False, True], [False, False, False]]), 2.0).index_fill_(
+        0, tr.tensor([1]), -1.0
+    )
+    assert x.tolist() == [[2, 0, 2], [-1, -1, -1]]
+    x.index_add_(1, tr.tensor([0, 0]), tr.ones(2, 2)).index_copy_(0, tr.tensor([0]), tr.full((1, 3), 5.0))
+    assert x.tolist() == [[5, 5, 5], [1, -1, -1]]
+    assert x.clip_(0, 1).tolist() == [[1, 1, 1], [1, 0, 0]]

@@ -436,7 +436,7 @@ class TensorMethods:
         dim = _alias("sum", dim, axis)
         if self.ndim == 0 and dim is not None:
             return self._as_1d(dim).sum(0, dtype=dtype)
-        x = self if dtype is not None or self.dtype.kind == "f" else self.long()  # integers sum as int64
+        x = self if dtype is not None else self._accumulator()
         out = ops.Sum.apply(x, dim=_dims(dim, self.ndim), keepdim=keepdim)
         return out.to(dtype=dtype) if dtype is not None else out
 
@@ -483,14 +483,14 @@ class TensorMethods:
 
     def cumsum(self, dim: int, *, dtype=None) -> Tensor:
         """Running sum along ``dim``: ``out[i] = x[0] + ... + x[i]`` (integers and bools add up as int64)."""
-        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
+        x = self.to(dtype=dtype) if dtype is not None else self._accumulator()
         if x.ndim == 0:
             return x._as_1d(dim).cumsum(0).reshape(())
         return ops.CumSum.apply(x, dim=_dims(dim, x.ndim)[0])
 
     def cumprod(self, dim: int, *, dtype=None) -> Tensor:
         """Running product along ``dim``: ``out[i] = x[0] * ... * x[i]`` (gradient exact at zeros)."""
-        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
+        x = self.to(dtype=dtype) if dtype is not None else self._accumulator()
         if x.ndim == 0:
             return x._as_1d(dim).cumprod(0).reshape(())
         return ops.CumProd.apply(x, dim=_dims(dim, x.ndim)[0])
@@ -522,7 +522,7 @@ class TensorMethods:
     def prod(self, dim=None, keepdim: bool = False, *, dtype=None, axis=None) -> Tensor:
         """Product of all elements, or over one ``dim`` (gradient exact where elements are 0)."""
         dim = _alias("prod", dim, axis)
-        x = self.to(dtype=dtype) if dtype is not None else self if self.dtype.kind == "f" else self.long()
+        x = self.to(dtype=dtype) if dtype is not None else self._accumulator()
         if isinstance(dim, (tuple, list)):
             raise TypeError(f"prod() takes one int dim, got {dim!r}")
         if x.ndim == 0 and dim is not None:
@@ -1083,6 +1083,10 @@ class TensorMethods:
     def clamp_max(self, max) -> Tensor:  # noqa: A002
         return self.clamp(max=max)
 
+    def _accumulator(self) -> Tensor:
+        """Self for floats; integers and bools as int64 (what PyTorch's sum / prod / cumsum return)."""
+        return self if self.dtype.kind == "f" or self.dtype == np.int64 else self.long()
+
     def _floated(self) -> Tensor:
         return self if is_floating(self.dtype) else self.to(dtype=DEFAULT_FLOAT)
 
@@ -1599,6 +1603,20 @@ class TensorMethods:
 
     def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002
         return self._inplace(self.clamp(min, max))
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        return self._inplace(self.masked_fill(mask, value))
+
+    def index_fill_(self, dim: int, index, value) -> Tensor:
+        return self._inplace(self.index_fill(dim, index, value))
+
+    def index_add_(self, dim: int, index, source, *, alpha=1) -> Tensor:
+        return self._inplace(self.index_add(dim, index, source, alpha=alpha))
+
+    def index_copy_(self, dim: int, index, source) -> Tensor:
+        return self._inplace(self.index_copy(dim, index, source))
 
     def zero_(self) -> Tensor:
         return self.fill_(0)
