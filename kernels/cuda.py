@@ -59,6 +59,8 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
+    "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
+    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
     "log_softmax", "sum_rows", "synchronize",
 ]
 
@@ -261,8 +263,7 @@ def synchronize() -> None:
 # -------------------------------------------------------------------------------- 3-D (volumes, NCDHW)
 # conv3d_* / max_pool3d_* / avg_pool3d_*: the 2-D interface with one more axis (issue 13), in
 # cuda_conv3d.py (convs; pools from cuda_plain3d.py).
-# NOTE: imported last (that module does not import this one); not in __all__ yet (tests/test_kernel_tiers
-# checks __all__ against the 2-D interface; tests/test_ops_3d.py checks these signatures).
+# NOTE: imported last (that module does not import this one).
 from .cuda_conv3d import (  # noqa: E402, F401
     conv3d_backward_input,
     conv3d_backward_weight,

@@ -284,8 +284,7 @@ def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, ma
 
 # -------------------------------------------------------------------------------- 3-D (volumes, NCDHW)
 # conv3d_* / max_pool3d_* / avg_pool3d_*: the 2-D interface with one more axis (issue 13), in reference3d.py.
-# NOTE: imported last (that module does not import this one); not in __all__ yet (tests/test_kernel_tiers
-# checks __all__ against the 2-D interface; tests/test_ops_3d.py checks these signatures).
+# NOTE: imported last (that module does not import this one).
 from .reference3d import (  # noqa: E402, F401
     avg_pool3d_backward,
     avg_pool3d_forward,

@@ -5,8 +5,8 @@ One test id per (tier, function): ``test_tier[cuda_plain-conv2d_backward_weight]
 simulator (tests/conftest.py switches it on), on tiny shapes. Each case runs float32 and float64, checks
 forward outputs and backward results, and compares max-pool argmax arrays by the values they select
 (ties may pick different positions). ``test_interface`` checks that each tier exports exactly the
-interface with the reference's signatures; ``test_cuda_plain_kernels_compile_for_the_gpu`` compiles the
-plain CUDA kernels to PTX (what the simulator cannot check).
+interface (2-D and 3-D) with the reference's signatures; ``test_cuda_plain_kernels_compile_for_the_gpu``
+compiles the plain CUDA kernels to PTX (what the simulator cannot check).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tinygrad_rad.kernels import reference as R
+from tinygrad_rad.kernels import reference3d as R3
 
 TIERS = ["reference", "cpu_plain", "cpu", "cuda_plain", "cuda"]
 INTERFACE = [
@@ -30,6 +31,11 @@ INTERFACE = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
+]
+# the 3-D functions (reference in kernels/reference3d.py); their cases are tests/test_ops_3d.py's test_tier_3d
+INTERFACE_3D = [
+    "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
+    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
 ]
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=3e-4, atol=3e-4), np.float64: dict(rtol=1e-9, atol=1e-9)}
@@ -313,10 +319,12 @@ def test_every_interface_function_has_a_case():
 @pytest.mark.parametrize("tier", TIERS)
 def test_interface(tier):
     mod = _tier(tier)
-    assert sorted(getattr(mod, "__all__", INTERFACE)) == sorted(INTERFACE) or tier == "cuda"
-    for name in INTERFACE:
-        ours, ref = inspect.signature(getattr(mod, name)), inspect.signature(getattr(R, name))
-        assert list(ours.parameters) == list(ref.parameters), f"{tier}.{name}"
+    interface = INTERFACE + INTERFACE_3D
+    assert sorted(getattr(mod, "__all__", interface)) == sorted(interface) or tier == "cuda"
+    for names, ref_mod in ((INTERFACE, R), (INTERFACE_3D, R3)):
+        for name in names:
+            ours, ref = inspect.signature(getattr(mod, name)), inspect.signature(getattr(ref_mod, name))
+            assert list(ours.parameters) == list(ref.parameters), f"{tier}.{name}"
 
 
 @pytest.mark.parametrize("fn", INTERFACE)

@@ -13,8 +13,6 @@ interpolate on NCDHW volumes, and their kernels in every tier.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from oracle import HAS_TORCH, check_op, serial_kernels
+from test_kernel_tiers import INTERFACE_3D, TIERS, Dev, _close, _tier  # the tiers, as for the 2-D kernels
 from tinygrad_rad.kernels import reference3d as R3
 
 import tinygrad_rad as tr
@@ -31,13 +30,6 @@ from tinygrad_rad.nn import functional as F
 if HAS_TORCH:
     import torch
     import torch.nn.functional as TF
-
-TIERS = ["reference", "cpu_plain", "cpu", "cuda_plain", "cuda"]
-INTERFACE_3D = [
-    "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
-    "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
-]
-TOL = {np.float32: dict(rtol=3e-4, atol=3e-4), np.float64: dict(rtol=1e-9, atol=1e-9)}
 
 
 def _torch(fn):
@@ -288,41 +280,6 @@ def test_hypothesis_pool3d(cfg):
 
 
 # ------------------------------------------------------------------------------- kernel tiers
-def _tier(name):
-    if name.startswith("cuda"):
-        try:
-            ok = tr.cuda.is_available()
-        except Exception:
-            ok = False
-        if not ok:
-            pytest.skip("no CUDA device and no CUDA simulator (numba-cuda missing)")
-    return importlib.import_module(f"tinygrad_rad.kernels.{name}")
-
-
-class Dev:
-    """Test arrays to the tier's arrays (CuPy for CUDA tiers on a real GPU) and back."""
-
-    def __init__(self, tier: str):
-        self.cupy = None
-        if tier.startswith("cuda") and os.environ.get("NUMBA_ENABLE_CUDASIM", "0") != "1":
-            import cupy
-
-            self.cupy = cupy
-
-    def __call__(self, a):
-        return a if self.cupy is None else self.cupy.asarray(a)
-
-    def host(self, a):
-        return a if self.cupy is None else self.cupy.asnumpy(a)
-
-
-def _close(got, want, dtype, what):
-    got = np.asarray(got)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    np.testing.assert_allclose(got, want, err_msg=what, **TOL[dtype])
-
-
 # (x shape, w shape, stride, padding, dilation, groups): GEMM path, stride-2 col2vol path, grouped GEMMs,
 # depthwise (direct loops on the fast CPU tier), a kernel larger than some axes with padding
 TIER_CONVS = [
@@ -391,15 +348,6 @@ def test_tier_3d(tier, fn):
             _conv_case(mod, d, dtype, rng, fn, TIER_CONVS[:4] if tier.startswith("cuda") else TIER_CONVS)
         else:
             _pool_case(mod, d, dtype, rng, fn)
-
-
-@pytest.mark.parametrize("tier", TIERS)
-def test_tier_3d_interface(tier):
-    """Each tier has the 3-D functions with the reference's parameter names."""
-    mod = _tier(tier)
-    for name in INTERFACE_3D:
-        ours, ref = inspect.signature(getattr(mod, name)), inspect.signature(getattr(R3, name))
-        assert list(ours.parameters) == list(ref.parameters), f"{tier}.{name}"
 
 
 @pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
