@@ -240,3 +240,12 @@ def test_all_any_with_dim_and_keepdim_like_pytorch():
                 if HAS_TORCH:
                     want = getattr(torch.tensor(a), op)(dim, keepdim=keepdim).numpy()
                     np.testing.assert_array_equal(got, want)
+
+
+def test_mean_of_no_elements_is_nan_like_pytorch():
+    assert np.isnan(tr.zeros(0).mean().item())
+    assert np.isnan(tr.zeros(0, 3).mean(0).numpy()).all() and tr.zeros(0, 3).mean(0).shape == (3,)
+    assert tr.zeros(0, 3).mean(1).shape == (0,)
+    x = tr.zeros(0, 3, requires_grad=True)
+    x.mean().backward()
+    assert x.grad.shape == (0, 3)

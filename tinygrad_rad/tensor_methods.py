@@ -448,7 +448,8 @@ class TensorMethods:
             return self._as_1d(dim).mean(0)
         dims = _dims(dim, self.ndim)
         n = self.data.size if dims is None else int(np.prod([self.shape[d] for d in dims]))
-        return ops.Sum.apply(self, dim=dims, keepdim=keepdim) * (1.0 / builtins.max(n, 1))
+        # NOTE: the mean of no elements is nan (0 / 0), as in PyTorch and NumPy
+        return ops.Sum.apply(self, dim=dims, keepdim=keepdim) * (1.0 / n if n else float("nan"))
 
     def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
             correction=None, axis=None) -> Tensor:

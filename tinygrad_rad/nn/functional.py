@@ -14,7 +14,6 @@ from ..device import backend, xp_for
 from ..random import get_generator
 from ..tensor import Tensor, where
 from ..tensor import stack as _stack
-from ._new_ops import MaxUnpool2d
 from .argcheck import check_float, pair
 from .losses import (
     binary_cross_entropy,
@@ -444,7 +443,7 @@ def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, paddi
             f"max_unpool2d: Found an invalid max index: {bad} (output volumes are of size "
             f"{out_hw[0]}x{out_hw[1]})"
         )
-    return MaxUnpool2d.apply(input, indices=idx.astype(np.int64), out_hw=out_hw)
+    return ops.MaxUnpool2d.apply(input, indices=idx.astype(np.int64), out_hw=out_hw)
 
 
 def _avg_divisor_axis(n: int, k: int, s: int, p: int, n_out: int, count_include_pad: bool) -> np.ndarray:

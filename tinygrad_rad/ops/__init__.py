@@ -90,14 +90,15 @@ from .movement import (
     pad,
 )
 from .norm import BatchNormTrain, ChannelAffine
-from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d
+from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d, MaxUnpool2d
 from .reduce import CumProd, CumSum, LogCumSumExp, LogSoftmax, LogSumExp, Max, Min, Prod, Softmax, Sum
 
 __all__ = [
     "Abs", "Add", "AvgPool2d", "BatchNormTrain", "Cast", "Cat", "ChannelAffine", "Clamp", "Conv2d",
     "ConvTranspose2d", "Copy", "Cos", "CumSum", "Div", "Dropout", "Elu", "Exp", "Expand", "Expm1",
     "Gelu", "GetItem", "LeakyRelu", "Log", "Log1p", "LogSoftmax", "LogSumExp", "MatMul", "Max",
-    "MaxPool2d", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pad", "Permute", "Pow", "PowScalar", "Relu",
+    "MaxPool2d", "MaxUnpool2d", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pad", "Permute", "Pow",
+    "PowScalar", "Relu",
     "Reshape", "Sigmoid", "Sin", "Softmax", "SoftmaxCrossEntropy", "Softplus", "Sqrt", "Sub", "Sum",
     "Tanh", "ToDevice", "Where", "getitem", "matmul", "normalize_index", "pad", "unbroadcast",
     "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d",
