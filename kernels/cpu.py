@@ -34,12 +34,12 @@ from numba import njit, prange
 
 from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
 from .cpu_plain import (  # noqa: F401  (the plain kernels that are already the fast ones: see above)
-    _check4d,
-    _max_pool_fwd,
-    _pool_args,
     avg_pool2d_backward,
     avg_pool2d_forward,
+    check4d,
     max_pool2d_backward,
+    max_pool_fwd,
+    pool_args,
     relu_backward,
     relu_forward,
     softmax_cross_entropy_backward,
@@ -77,7 +77,7 @@ def erf(x):
 # ------------------------------------------------------------------------------------- max pool
 @njit(parallel=True, cache=True)
 def _max_pool_fwd_nopad(x, kh, kw, sh, sw, dh, dw, y, idx):
-    """Same as _max_pool_fwd when padding is 0: every window lies inside the image, no bounds checks."""
+    """Same as max_pool_fwd when padding is 0: every window lies inside the image, no bounds checks."""
     n, c = x.shape[0], x.shape[1]
     ho, wo = y.shape[2], y.shape[3]
     for t in prange(n * c):
@@ -116,7 +116,7 @@ def _max_pool_fwd_2x2(x, y, idx):
     """2x2 windows, stride 2, no padding (the common case) in two passes per plane: the max of each
     horizontal pair of every row, then the max of each vertical pair of those.
 
-    # NOTE: the generic loops (cpu_plain._max_pool_fwd) ran at ~0.5 GB/s here, slower than NumPy's four
+    # NOTE: the generic loops (cpu_plain.max_pool_fwd) ran at ~0.5 GB/s here, slower than NumPy's four
     # strided np.maximum calls: runtime-length tap loops with a branchy argmax do not vectorise. One pass
     # over each window with the four taps spelled out still ran over rows of only 7-14 windows; the
     # horizontal pass here runs over the whole plane at once when W is even (2x faster than that again:
@@ -160,7 +160,7 @@ def _is_2x2(kernel, stride, padding, dilation):
 @serialized
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     """Max over each window -> (y, idx); idx (int32) is the argmax's position inside its window."""
-    _check4d("max_pool2d", x)
+    check4d("max_pool2d", x)
     x = np.ascontiguousarray(x)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, wd = x.shape
@@ -172,7 +172,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     elif ph == pw == 0:
         _max_pool_fwd_nopad(x, kh, kw, sh, sw, dh, dw, y, idx)
     else:
-        _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
+        max_pool_fwd(x, *pool_args(kernel, stride, padding, dilation), y, idx)
     return y, idx
 
 

@@ -45,7 +45,7 @@ Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md)
 * 3x3 stride-1 convs with enough channels skip im2col altogether: all three passes go through Winograd
   F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
-  make many tiny GEMMs, so they use the plain tier's direct Numba loops instead (``cpu_plain._direct_*``).
+  make many tiny GEMMs, so they use the plain tier's direct Numba loops instead (``cpu_plain.direct_*``).
 
 Every function here takes and returns NCHW float32/float64 arrays and returns fresh arrays; only the
 scratch buffers are reused. The ground truth is ``kernels/reference.py``.
@@ -62,12 +62,12 @@ from numba import njit
 
 from . import cpu_winograd as wino
 from .cpu_plain import (  # the direct loops serve depthwise-like convs unchanged
-    _direct_backward_input,
-    _direct_backward_weight,
-    _direct_forward,
-    _geometry,
-    _prep,
-    _valid_range,
+    direct_backward_input,
+    direct_backward_weight,
+    direct_forward,
+    geometry,
+    prep,
+    valid_range,
 )
 from .threads import blas_threads, run_parts, serialized
 
@@ -120,7 +120,7 @@ def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, cols):
             for v in range(kw):
                 dst = cols[(ch * kh + u) * kw + v, b]
                 off = v * dw - pw
-                jlo, jhi = _valid_range(off, sw, wd, wo)
+                jlo, jhi = valid_range(off, sw, wd, wo)
                 for i in range(ho):
                     hi = i * sh - ph + u * dh
                     base = i * wo
@@ -149,7 +149,7 @@ def _col2im(gcols, n0, nb, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, gx):
             for v in range(kw):
                 src = gcols[(ch * kh + u) * kw + v, b]
                 off = v * dw - pw
-                jlo, jhi = _valid_range(off, sw, wd, wo)
+                jlo, jhi = valid_range(off, sw, wd, wo)
                 for i in range(ho):
                     hi = i * sh - ph + u * dh
                     if hi < 0 or hi >= h:
@@ -322,7 +322,7 @@ class _Plan:
 
 
 def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_cols=0):
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    n, c, h, wd, o, cg, kh, kw, ho, wo = geometry(x_shape, w_shape, stride, padding, dilation, groups)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     k = c * kh * kw
     if _use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
@@ -520,12 +520,12 @@ def _winograd_weight_part(gy, x, lo, hi, q):
 @serialized
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
-    x = _prep(x)
-    w = _prep(w, x.dtype)
+    x = prep(x)
+    w = prep(w, x.dtype)
     q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
     y = np.empty((q.n, q.o, q.ho, q.wo), dtype=x.dtype)
     if _use_direct(groups, q.cg):
-        _direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
+        direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
         return y
     if q.winograd:
         # NOTE: a small GEMM: on one BLAS thread, or OpenBLAS's woken worker keeps spinning through the
@@ -542,15 +542,15 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
 @serialized
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv2d (= a transposed convolution of ``gy``), NCHW, fresh array of ``x_shape``."""
-    gy = _prep(gy)
-    w = _prep(w, gy.dtype)
+    gy = prep(gy)
+    w = prep(w, gy.dtype)
     q = _plan(x_shape, w.shape, stride, padding, dilation, groups, gy.itemsize)
     if gy.shape != (q.n, q.o, q.ho, q.wo):
         raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, "
                          f"expected {(q.n, q.o, q.ho, q.wo)}")
     gx = np.empty((q.n, q.c, q.h, q.wd), dtype=gy.dtype)
     if _use_direct(groups, q.cg):
-        _direct_backward_input(gy, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gx)
+        direct_backward_input(gy, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gx)
         return gx
     qh, qw = q.dh * (q.kh - 1) - q.ph, q.dw * (q.kw - 1) - q.pw
     # the transposed conv has og inputs and cg outputs per group: Winograd if that is big enough
@@ -570,15 +570,15 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
 @serialized
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv2d: sum over images of gy[n] @ cols[n].T, fresh array of ``w_shape``."""
-    gy = _prep(gy)
-    x = _prep(x, gy.dtype)
+    gy = prep(gy)
+    x = prep(x, gy.dtype)
     q = _plan(x.shape, w_shape, stride, padding, dilation, groups, gy.itemsize, min_cols=WGRAD_MIN_COLS)
     if gy.shape != (q.n, q.o, q.ho, q.wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, "
                          f"expected {(q.n, q.o, q.ho, q.wo)}")
     if _use_direct(groups, q.cg):
         gw = np.empty(w_shape, dtype=gy.dtype)
-        _direct_backward_weight(gy, x, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gw)
+        direct_backward_weight(gy, x, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gw)
         return gw
     part = _winograd_weight_part if q.winograd else _backward_weight_part
     shares = run_parts(q.n, lambda lo, hi: part(gy, x, lo, hi, q), q.parts())

@@ -41,12 +41,12 @@ from numba import njit
 
 from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, WGRAD_MIN_COLS, _accumulate_gw, scratch
 from .cpu_plain3d import (
-    _direct_backward_input,
-    _direct_backward_weight,
-    _direct_forward,
-    _prep,
-    _valid,
+    direct_backward_input,
+    direct_backward_weight,
+    direct_forward,
     geometry3,
+    prep,
+    valid_range,
 )
 from .threads import run_parts, serialized
 
@@ -68,7 +68,7 @@ def _vol2col(x, n0, nb, z0, nz, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, 
                     for v in range(kw):
                         dst = cols[((ch * kd + a) * kh + u) * kw + v]
                         off = v * dw - pw
-                        jlo, jhi = _valid(off, sw, wd, wo)
+                        jlo, jhi = valid_range(off, sw, wd, wo)
                         for t in range(nz):
                             zi = (z0 + t) * sd - pd + a * dd
                             for i in range(ho):
@@ -99,7 +99,7 @@ def _col2vol(gcols, n0, nb, z0, nz, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, 
                     for v in range(kw):
                         src = gcols[((ch * kd + a) * kh + u) * kw + v]
                         off = v * dw - pw
-                        jlo, jhi = _valid(off, sw, wd, wo)
+                        jlo, jhi = valid_range(off, sw, wd, wo)
                         for t in range(nz):
                             zi = (z0 + t) * sd - pd + a * dd
                             if zi < 0 or zi >= dep:
@@ -415,12 +415,12 @@ def _flip_transpose3(w, groups):
 def conv3d_forward(x, w, stride, padding, dilation, groups):
     """y = conv3d(x, w) (no bias), NCDHW. Example: ``conv3d_forward(x, w, (1,) * 3, (1,) * 3, (1,) * 3, 1)``.
     """
-    x = _prep(x)
-    w = _prep(w, x.dtype)
+    x = prep(x)
+    w = prep(w, x.dtype)
     q = _plan3(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
     y = np.empty((q.n, q.o, *q.out), dtype=x.dtype)
     if _use_direct(q.groups, q.cg):
-        _direct_forward(x, w, *q.args, q.groups, y)
+        direct_forward(x, w, *q.args, q.groups, y)
         return y
     wm = w.reshape(q.o, q.kg)
     _run_items(q, lambda items: _forward_part(x, wm, y, items, q))
@@ -430,14 +430,14 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
 @serialized
 def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx of conv3d (= a transposed convolution of ``gy``), NCDHW, fresh array of ``x_shape``."""
-    gy = _prep(gy)
-    w = _prep(w, gy.dtype)
+    gy = prep(gy)
+    w = prep(w, gy.dtype)
     q = _plan3(tuple(x_shape), w.shape, stride, padding, dilation, groups, gy.itemsize, allow_wide=False)
     if gy.shape != (q.n, q.o, *q.out):
         raise ValueError(f"conv3d_backward_input: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
     if _use_direct(q.groups, q.cg):
         gx = np.empty(tuple(x_shape), dtype=gy.dtype)
-        _direct_backward_input(gy, w, *q.args, q.groups, gx)
+        direct_backward_input(gy, w, *q.args, q.groups, gx)
         return gx
     flipped_pad = tuple(d * (k - 1) - p for k, p, d in zip(q.kernel, padding, dilation))
     if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and q.og < 2 * q.cg:
@@ -464,15 +464,15 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
 @serialized
 def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw of conv3d: the sum over chunks of gy @ cols.T, fresh array of ``w_shape``."""
-    gy = _prep(gy)
-    x = _prep(x, gy.dtype)
+    gy = prep(gy)
+    x = prep(x, gy.dtype)
     q = _plan3(x.shape, tuple(w_shape), stride, padding, dilation, groups, gy.itemsize,
                min_cols=WGRAD_MIN_COLS)
     if gy.shape != (q.n, q.o, *q.out):
         raise ValueError(f"conv3d_backward_weight: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
     if _use_direct(q.groups, q.cg):
         gw = np.empty(tuple(w_shape), dtype=gy.dtype)
-        _direct_backward_weight(gy, x, *q.args, q.groups, gw)
+        direct_backward_weight(gy, x, *q.args, q.groups, gw)
         return gw
     shares = _run_items(q, lambda items: _backward_weight_part(gy, x, items, q))
     gw = shares[0]

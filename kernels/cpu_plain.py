@@ -130,7 +130,7 @@ def relu_backward(g, out):
 
 # ----------------------------------------------------------------------------------- convolution
 @njit(cache=True, inline="always")
-def _valid_range(off, stride, size, n_out):
+def valid_range(off, stride, size, n_out):
     """Output indices j in [lo, hi) whose input index j*stride + off lies inside [0, size)."""
     lo = 0 if off >= 0 else (-off + stride - 1) // stride
     hi = (size - off + stride - 1) // stride if size - off > 0 else 0
@@ -139,12 +139,12 @@ def _valid_range(off, stride, size, n_out):
     return lo, hi
 
 
-def _prep(a, dtype=None):
+def prep(a, dtype=None):
     a = np.ascontiguousarray(a)
     return a if dtype is None or a.dtype == dtype else a.astype(dtype)
 
 
-def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
+def geometry(x_shape, w_shape, stride, padding, dilation, groups):
     n, c, h, wd = x_shape
     o, cg, kh, kw = w_shape
     if c != cg * groups or o % groups:
@@ -163,7 +163,7 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
 # Direct loops: each output (forward), input pixel (backward-input) or weight tap (backward-weight) is a
 # sum computed in place; the valid j range of each row is computed once (no padding checks inside).
 @njit(parallel=True, cache=True)
-def _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y):
+def direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y):
     n, h, wd = x.shape[0], x.shape[2], x.shape[3]
     o, cg, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -179,7 +179,7 @@ def _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y):
                 for v in range(kw):
                     wv = w[oc, ci, u, v]
                     off = v * dw - pw
-                    jlo, jhi = _valid_range(off, sw, wd, wo)
+                    jlo, jhi = valid_range(off, sw, wd, wo)
                     for i in range(ho):
                         hi = i * sh - ph + u * dh
                         if hi < 0 or hi >= h:
@@ -191,7 +191,7 @@ def _direct_forward(x, w, sh, sw, ph, pw, dh, dw, groups, y):
 
 
 @njit(parallel=True, cache=True)
-def _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx):
+def direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx):
     n, c, h, wd = gx.shape
     o, cg, kh, kw = w.shape
     ho, wo = gy.shape[2], gy.shape[3]
@@ -207,7 +207,7 @@ def _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx):
                 for v in range(kw):
                     wv = w[oc, ci, u, v]
                     off = v * dw - pw
-                    jlo, jhi = _valid_range(off, sw, wd, wo)
+                    jlo, jhi = valid_range(off, sw, wd, wo)
                     for i in range(ho):
                         hi = i * sh - ph + u * dh
                         if hi < 0 or hi >= h:
@@ -219,7 +219,7 @@ def _direct_backward_input(gy, w, sh, sw, ph, pw, dh, dw, groups, gx):
 
 
 @njit(parallel=True, cache=True)
-def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
+def direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
     n, h, wd = x.shape[0], x.shape[2], x.shape[3]
     o, cg, kh, kw = gw.shape
     ho, wo = gy.shape[2], gy.shape[3]
@@ -230,7 +230,7 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
         for u in range(kh):
             for v in range(kw):
                 off = v * dw - pw
-                jlo, jhi = _valid_range(off, sw, wd, wo)
+                jlo, jhi = valid_range(off, sw, wd, wo)
                 acc = 0.0  # float64 accumulator: sums run over N*Ho*Wo terms
                 for b in range(n):
                     xi = x[b, g * cg + ci]
@@ -248,46 +248,46 @@ def _direct_backward_weight(gy, x, sh, sw, ph, pw, dh, dw, groups, gw):
 @serialized
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y[n, o, i, j] = sum_{c, u, v} w[o, c, u, v] xpad[n, g Cg + c, i s + u d, j s + v d], NCHW."""
-    x = _prep(x)
-    w = _prep(w, x.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    x = prep(x)
+    w = prep(w, x.dtype)
+    n, c, h, wd, o, cg, kh, kw, ho, wo = geometry(x.shape, w.shape, stride, padding, dilation, groups)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    _direct_forward(x, w, *stride, *padding, *dilation, groups, y)
+    direct_forward(x, w, *stride, *padding, *dilation, groups, y)
     return y
 
 
 @serialized
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx: every input pixel gathers gy * w over the outputs and taps that read it."""
-    gy = _prep(gy)
-    w = _prep(w, gy.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    gy = prep(gy)
+    w = prep(w, gy.dtype)
+    n, c, h, wd, o, cg, kh, kw, ho, wo = geometry(x_shape, w.shape, stride, padding, dilation, groups)
     if gy.shape != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
     gx = np.empty((n, c, h, wd), dtype=gy.dtype)
-    _direct_backward_input(gy, w, *stride, *padding, *dilation, groups, gx)
+    direct_backward_input(gy, w, *stride, *padding, *dilation, groups, gx)
     return gx
 
 
 @serialized
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw[o, c, u, v] = sum_{n, i, j} gy[n, o, i, j] xpad[n, g Cg + c, i s + u d, j s + v d]."""
-    gy = _prep(gy)
-    x = _prep(x, gy.dtype)
-    n, c, h, wd, o, cg, kh, kw, ho, wo = _geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    gy = prep(gy)
+    x = prep(x, gy.dtype)
+    n, c, h, wd, o, cg, kh, kw, ho, wo = geometry(x.shape, w_shape, stride, padding, dilation, groups)
     if gy.shape != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, expected {(n, o, ho, wo)}")
     gw = np.empty(tuple(w_shape), dtype=gy.dtype)
-    _direct_backward_weight(gy, x, *stride, *padding, *dilation, groups, gw)
+    direct_backward_weight(gy, x, *stride, *padding, *dilation, groups, gw)
     return gw
 
 
 # ------------------------------------------------------------------------------------- max pool
-def _pool_args(kernel, stride, padding, dilation=(1, 1)):
+def pool_args(kernel, stride, padding, dilation=(1, 1)):
     return (*kernel, *stride, *padding, *dilation)
 
 
-def _check4d(name, x):
+def check4d(name, x):
     if x.ndim != 4:
         raise ValueError(f"{name}: expected an NCHW array (4 dims), got shape {x.shape}")
 
@@ -296,7 +296,7 @@ def _check4d(name, x):
 # (row = x[b, c, i]): every view created in a parallel Numba loop does an atomic reference-count update on
 # the parent array, and with both cores hammering the same counter that made max-pool ~10x slower.
 @njit(parallel=True, cache=True)
-def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
+def max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):
     n, c, h, wd = x.shape
     ho, wo = y.shape[2], y.shape[3]
     for t in prange(n * c):
@@ -338,14 +338,14 @@ def _max_pool_bwd(gy, idx, kh, kw, sh, sw, ph, pw, dh, dw, gx):
 @serialized
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     """Max over each window -> (y, idx); idx (int32) is the argmax's position inside its window."""
-    _check4d("max_pool2d", x)
+    check4d("max_pool2d", x)
     x = np.ascontiguousarray(x)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, wd = x.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     idx = np.empty((n, c, ho, wo), dtype=np.int32)
-    _max_pool_fwd(x, *_pool_args(kernel, stride, padding, dilation), y, idx)
+    max_pool_fwd(x, *pool_args(kernel, stride, padding, dilation), y, idx)
     return y, idx
 
 
@@ -356,7 +356,7 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     gx = np.empty(x_shape, dtype=gy.dtype)
     # NOTE: a 2x2 version writing each cell once (gy or 0, no zeroing pass) measured 2x slower than this
     # zero-then-scatter loop: its stride-2 stores over rows of 7-14 windows do not vectorise (NOTES.md 6d)
-    _max_pool_bwd(gy, idx, *_pool_args(kernel, stride, padding, dilation), gx)
+    _max_pool_bwd(gy, idx, *pool_args(kernel, stride, padding, dilation), gx)
     return gx
 
 
@@ -400,7 +400,7 @@ def _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx):
 @serialized
 def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     """Mean over each window (padded zeros counted when ``count_include_pad``, as in PyTorch)."""
-    _check4d("avg_pool2d", x)
+    check4d("avg_pool2d", x)
     x = np.ascontiguousarray(x)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, wd = x.shape

@@ -24,9 +24,9 @@ __all__ = [
 
 
 @njit(cache=True, inline="always")
-def _valid(off, stride, size, n_out):
+def valid_range(off, stride, size, n_out):
     """Output indices j in [lo, hi) whose input index j*stride + off lies inside [0, size)
-    (``cpu_plain._valid_range``; not imported: cpu_plain.py re-exports this module)."""
+    (``cpu_plain.valid_range``; not imported: cpu_plain.py re-exports this module)."""
     lo = 0 if off >= 0 else (-off + stride - 1) // stride
     hi = (size - off + stride - 1) // stride if size - off > 0 else 0
     hi = min(hi, n_out)
@@ -34,7 +34,7 @@ def _valid(off, stride, size, n_out):
     return lo, hi
 
 
-def _prep(a, dtype=None):
+def prep(a, dtype=None):
     a = np.ascontiguousarray(a)
     return a if dtype is None or a.dtype == dtype else a.astype(dtype)
 
@@ -62,7 +62,7 @@ def _args(stride, padding, dilation):
 
 # ----------------------------------------------------------------------------------- convolution
 @njit(parallel=True, cache=True)
-def _direct_forward(x, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, y):
+def direct_forward(x, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, y):
     """y[b, oc] = sum over (ci, a, u, v) of w[oc, ci, a, u, v] times the shifted input volume."""
     n, dep, h, wd = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
     o, cg, kd, kh, kw = w.shape
@@ -80,7 +80,7 @@ def _direct_forward(x, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, y):
                     for v in range(kw):
                         wv = w[oc, ci, a, u, v]
                         off = v * dw - pw
-                        jlo, jhi = _valid(off, sw, wd, wo)
+                        jlo, jhi = valid_range(off, sw, wd, wo)
                         for z in range(do):
                             zi = z * sd - pd + a * dd
                             if zi < 0 or zi >= dep:
@@ -94,7 +94,7 @@ def _direct_forward(x, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, y):
 
 
 @njit(parallel=True, cache=True)
-def _direct_backward_input(gy, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gx):
+def direct_backward_input(gy, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gx):
     """gx[b, ch] = the sum of gy * w scattered back over every output and tap that read each voxel."""
     n, c, dep, h, wd = gx.shape
     o, cg, kd, kh, kw = w.shape
@@ -112,7 +112,7 @@ def _direct_backward_input(gy, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gx
                     for v in range(kw):
                         wv = w[oc, ci, a, u, v]
                         off = v * dw - pw
-                        jlo, jhi = _valid(off, sw, wd, wo)
+                        jlo, jhi = valid_range(off, sw, wd, wo)
                         for z in range(do):
                             zi = z * sd - pd + a * dd
                             if zi < 0 or zi >= dep:
@@ -126,7 +126,7 @@ def _direct_backward_input(gy, w, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gx
 
 
 @njit(parallel=True, cache=True)
-def _direct_backward_weight(gy, x, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gw):
+def direct_backward_weight(gy, x, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, gw):
     """gw[oc, ci, a, u, v] = sum over images and output voxels of gy times the input voxel it read."""
     n, dep, h, wd = x.shape[0], x.shape[2], x.shape[3], x.shape[4]
     o, cg, kd, kh, kw = gw.shape
@@ -139,7 +139,7 @@ def _direct_backward_weight(gy, x, sd, sh, sw, pd, ph, pw, dd, dh, dw, groups, g
             for u in range(kh):
                 for v in range(kw):
                     off = v * dw - pw
-                    jlo, jhi = _valid(off, sw, wd, wo)
+                    jlo, jhi = valid_range(off, sw, wd, wo)
                     acc = 0.0  # float64 accumulator: sums run over N*Do*Ho*Wo terms
                     for b in range(n):
                         xi = x[b, g * cg + ci]
@@ -162,24 +162,24 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     """y[n, o, z, i, j] = sum_{c, a, u, v} w[o, c, a, u, v] xpad[n, g Cg + c, z s + a d, i s + u d,
     j s + v d].
     """
-    x = _prep(x)
-    w = _prep(w, x.dtype)
+    x = prep(x)
+    w = prep(w, x.dtype)
     n, c, o, cg, out = geometry3(x.shape, w.shape, stride, padding, dilation, groups)
     y = np.empty((n, o, *out), dtype=x.dtype)
-    _direct_forward(x, w, *_args(stride, padding, dilation), int(groups), y)
+    direct_forward(x, w, *_args(stride, padding, dilation), int(groups), y)
     return y
 
 
 @serialized
 def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """dL/dx: every input voxel gathers gy * w over the outputs and taps that read it."""
-    gy = _prep(gy)
-    w = _prep(w, gy.dtype)
+    gy = prep(gy)
+    w = prep(w, gy.dtype)
     n, c, o, cg, out = geometry3(tuple(x_shape), w.shape, stride, padding, dilation, groups)
     if gy.shape != (n, o, *out):
         raise ValueError(f"conv3d_backward_input: gy has shape {gy.shape}, expected {(n, o, *out)}")
     gx = np.empty(tuple(x_shape), dtype=gy.dtype)
-    _direct_backward_input(gy, w, *_args(stride, padding, dilation), int(groups), gx)
+    direct_backward_input(gy, w, *_args(stride, padding, dilation), int(groups), gx)
     return gx
 
 
@@ -187,13 +187,13 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
 def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """dL/dw[o, c, a, u, v] = sum_{n, z, i, j} gy[n, o, z, i, j] xpad[n, g Cg + c, z s + a d, i s + u d,
     j s + v d]."""
-    gy = _prep(gy)
-    x = _prep(x, gy.dtype)
+    gy = prep(gy)
+    x = prep(x, gy.dtype)
     n, c, o, cg, out = geometry3(x.shape, tuple(w_shape), stride, padding, dilation, groups)
     if gy.shape != (n, o, *out):
         raise ValueError(f"conv3d_backward_weight: gy has shape {gy.shape}, expected {(n, o, *out)}")
     gw = np.empty(tuple(w_shape), dtype=gy.dtype)
-    _direct_backward_weight(gy, x, *_args(stride, padding, dilation), int(groups), gw)
+    direct_backward_weight(gy, x, *_args(stride, padding, dilation), int(groups), gw)
     return gw
 
 
