@@ -494,6 +494,83 @@ def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print) ->
     return {"recipe": {**TrainConfig().to_dict(), "tiny": tiny}, "runs": runs, "summary": agg}
 
 
+# ------------------------------------------------------------- float32 discontinuity flips
+def _pool_argmax(a: np.ndarray, k: int = 2):
+    """Per k x k window (stride k) of a (N, C, H, W): (argmax, max)."""
+    n, c, h, w = a.shape
+    a = a[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k)
+    a = a.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k)
+    return a.argmax(-1), a.max(-1)
+
+
+def _record_input(module, store: list) -> None:
+    """Make a tinygrad_rad module append a copy of its input array to ``store`` on every call."""
+    plain = module.forward
+
+    def forward(t):
+        store.append(t.numpy().copy())
+        return plain(t)
+
+    module.forward = forward
+
+
+def discontinuity_flips(model: str, split, batch_size: int = 128, n_batches: int = 4, seed: int = 0) -> dict:
+    """Where does float32 rounding cross a kink? For ``n_batches`` training batches at the initial
+    weights, count ReLU inputs whose sign differs between the float32 and the float64 forward, and
+    2x2 max-pool windows whose argmax differs (max > 0), in tinygrad_rad and in PyTorch. Each such
+    flip routes a gradient differently, so the first-step gradients below it differ by more than
+    rounding (both choices are valid subgradients at a tie)."""
+    import torch
+
+    import tinygrad_rad as tr
+    from tinygrad_rad import nn
+    from tinygrad_rad.tasks.classify import build
+
+    cfg, _ = recipe(n_batches, batch_size, len(split.images), "adam", None, seed)
+    counts = {fw: {"relu_sign_flips": 0, "maxpool_argmax_flips": 0} for fw in ("tinygrad_rad", "torch")}
+    sizes = {"relu_values": 0, "maxpool_windows": 0}
+    for x, _ in batches(split, cfg, n_batches):
+        acts = {}
+        for fw in ("tinygrad_rad", "torch"):
+            for dt in (np.float64, np.float32):
+                tr.manual_seed(seed)
+                ours = build(model, 1, 2)
+                rec = {"relu": [], "pool": []}
+                if fw == "tinygrad_rad":
+                    net = ours
+                    if dt == np.float64:
+                        net.double()
+                    for m in net.modules():
+                        if isinstance(m, (nn.ReLU, nn.MaxPool2d)):
+                            _record_input(m, rec["relu" if isinstance(m, nn.ReLU) else "pool"])
+                    net.train()
+                    net(tr.Tensor(x.astype(dt)))
+                else:
+                    net = torch_twin(model)
+                    copy_weights(ours, net)
+                    net.to(torch.float64 if dt == np.float64 else torch.float32)
+                    for m in net.modules():
+                        if isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d)):
+                            store = rec["relu" if isinstance(m, torch.nn.ReLU) else "pool"]
+                            m.register_forward_hook(lambda mod, i, o, r=store: r.append(i[0].numpy().copy()))
+                    net.train()
+                    with torch.no_grad():
+                        net(torch.from_numpy(x.astype(dt)))
+                acts[fw, dt] = rec
+        for fw in ("tinygrad_rad", "torch"):
+            a64, a32 = acts[fw, np.float64], acts[fw, np.float32]
+            counts[fw]["relu_sign_flips"] += sum(int(((u > 0) != (v > 0)).sum())
+                                                 for u, v in zip(a64["relu"], a32["relu"]))
+            for u, v in zip(a64["pool"], a32["pool"]):
+                i64, m64 = _pool_argmax(u)
+                i32, _ = _pool_argmax(v)
+                counts[fw]["maxpool_argmax_flips"] += int(((i64 != i32) & (m64 > 0)).sum())
+        sizes["relu_values"] += sum(int(u.size) for u in acts["torch", np.float64]["relu"])
+        sizes["maxpool_windows"] += sum(int(u.size) // 4 for u in acts["torch", np.float64]["pool"])
+    return {"model": model, "batches": n_batches, "batch_size": batch_size, **sizes, **counts,
+            "TGR_WINOGRAD": os.environ.get("TGR_WINOGRAD", "1")}
+
+
 # ------------------------------------------------------------------ validation-accuracy probe
 def _best_threshold(labels: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """(threshold, ACC) of the best threshold on P(positive) - an oracle on the split it is chosen on."""
@@ -683,6 +760,9 @@ def main(argv=None) -> int:
                          "ACC with BN in eval / batch / recomputed-statistics modes and the best threshold")
     ap.add_argument("--time-limit", type=float, default=170.0, help="--probe-val: stop after this many s")
     ap.add_argument("--no-augment", action="store_true", help="--probe-val: train without augmentation")
+    ap.add_argument("--flips", type=int, default=0, metavar="N",
+                    help="count float32 ReLU-sign / max-pool-argmax flips vs float64 on N batches (both "
+                         "frameworks) instead of training")
     ap.add_argument("--full-worker", choices=("tinygrad_rad", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -714,6 +794,14 @@ def main(argv=None) -> int:
         return 0
 
     models = MODEL_NAMES if args.model == "all" else (args.model,)
+    if args.flips:
+        split, data_name = load_split(args.data, seed=args.seed)
+        res = [discontinuity_flips(m, split, args.batch_size, args.flips, args.seed) for m in models]
+        print_table([{k: v if not isinstance(v, dict) else f"relu {v['relu_sign_flips']}, pool "
+                      f"{v['maxpool_argmax_flips']}" for k, v in r.items()} for r in res])
+        write_json(args.out if args.out != "parity_train" else "parity_flips",
+                   {"machine": info, "data": data_name, "runs": res}, **kw)
+        return 0
     opts = OPTIMIZERS if args.optimizer == "all" else (args.optimizer,)
     dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
     split, data_name = load_split(args.data, limit=256 if args.tiny else None, seed=args.seed)
