@@ -25,6 +25,13 @@ per parameter, and the final max difference per parameter / buffer tensor (table
     .venv/bin/python -m benchmarks.parity_train --full --seeds 0,1,2 # the default recipe end to end,
                                                                      # each framework in its own process
 
+``--flips N`` counts, on N batches at the initial weights, the float32 ReLU inputs whose sign and the
+2x2 max-pool windows whose argmax differ from float64, in both frameworks (where first-step float32
+gradients differ by more than rounding). ``--probe-val tinygrad_rad|torch [--no-augment]`` trains the
+default recipe a few epochs and scores validation ACC with BN running statistics (eval mode), batch
+statistics, and statistics recomputed on clean / augmented training batches, plus the best threshold
+(why validation ACC swings while AUC does not).
+
 ``--full`` trains the default recipe (``TrainConfig()``) in tinygrad_rad (``tasks.classify.fit``) and
 the same recipe in PyTorch (same data pipeline, model, initial weights, optimizer, schedule,
 best-validation-AUC checkpoint, one test evaluation) and reports test AUC / ACC per seed and mean +- std.

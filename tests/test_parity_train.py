@@ -78,3 +78,19 @@ def test_float32_training_stays_within_rounding(split, optimizer):
     assert r["loss_last"][1] < r["loss_first"][1]  # it trains
     assert r["loss_max_abs_diff"] < 1e-4, r["loss_rows"]
     assert r["final_param_max_abs_diff"] < 1e-2
+
+
+def test_script_writes_json(tmp_path):
+    import json
+    import subprocess
+
+    # NOTE: a subprocess, since the script configures the process's threads (kernels.configure_cpu)
+    p = subprocess.run([sys.executable, "-m", "benchmarks.parity_train", "--tiny", "--model", "smallcnn",
+                        "--optimizer", "sgd", "--dtype", "float64", "--threads", "1", "--results-dir",
+                        str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    d = json.loads((tmp_path / "parity_train.json").read_text())
+    assert d["complete"] and d["machine"]["cores"] >= 1
+    (run,) = d["runs"]
+    assert run["steps"] == 3 and run["loss_max_abs_diff"] < 1e-12
+    assert {t["tensor"] for t in run["tensors"]} >= {"fc.weight", "features.1.running_var"}
