@@ -55,7 +55,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(128, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_input(self, x)
         x = self.avgpool(self.features(x)).flatten(1)
         return self.fc(self.dropout(x))
 
@@ -63,9 +63,11 @@ class SmallCNN(nn.Module):
 SimpleCNN = SmallCNN
 
 
-def _check_input(model: nn.Module, x: Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{type(model).__name__}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+def check_input(model: nn.Module, x: Tensor, ndim: int = 4) -> None:
+    """Refuse an input that is not ``ndim``-D (4: images, 5: volumes) or has the wrong channel count."""
+    if x.ndim != ndim:
+        axes = "(N, C, H, W)" if ndim == 4 else "(N, C, D, H, W)"
+        raise ValueError(f"{type(model).__name__}: expected a {ndim}-D input {axes}, got shape {x.shape}")
     if x.shape[1] != model.in_channels:
         raise ValueError(
             f"{type(model).__name__}: built for in_channels={model.in_channels}, got input of shape {x.shape}"
@@ -73,27 +75,30 @@ def _check_input(model: nn.Module, x: Tensor) -> None:
 
 
 # ---------------------------------------------------------------------------------------- ResNet
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+# The layer types are class attributes: the 3-D twins (classification3d.py: BasicBlock3d, Bottleneck3d,
+# ResNet3D) are these classes with Conv3d / BatchNorm3d / MaxPool3d / AdaptiveAvgPool3d.
+def _conv3x3(conv: type, cin: int, cout: int, stride: int = 1) -> nn.Module:
+    return conv(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
-def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+def _conv1x1(conv: type, cin: int, cout: int, stride: int = 1) -> nn.Module:
+    return conv(cin, cout, 1, stride=stride, bias=False)
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with an identity (or 1x1-conv) shortcut: y = relu(bn2(conv2(relu(bn1(conv1 x)))) + x)."""
 
     expansion = 1
+    Conv, BatchNorm = nn.Conv2d, nn.BatchNorm2d
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None) -> None:
         super().__init__()
-        self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv1 = _conv3x3(self.Conv, inplanes, planes, stride)
+        self.bn1 = self.BatchNorm(planes)
         self.relu = nn.ReLU()
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(self.Conv, planes, planes)
+        self.bn2 = self.BatchNorm(planes)
         self.downsample = downsample
         self.stride = stride
 
@@ -108,16 +113,17 @@ class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (with the stride, as in torchvision's ResNet v1.5), 1x1 expand by 4, plus shortcut."""
 
     expansion = 4
+    Conv, BatchNorm = nn.Conv2d, nn.BatchNorm2d
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None) -> None:
         super().__init__()
-        self.conv1 = _conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.conv1 = _conv1x1(self.Conv, inplanes, planes)
+        self.bn1 = self.BatchNorm(planes)
+        self.conv2 = _conv3x3(self.Conv, planes, planes, stride)
+        self.bn2 = self.BatchNorm(planes)
+        self.conv3 = _conv1x1(self.Conv, planes, planes * self.expansion)
+        self.bn3 = self.BatchNorm(planes * self.expansion)
         self.relu = nn.ReLU()
         self.downsample = downsample
         self.stride = stride
@@ -135,33 +141,37 @@ class ResNet(nn.Module):
 
     ``variant="imagenet"``: 7x7 stride-2 stem + 3x3 stride-2 max-pool (for ~224 px inputs).
     ``variant="28"``: MedMNIST's form for 28x28 inputs: 3x3 stride-1 stem and no max-pool
-    (``maxpool`` is an ``Identity``, so the state_dict keys are unchanged).
+    (``maxpool`` is an ``Identity``, so the state_dict keys are unchanged). ``width`` is the stem
+    width (torchvision: 64; the stages use width, 2x, 4x, 8x).
     """
 
+    Conv, BatchNorm, MaxPool, AdaptiveAvgPool = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d
+    input_ndim = 4
+
     def __init__(self, block: type, layers: list, in_channels: int = 3, num_classes: int = 1000,
-                 variant: str = "imagenet", zero_init_residual: bool = False) -> None:
+                 variant: str = "imagenet", zero_init_residual: bool = False, width: int = 64) -> None:
         super().__init__()
         if variant not in ("imagenet", "28"):
-            raise ValueError(f"ResNet: variant must be 'imagenet' or '28', got {variant!r}")
+            raise ValueError(f"{type(self).__name__}: variant must be 'imagenet' or '28', got {variant!r}")
         self.in_channels, self.num_classes, self.variant = in_channels, num_classes, variant
-        self.inplanes = 64
+        self.inplanes = width
         if variant == "imagenet":
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            self.conv1 = self.Conv(in_channels, width, 7, stride=2, padding=3, bias=False)
         else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = self.Conv(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = self.BatchNorm(width)
         self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if variant == "imagenet" else nn.Identity()
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.maxpool = self.MaxPool(3, stride=2, padding=1) if variant == "imagenet" else nn.Identity()
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+        self.avgpool = self.AdaptiveAvgPool((1,) * (self.input_ndim - 2))
+        self.fc = nn.Linear(8 * width * block.expansion, num_classes)
         for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, self.Conv):
                 init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, self.BatchNorm):
                 init.ones_(m.weight)
                 init.zeros_(m.bias)
         if zero_init_residual:
@@ -175,8 +185,8 @@ class ResNet(nn.Module):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
-                _conv1x1(self.inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
+                _conv1x1(self.Conv, self.inplanes, planes * block.expansion, stride),
+                self.BatchNorm(planes * block.expansion),
             )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
@@ -184,8 +194,8 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """The last conv feature map (N, 512 * expansion, h, w) — Grad-CAM's target layer is ``layer4``."""
-        _check_input(self, x)
+        """The last conv feature map (N, 8 * width * expansion, h, w) — Grad-CAM's target is ``layer4``."""
+        check_input(self, x, self.input_ndim)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
@@ -260,7 +270,7 @@ class VGG(nn.Module):
                 init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(self, x)
+        check_input(self, x)
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
