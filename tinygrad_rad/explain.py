@@ -55,8 +55,13 @@ def _is_pool(m) -> bool:
     return "pool" in type(m).__name__.lower()
 
 
-def find_target_layer(model, x: Tensor) -> str:
-    """Name of the last module whose output is a (N, K, h, w) feature map with h, w > 1, skipping pooling.
+def _what(ndim: int) -> str:
+    return "Grad-CAM" if ndim == 4 else "3D Grad-CAM"
+
+
+def find_target_layer(model, x: Tensor, ndim: int = 4) -> str:
+    """Name of the last module whose output is a (N, K, h, w) feature map with h, w > 1, skipping pooling
+    (``ndim=5``: a (N, K, d, h, w) map of a 3-D model).
 
     That is the output of the last conv block (e.g. ``layer4`` of a ResNet, the last conv+BN+ReLU of
     SmallCNN). A container whose output is a pooling layer's output is skipped too.
@@ -67,19 +72,73 @@ def find_target_layer(model, x: Tensor) -> str:
     pooled = {id(out) for _, m, out in rec if _is_pool(m)}
     best = None
     for name, m, out in rec:
-        if (isinstance(out, Tensor) and out.ndim == 4 and out.shape[2] > 1 and out.shape[3] > 1
+        if (isinstance(out, Tensor) and out.ndim == ndim and min(out.shape[2:]) > 1
                 and not _is_pool(m) and id(out) not in pooled):
             best = name
     if best is None:
-        raise ValueError(f"Grad-CAM: {type(model).__name__} has no module with a 4-D feature-map output of "
-                         "spatial size > 1; name one with target_layer=")
+        raise ValueError(f"{_what(ndim)}: {type(model).__name__} has no module with a {ndim}-D feature-map "
+                         "output of spatial size > 1; name one with target_layer=")
     return best
 
 
-def _normalise(maps: np.ndarray) -> np.ndarray:
-    """Scale each map of (N, H, W) to [0, 1] by its own max (all-zero maps stay zero)."""
-    m = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, 1, 1)
+def normalise_maps(maps: np.ndarray) -> np.ndarray:
+    """Scale each map of (N, H, W) (or (N, D, H, W)) to [0, 1] by its own max (all-zero maps stay zero)."""
+    m = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
     return np.where(m > 0, maps / np.where(m > 0, m, 1.0), 0.0)
+
+
+def class_gradients(model, xa: np.ndarray, device: str, target=None, target_layer: str | None = None,
+                    ndim: int = 4):
+    """The steps Grad-CAM and saliency share, for images (``ndim=4``) or volumes (5): in eval mode, with
+    the parameters' ``requires_grad`` off (restored after), one forward catching the target layer's
+    output ``A`` and one backward of ``sum_n y_{n, c_n}``.
+
+    Returns ``(A, dy/dA, dy/dx, logits, target)`` as float64 arrays (logits as the model gave them,
+    target int64 (N,)).
+    """
+    what = _what(ndim)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:  # only input / activation gradients are needed
+        p.requires_grad = False
+    try:
+        probe = Tensor(xa, device=device)
+        name = target_layer or find_target_layer(model, probe, ndim)
+        layer = dict(model.named_modules()).get(name)
+        if layer is None:
+            raise ValueError(f"{what}: {type(model).__name__} has no module named {name!r}")
+        xt = Tensor(xa, requires_grad=True, device=device)
+        with capture_outputs({name: layer}) as rec:
+            logits = model(xt)
+        if ndim == 5 and (not rec or not isinstance(rec[-1][2], Tensor) or rec[-1][2].ndim != 5):
+            raise ValueError(f"{what}: layer {name!r} gave no (N, K, d, h, w) output in the forward pass")
+        if not rec:
+            raise ValueError(f"{what}: layer {name!r} did not run in the forward pass")
+        feats = rec[-1][2]
+        if not isinstance(feats, Tensor) or feats.ndim != ndim:
+            raise ValueError(f"{what}: layer {name!r} output is not a (N, K, h, w) tensor")
+        feats.retain_grad()
+        lg = logits.numpy()
+        n, k = lg.shape
+        if target is None:
+            tgt = lg.argmax(axis=1)
+        else:
+            tgt = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
+            if (tgt < 0).any() or (tgt >= k).any():
+                raise ValueError(f"{what}: target class {tgt} out of range for {k} outputs")
+        onehot = np.zeros((n, k), dtype=lg.dtype)
+        onehot[np.arange(n), tgt] = 1.0
+        # score = sum_n y_{n, c_n}: images are independent in eval mode, so one backward serves the batch
+        (logits * Tensor(onehot, device=device)).sum().backward()
+        return (feats.numpy().astype(np.float64), feats.grad.numpy().astype(np.float64),
+                xt.grad.numpy().astype(np.float64), lg, tgt)
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad = f
+        if was_training:
+            model.train()
 
 
 def grad_cam(model, x, target=None, target_layer: str | None = None):
@@ -93,55 +152,16 @@ def grad_cam(model, x, target=None, target_layer: str | None = None):
     """
     xa = x.numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
     device = x.device if isinstance(x, Tensor) else "cpu"
-    was_training = getattr(model, "training", False)
-    model.eval()
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:  # only input / activation gradients are needed
-        p.requires_grad = False
-    try:
-        probe = Tensor(xa, device=device)
-        name = target_layer or find_target_layer(model, probe)
-        layer = dict(model.named_modules()).get(name)
-        if layer is None:
-            raise ValueError(f"Grad-CAM: {type(model).__name__} has no module named {name!r}")
-        xt = Tensor(xa, requires_grad=True, device=device)
-        with capture_outputs({name: layer}) as rec:
-            logits = model(xt)
-        if not rec:
-            raise ValueError(f"Grad-CAM: layer {name!r} did not run in the forward pass")
-        feats = rec[-1][2]
-        if not isinstance(feats, Tensor) or feats.ndim != 4:
-            raise ValueError(f"Grad-CAM: layer {name!r} output is not a (N, K, h, w) tensor")
-        feats.retain_grad()
-        lg = logits.numpy()
-        n, k = lg.shape
-        if target is None:
-            tgt = lg.argmax(axis=1)
-        else:
-            tgt = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
-            if (tgt < 0).any() or (tgt >= k).any():
-                raise ValueError(f"Grad-CAM: target class {tgt} out of range for {k} outputs")
-        onehot = np.zeros((n, k), dtype=lg.dtype)
-        onehot[np.arange(n), tgt] = 1.0
-        # score = sum_n y_{n, c_n}: images are independent in eval mode, so one backward serves the batch
-        (logits * Tensor(onehot, device=device)).sum().backward()
-        a = feats.numpy().astype(np.float64)
-        g = feats.grad.numpy().astype(np.float64)
-        # alpha_k = spatial mean of dy/dA_k; cam = relu(sum_k alpha_k A_k)
-        cam = np.maximum((g.mean(axis=(2, 3), keepdims=True) * a).sum(axis=1), 0.0)
-        h, w = xa.shape[2], xa.shape[3]
-        if cam.shape[1:] != (h, w):
-            up = F.interpolate(Tensor(cam[:, None].astype(np.float32)), size=(h, w), mode="bilinear",
-                               align_corners=False)
-            cam = up.numpy()[:, 0].astype(np.float64)
-        sal = np.abs(xt.grad.numpy().astype(np.float64)).max(axis=1)
-        return _normalise(np.maximum(cam, 0.0)), _normalise(sal), lg, tgt
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad = f
-        if was_training:
-            model.train()
+    a, g, gx, lg, tgt = class_gradients(model, xa, device, target, target_layer)
+    # alpha_k = spatial mean of dy/dA_k; cam = relu(sum_k alpha_k A_k)
+    cam = np.maximum((g.mean(axis=(2, 3), keepdims=True) * a).sum(axis=1), 0.0)
+    h, w = xa.shape[2], xa.shape[3]
+    if cam.shape[1:] != (h, w):
+        up = F.interpolate(Tensor(cam[:, None].astype(np.float32)), size=(h, w), mode="bilinear",
+                           align_corners=False)
+        cam = up.numpy()[:, 0].astype(np.float64)
+    sal = np.abs(gx).max(axis=1)
+    return normalise_maps(np.maximum(cam, 0.0)), normalise_maps(sal), lg, tgt
 
 
 def saliency(model, x, target=None) -> np.ndarray:

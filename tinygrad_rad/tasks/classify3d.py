@@ -36,7 +36,7 @@ from ..checkpoint import config_from_checkpoint, load_checkpoint
 from ..data.medmnist import FLAGS_3D, SIZES_3D, get_info
 from ..data.transforms import ct_window
 from ..data.transforms3d import RandomFlip3d
-from ..explain import capture_outputs
+from ..explain import class_gradients, find_target_layer, normalise_maps
 from ..metrics import classification_report
 from ..tensor import Tensor
 from ..utils import ConfigDictMixin, default_data_dir, json_safe, write_json
@@ -462,31 +462,10 @@ def predict_files(checkpoint, paths: Iterable, device: str = "cpu", window=None)
     return results
 
 
-def _is_pool(m) -> bool:
-    return "pool" in type(m).__name__.lower()
-
-
 def find_target_layer3d(model, x: Tensor) -> str:
     """Name of the last module whose output is a (N, K, d, h, w) feature map with d, h, w > 1 that is
     not a pooling output (``features`` of SmallCNN3D, ``layer4`` of ResNet3D)."""
-    mods = {n: m for n, m in model.named_modules() if n}
-    with no_grad(), capture_outputs(mods) as rec:
-        model(x[:1] if len(x) > 1 else x)
-    pooled = {id(out) for _, m, out in rec if _is_pool(m)}
-    best = None
-    for name, m, out in rec:
-        if (isinstance(out, Tensor) and out.ndim == 5 and min(out.shape[2:]) > 1 and not _is_pool(m)
-                and id(out) not in pooled):
-            best = name
-    if best is None:
-        raise ValueError(f"3D Grad-CAM: {type(model).__name__} has no module with a 5-D feature-map output "
-                         "of spatial size > 1; name one with target_layer=")
-    return best
-
-
-def _normalise(maps: np.ndarray) -> np.ndarray:
-    m = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
-    return np.where(m > 0, maps / np.where(m > 0, m, 1.0), 0.0)
+    return find_target_layer(model, x, ndim=5)
 
 
 def grad_cam3d(model, x, target=None, target_layer: str | None = None):
@@ -502,48 +481,11 @@ def grad_cam3d(model, x, target=None, target_layer: str | None = None):
     device = x.device if isinstance(x, Tensor) else "cpu"
     if xa.ndim != 5:
         raise ValueError(f"3D Grad-CAM: expected input (N, C, D, H, W), got shape {xa.shape}")
-    was_training = getattr(model, "training", False)
-    model.eval()
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:  # only activation and input gradients are needed
-        p.requires_grad = False
-    try:
-        name = target_layer or find_target_layer3d(model, Tensor(xa, device=device))
-        layer = dict(model.named_modules()).get(name)
-        if layer is None:
-            raise ValueError(f"3D Grad-CAM: {type(model).__name__} has no module named {name!r}")
-        xt = Tensor(xa, requires_grad=True, device=device)
-        with capture_outputs({name: layer}) as rec:
-            logits = model(xt)
-        if not rec or not isinstance(rec[-1][2], Tensor) or rec[-1][2].ndim != 5:
-            raise ValueError(f"3D Grad-CAM: layer {name!r} gave no (N, K, d, h, w) output in the forward "
-                             "pass")
-        feats = rec[-1][2]
-        feats.retain_grad()
-        lg = logits.numpy()
-        n, k = lg.shape
-        if target is None:
-            tgt = lg.argmax(axis=1)
-        else:
-            tgt = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
-        if (tgt < 0).any() or (tgt >= k).any():
-            raise ValueError(f"3D Grad-CAM: target class {tgt} out of range for {k} outputs")
-        onehot = np.zeros((n, k), dtype=lg.dtype)
-        onehot[np.arange(n), tgt] = 1.0
-        # score = sum_n y_{n, c_n}: eval mode keeps the volumes independent, so one backward serves the batch
-        (logits * Tensor(onehot, device=device)).sum().backward()
-        a = feats.numpy().astype(np.float64)
-        g = feats.grad.numpy().astype(np.float64)
-        cam = np.maximum((g.mean(axis=(2, 3, 4), keepdims=True) * a).sum(axis=1), 0.0)
-        cam = np.maximum(resize_volume(cam, xa.shape[2:]).astype(np.float64), 0.0)
-        sal = np.abs(xt.grad.numpy().astype(np.float64)).max(axis=1)
-        return _normalise(cam), _normalise(sal), lg, tgt
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad = f
-        if was_training:
-            model.train()
+    a, g, gx, lg, tgt = class_gradients(model, xa, device, target, target_layer, ndim=5)
+    cam = np.maximum((g.mean(axis=(2, 3, 4), keepdims=True) * a).sum(axis=1), 0.0)
+    cam = np.maximum(resize_volume(cam, xa.shape[2:]).astype(np.float64), 0.0)
+    sal = np.abs(gx).max(axis=1)
+    return normalise_maps(cam), normalise_maps(sal), lg, tgt
 
 
 def _jet(t: np.ndarray) -> np.ndarray:
