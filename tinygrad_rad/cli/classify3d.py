@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..autograd import detect_anomaly
 from ..tasks import classify3d as C3
+from ..tasks.loop import LAST_NAME
 from ..utils import default_data_dir
 from .common import CLIError, given, resume_keep
 
@@ -37,7 +38,7 @@ def _resume_dir(resume) -> Path:
 def wants_3d_train(args) -> bool:
     """``train`` on a 3D flag, or ``train --resume OUT`` of a 3D run."""
     if getattr(args, "resume", None):
-        return C3.is_3d_checkpoint(_resume_dir(args.resume) / C3.LAST_NAME)
+        return C3.is_3d_checkpoint(_resume_dir(args.resume) / LAST_NAME)
     return C3.is_3d_dataset(getattr(args, "dataset", None))
 
 

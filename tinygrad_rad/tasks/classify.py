@@ -40,7 +40,7 @@ from ..metrics import classification_report
 from ..nn import functional as F
 from ..tensor import Tensor
 from ..utils import ConfigDictMixin, default_data_dir, json_safe
-from .loop import BEST_NAME, LAST_NAME, Task, TrainingInterrupted, train
+from .loop import Task, TrainingInterrupted, resolve_checkpoint, train
 
 __all__ = ["TrainConfig", "ClassifyTask", "fit", "evaluate", "predict", "predict_logits", "probabilities",
            "preprocess", "load_dataset", "load_trained", "load_image_for_model", "lr_factor",
@@ -483,9 +483,7 @@ def load_trained(path: str | os.PathLike, device: str = "cpu"):
         >>> meta["label_names"]
         ['normal', 'pneumonia']
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / BEST_NAME if (path / BEST_NAME).is_file() else path / LAST_NAME
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     head = load_checkpoint(str(path))

@@ -33,9 +33,11 @@ import tinygrad_rad as tr
 from .. import models, plots
 from ..autograd import no_grad
 from ..checkpoint import config_from_checkpoint, load_checkpoint
+from ..data import DataLoader
 from ..data.medmnist import FLAGS_3D, SIZES_3D, get_info
 from ..data.transforms import ct_window
 from ..data.transforms3d import RandomFlip3d
+from ..data.volumes import read_volume
 from ..explain import class_gradients, find_target_layer, normalise_maps
 from ..metrics import classification_report
 from ..tensor import Tensor
@@ -44,6 +46,7 @@ from .classify import (
     ClassifyTask,
     Split,
     _limit,
+    build,
     is_multilabel,
     load_dataset,
     loss_fn,
@@ -51,7 +54,7 @@ from .classify import (
     make_scheduler,
     probabilities,
 )
-from .loop import BEST_NAME, LAST_NAME, TrainingInterrupted, train
+from .loop import TrainingInterrupted, resolve_checkpoint, train
 
 __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "predict_logits",
            "preprocess3d", "load_trained", "is_3d_checkpoint", "is_3d_dataset", "load_volume_for_model",
@@ -116,11 +119,11 @@ def check_config(cfg: Classify3DConfig) -> None:
     if int(cfg.size) not in SIZES_3D:
         raise ValueError(f"{cfg.dataset}: MedMNIST 3D volumes come in sizes {', '.join(map(str, SIZES_3D))}, "
                          f"got size {cfg.size}")
-    known = sorted(k for k in getattr(models, "MODELS_3D", {}) if k != "unet3d")
+    known = sorted(k for k in models.MODELS_3D if k != "unet3d")
     name = cfg.model.lower()
     if name not in models.MODELS:
         raise ValueError(f"unknown model {cfg.model!r}; 3D models: {', '.join(known)}")
-    if name not in getattr(models, "MODELS_3D", {}) and not name.endswith("3d"):  # NOTE: "...3d": a 3-D model
+    if name not in models.MODELS_3D and not name.endswith("3d"):  # NOTE: "...3d": a 3-D model
         raise ValueError(f"model {cfg.model!r} is a 2D model; 3D volumes need one of {', '.join(known)}")
 
 
@@ -167,20 +170,10 @@ class VolumeSet:
 
 
 def make_loader(split: Split, cfg: Classify3DConfig, flip_axes: tuple):
-    from ..data import DataLoader
-
     n = len(split.images)
     return DataLoader(VolumeSet(split, flip_axes, augment=cfg.augment), batch_size=cfg.batch_size,
                       shuffle=True, drop_last=(n % cfg.batch_size == 1), seed=cfg.seed, prefetch=2,
                       device=cfg.device)
-
-
-def build(name: str, in_channels: int, num_classes: int, device: str = "cpu"):
-    """A 3-D classifier from :data:`tinygrad_rad.models.MODELS` (``smallcnn3d``, ``resnet18_3d``, ...)."""
-    model = models.build_model(name, in_channels=in_channels, num_classes=num_classes)
-    if device != "cpu" and hasattr(model, "to"):
-        model = model.to(device)
-    return model
 
 
 # ------------------------------------------------------------------------------- eval / predict
@@ -308,17 +301,10 @@ def fit(config: Classify3DConfig, resume: bool = False, callbacks: Iterable[Call
 
 
 # ------------------------------------------------------------------------------------ checkpoints
-def _resolve(path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / BEST_NAME if (path / BEST_NAME).is_file() else path / LAST_NAME
-    return path
-
-
 def is_3d_checkpoint(path) -> bool:
     """True when ``path`` (a checkpoint or a run folder) holds a 3D classification run; False for
     anything else, a missing or unreadable file included (the 2D commands then say what is wrong)."""
-    path = _resolve(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         return False
     try:
@@ -331,7 +317,7 @@ def is_3d_checkpoint(path) -> bool:
 def load_trained(path: str | os.PathLike, device: str = "cpu"):
     """Rebuild the model of a 3D training checkpoint (or run folder) -> ``(model in eval mode, meta)``;
     ``meta``: ``config``, ``task``, ``label_names``, ``num_classes``, ``size``, ``epoch``, ``path``."""
-    path = _resolve(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     head = load_checkpoint(str(path))
@@ -391,8 +377,6 @@ def load_volume_for_model(path, size: int = 28, window=None) -> np.ndarray:
     name or ``(center, width)`` in HU; default: min-max between the 0.5 and 99.5 percentiles) and resized
     to ``size``^3 with area averaging (linear when it grows), then stored as uint8 like the training data.
     """
-    from ..data.volumes import read_volume
-
     vol = read_volume(path)
     a = np.asarray(vol.array, dtype=np.float32)
     if a.ndim != 3 or min(a.shape) < 2:

@@ -57,10 +57,18 @@ from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoin
 from ..utils import ProgressBar, atomic_write_text, clean_stale_tmp, json_safe, write_json
 
 __all__ = ["Task", "train", "TrainingInterrupted", "NonFiniteLoss", "SigintGuard", "write_history_csv",
-           "stderr_log", "LAST_NAME", "BEST_NAME"]
+           "stderr_log", "LAST_NAME", "BEST_NAME", "resolve_checkpoint"]
 
 LAST_NAME = "last.safetensors"
 BEST_NAME = "best.safetensors"
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file as given, or a run folder's best checkpoint (its last one when there is no best)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_NAME if (path / BEST_NAME).is_file() else path / LAST_NAME
+    return path
 # config fields a resumed run takes from the caller, not from the checkpoint (they do not change results)
 RUNTIME_FIELDS = ("device", "num_threads", "progress", "plots", "out")
 
