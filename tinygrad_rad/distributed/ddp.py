@@ -36,7 +36,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..autograd import is_grad_enabled
+from ..autograd import is_grad_enabled, toposort
+from ..device import xp_for, xp_of
 from ..nn import Module
 from ..tensor import Tensor
 from .process_group import DistributedError, ProcessGroup, group
@@ -180,8 +181,6 @@ class _Reducer:
 
 def _make_buckets(params: list, cap_mb: float, first_mb: float) -> list:
     """Reverse registration order, split by (device, dtype) and by size (first bucket smaller)."""
-    from ..device import xp_for
-
     buckets, open_ = [], {}
     for p in reversed(params):
         key = (p.device, p.dtype.str)
@@ -267,8 +266,6 @@ class DistributedDataParallel(Module):
         return self.module(*args, **kwargs)
 
     def _unused(self, out) -> list:
-        from ..autograd import toposort
-
         roots = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, Tensor)]
         seen = set()
         for r in roots:
@@ -278,8 +275,6 @@ class DistributedDataParallel(Module):
 
     def _broadcast(self, tensors: list, what: str) -> None:
         """Rank 0's values into every rank's tensors: one coalesced broadcast per (device, dtype)."""
-        from ..device import xp_of
-
         groups: dict = {}
         for t in tensors:
             groups.setdefault((t.device, t.dtype.str), []).append(t)

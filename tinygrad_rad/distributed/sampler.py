@@ -33,7 +33,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..data import DataLoader
-from .process_group import DistributedError, ProcessGroup, get_rank, get_world_size, group
+from ..random import get_generator
+from .process_group import (
+    DistributedError,
+    ProcessGroup,
+    broadcast_object_list,
+    get_rank,
+    get_world_size,
+    group,
+)
 
 __all__ = ["DistributedSampler", "DistributedDataLoader", "shard_loader"]
 
@@ -107,13 +115,9 @@ def _shared_seed(seed: int | None, pg: ProcessGroup | None) -> int:
     """``seed``, or one drawn on rank 0 and broadcast (every rank must shuffle alike)."""
     if seed is not None:
         return int(seed)
-    from ..random import get_generator
-
     drawn = int(get_generator().integers(0, 2**62))
     if pg is None or pg.world_size == 1:
         return drawn
-    from .process_group import broadcast_object_list
-
     box = [drawn]
     broadcast_object_list(box, 0, pg)
     return int(box[0])

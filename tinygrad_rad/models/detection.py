@@ -23,6 +23,8 @@ import numpy as np
 
 from .. import nn
 from ..boxes import as_boxes, local_maxima, nms
+from ..device import xp_for
+from ..nn.functional import centernet_focal_loss
 from ..tensor import Tensor, cat
 from .unet import DoubleConv, UNetEncoderMixin
 
@@ -103,9 +105,6 @@ def centernet_loss(
 ) -> tuple[Tensor, dict]:
     """Total CenterNet loss: focal(heat) + size_weight * L1(size) + offset_weight * L1(offset), the L1
     terms averaged over object centres (``mask`` = 1 there). Returns (loss, {part: float})."""
-    from ..device import xp_for
-    from ..nn.functional import centernet_focal_loss
-
     def const(a, like):
         a = a.numpy() if isinstance(a, Tensor) else np.asarray(a)
         return Tensor._wrap(xp_for(like.device).asarray(a.astype(like.dtype)), device=like.device)
