@@ -18,6 +18,18 @@ __all__ = ["Conv1d", "Conv2d", "ConvTranspose2d"]
 
 
 class _ConvNd(Module):
+    def _make_parameters(self, bias: bool, dtype, device, transposed: bool = False) -> None:
+        """``weight`` (C_out, C_in/groups, *kernel) - transposed: (C_in, C_out/groups, *kernel) -, ``bias``
+        (C_out,) or None, then PyTorch's initialisation."""
+        o, i = self.out_channels, self.in_channels
+        wshape = (i, o // self.groups) if transposed else (o, i // self.groups)
+        self.weight = new_parameter(wshape + self.kernel_size, dtype, device)
+        if bias:
+            self.bias = new_parameter((self.out_channels,), dtype, device)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
@@ -64,13 +76,7 @@ class Conv2d(_ConvNd):
         self.dilation = pair(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         self.padding_mode = padding_mode
-        wshape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = new_parameter(wshape, dtype, device)
-        if bias:
-            self.bias = new_parameter((self.out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._make_parameters(bias, dtype, device)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -106,13 +112,7 @@ class Conv1d(_ConvNd):
         self.dilation = _single(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else _single(padding, "padding")
         self.padding_mode = padding_mode
-        wshape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = new_parameter(wshape, dtype, device)
-        if bias:
-            self.bias = new_parameter((self.out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._make_parameters(bias, dtype, device)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -141,13 +141,7 @@ class ConvTranspose2d(_ConvNd):
         self.dilation = pair(dilation, "dilation")
         self.padding, self.output_padding = pair(padding, "padding"), pair(output_padding, "output_padding")
         self.padding_mode = padding_mode
-        wshape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        self.weight = new_parameter(wshape, dtype, device)
-        if bias:
-            self.bias = new_parameter((self.out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._make_parameters(bias, dtype, device, transposed=True)
 
     def forward(self, input: Tensor, output_size=None) -> Tensor:
         output_padding = self.output_padding

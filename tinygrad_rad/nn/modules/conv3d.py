@@ -11,7 +11,6 @@ from ...tensor import Tensor
 from .. import functional as F
 from ..functional_3d import triple
 from .conv import _ConvNd
-from .module import new_parameter
 
 __all__ = ["Conv3d", "ConvTranspose3d"]
 
@@ -57,13 +56,7 @@ class Conv3d(_ConvNd):
         else:
             self.padding = triple(padding, "padding", "Conv3d")
         self.padding_mode = padding_mode
-        wshape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = new_parameter(wshape, dtype, device)
-        if bias:
-            self.bias = new_parameter((self.out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._make_parameters(bias, dtype, device)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -90,13 +83,7 @@ class ConvTranspose3d(_ConvNd):
         self.padding = triple(padding, "padding", name)
         self.output_padding = triple(output_padding, "output_padding", name)
         self.padding_mode = padding_mode
-        wshape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        self.weight = new_parameter(wshape, dtype, device)
-        if bias:
-            self.bias = new_parameter((self.out_channels,), dtype, device)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._make_parameters(bias, dtype, device, transposed=True)
 
     def forward(self, input: Tensor, output_size=None) -> Tensor:
         output_padding = self.output_padding
