@@ -58,13 +58,6 @@ def finite_float(s: str) -> float:
     return v
 
 
-def positive_float(s: str) -> float:
-    v = finite_float(s)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
-    return v
-
-
 def add_data_dir(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--data-dir", default=None,
                    help=help or "data folder (default: $TINYGRAD_RAD_DATA, else ../shared/data when present, "

@@ -301,10 +301,6 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_ep: int):
     return optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, steps_per_ep))
 
 
-def current_lr(optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
 # ------------------------------------------------------------------------------- eval / predict
 def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """Model outputs (N, K) for uint8 images (N, H, W[, C]) in eval mode, without a graph."""
