@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .reference import _avg_divisor, _check_ce, out_size
+from .reference import avg_divisor, check_ce, out_size
 from .threads import serialized
 
 __all__ = [
@@ -405,7 +405,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, wd = x.shape
     ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
-    div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, np.float64)
+    div = avg_divisor(x.shape, kernel, stride, padding, count_include_pad, np.float64)
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, div, y)
     return y
@@ -416,7 +416,7 @@ def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=
     """Every element of a window receives gy / window_size."""
     gy = np.ascontiguousarray(gy)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    div = _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, np.float64)
+    div = avg_divisor(x_shape, kernel, stride, padding, count_include_pad, np.float64)
     gx = np.empty(x_shape, dtype=gy.dtype)
     _avg_pool_bwd(gy, kh, kw, sh, sw, ph, pw, div, gx)
     return gx
@@ -586,7 +586,7 @@ def _ce_bwd(logp, t, coef, gx):
 
 
 def _ce_args(x, target):
-    _check_ce(x, target)
+    check_ce(x, target)
     return np.ascontiguousarray(x), np.ascontiguousarray(target, dtype=x.dtype)
 
 

@@ -50,7 +50,7 @@ from .cuda_softmax import (  # noqa: F401
     softmax_cross_entropy_forward,
     sum_rows,
 )
-from .reference import _bn_axes
+from .reference import bn_axes
 
 # the backend interface (the same names as kernels/reference.py and kernels/cpu.py), plus helpers
 __all__ = [
@@ -196,7 +196,7 @@ def channel_affine_backward(g, x, scale):
     """-> (gx, gscale, gshift): gx by the forward kernel (scale, zero shift); the per-channel sums with the
     array module's reductions (CuPy on a GPU)."""
     gx = channel_affine_forward(g, scale, xp_of(g).zeros_like(scale))
-    axes = _bn_axes(x)
+    axes = bn_axes(x)
     return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
 
 

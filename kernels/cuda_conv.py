@@ -136,7 +136,7 @@ def _check(x_shape, w_shape, groups):
         )
 
 
-def _split_k(m: int, n: int, k: int, batch: int, dtype) -> int:
+def split_k(m: int, n: int, k: int, batch: int, dtype) -> int:
     """Split-K factor of the weight-gradient product (batch x (m, k) @ (k, n), k = N * H_out * W_out)."""
     if simulator():
         return 1 if k < 64 else 2  # exercise the split path on tiny shapes
@@ -183,7 +183,7 @@ def _bwd_weight(gy, x, w_shape, stride, padding, dilation, groups):
     ck = cg * kh * kw
     cols = im2col(x, (kh, kw), stride, padding, dilation).reshape(groups, ck, n * ho * wo)
     gyt = contiguous(gy.reshape(n, o, ho * wo).transpose(1, 0, 2)).reshape(groups, o // groups, n * ho * wo)
-    splits = _split_k(o // groups, ck, n * ho * wo, groups, gy.dtype)
+    splits = split_k(o // groups, ck, n * ho * wo, groups, gy.dtype)
     return gemm(gyt, cols, trans_b=True, splits=splits)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from numba import cuda
 
 from .cuda_common import contiguous, dev, launch_1d, stream, xp_of
-from .cuda_conv import MAX_COLS_BYTES, _split_k, gemm
+from .cuda_conv import MAX_COLS_BYTES, gemm, split_k
 from .cuda_plain3d import geometry3
 
 __all__ = ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight", "vol2col", "col2vol"]
@@ -188,7 +188,7 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     for i, j in _chunks(n, _cols_bytes(x.shape[1], w_shape[2:], out, gy.dtype)):  # dW sums over images
         k = (j - i) * int(np.prod(out))
         cols = vol2col(x[i:j], w_shape[2:], stride, padding, dilation, out).reshape(groups, ck, k)
-        splits = _split_k(o // groups, ck, k, groups, gy.dtype)
+        splits = split_k(o // groups, ck, k, groups, gy.dtype)
         part = gemm(_as_groups(gy[i:j], groups), cols, trans_b=True, splits=splits)
         gw = part if gw is None else gw + part
     return gw.reshape(tuple(w_shape)).astype(gy.dtype, copy=False)

@@ -25,7 +25,7 @@ import numpy as np
 from numba import cuda
 
 from .cuda_common import contiguous, dev, launch_1d, stream, xp_of
-from .reference import _check_ce, out_size
+from .reference import check_ce, out_size
 
 __all__ = [
     "matmul", "erf", "relu_forward", "relu_backward",
@@ -597,7 +597,7 @@ def _ce_grad_kernel(logp, t, tsum, g, scale, gx):
 
 def softmax_cross_entropy_forward(x, target, scale):
     """-> (loss, logp): logp = log_softmax(x) per row, loss = -scale * sum(target * logp) as a 0-d array."""
-    _check_ce(x, target)
+    check_ce(x, target)
     xp = xp_of(x)
     x, target = contiguous(x), contiguous(target).astype(x.dtype, copy=False)
     logp = xp.empty_like(x)

@@ -127,7 +127,7 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     return gxp[:, :, ph : ph + h, pw : pw + wd]
 
 
-def _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, dtype):
+def avg_divisor(x_shape, kernel, stride, padding, count_include_pad, dtype):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     h, wd = x_shape[2:]
     ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
@@ -151,7 +151,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     ho, wo = out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)
     xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     win = _windows(xpad, kh, kw, sh, sw, 1, 1, ho, wo)
-    div = _avg_divisor(x.shape, kernel, stride, padding, count_include_pad, x.dtype)
+    div = avg_divisor(x.shape, kernel, stride, padding, count_include_pad, x.dtype)
     return (win.sum(axis=(2, 3)) / div).astype(x.dtype)
 
 
@@ -160,7 +160,7 @@ def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, wd = x_shape
     ho, wo = gy.shape[2:]
-    g = gy / _avg_divisor(x_shape, kernel, stride, padding, count_include_pad, gy.dtype)
+    g = gy / avg_divisor(x_shape, kernel, stride, padding, count_include_pad, gy.dtype)
     gxp = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
     for u in range(kh):
         for v in range(kw):
@@ -169,7 +169,7 @@ def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=
 
 
 # ----------------------------------------------------------------------------------- batch norm
-def _bn_axes(x):
+def bn_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
 
@@ -179,7 +179,7 @@ def _bn_shape(x):
 
 def batch_norm_forward_train(x, weight, bias, eps):
     """Normalise with the batch's per-channel mean and biased variance; returns (y, mean, invstd)."""
-    axes, shp = _bn_axes(x), _bn_shape(x)
+    axes, shp = bn_axes(x), _bn_shape(x)
     mean = x.mean(axis=axes)
     var = x.var(axis=axes)
     invstd = 1.0 / np.sqrt(var + eps)
@@ -191,7 +191,7 @@ def batch_norm_forward_train(x, weight, bias, eps):
 def batch_norm_backward(gy, x, weight, mean, invstd):
     """dx = invstd/M (M dxhat - sum dxhat - xhat sum(dxhat xhat)), dxhat = gy w;
     dw = sum gy xhat; db = sum gy."""
-    axes, shp = _bn_axes(x), _bn_shape(x)
+    axes, shp = bn_axes(x), _bn_shape(x)
     m = x.size // x.shape[1]
     xhat = (x - mean.reshape(shp)) * invstd.reshape(shp)
     gb = gy.sum(axis=axes)
@@ -211,13 +211,13 @@ def channel_affine_forward(x, scale, shift):
 
 def channel_affine_backward(g, x, scale):
     """dx = g * scale[c]; dscale[c] = sum g x; dshift[c] = sum g (sums over all but the channel axis)."""
-    axes, shp = _bn_axes(x), _bn_shape(x)
+    axes, shp = bn_axes(x), _bn_shape(x)
     gx = (g * scale.reshape(shp)).astype(x.dtype, copy=False)
     return gx, (g * x).sum(axis=axes).astype(x.dtype), g.sum(axis=axes).astype(x.dtype)
 
 
 # ------------------------------------------------------------------------ softmax cross-entropy
-def _check_ce(x, target):
+def check_ce(x, target):
     if x.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: expected (rows, classes) logits, got {tuple(x.shape)}")
     if tuple(target.shape) != tuple(x.shape):
@@ -230,7 +230,7 @@ def softmax_cross_entropy_forward(x, target, scale):
     ``x`` and ``target`` are (M, C); ``target`` is a dense per-row distribution with any class weights
     and label smoothing already folded in (``scale`` is typically 1 / M or 1 / sum of weights).
     """
-    _check_ce(x, target)
+    check_ce(x, target)
     shifted = x - x.max(axis=1, keepdims=True)  # log_softmax = x - max - log(sum(exp(x - max)))
     logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return np.asarray(-(target * logp).sum() * scale, dtype=x.dtype), logp
