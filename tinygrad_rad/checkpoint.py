@@ -38,8 +38,8 @@ import numpy as np
 from .random import get_rng_state, set_rng_state
 from .utils import atomic_output
 
-__all__ = ["save_checkpoint", "load_checkpoint", "restore_rng_state", "config_from_checkpoint",
-           "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_info", "restore_rng_state",
+           "config_from_checkpoint", "CheckpointError"]
 
 FORMAT = "tinygrad_rad.checkpoint/1"
 
@@ -196,7 +196,8 @@ def _check_file(path: Path) -> None:
         )
 
 
-def _read(path: Path) -> tuple[dict, dict]:
+def _read(path: Path, weights: bool = True) -> tuple[dict, dict]:
+    """(tensors by name, metadata) of a checked safetensors file; ``weights=False``: the header only."""
     safetensors, st_numpy = _safetensors()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -204,7 +205,7 @@ def _read(path: Path) -> tuple[dict, dict]:
         raise IsADirectoryError(f"checkpoint {path} is a directory, not a file")
     _check_file(path)
     try:
-        tensors = st_numpy.load_file(str(path))
+        tensors = st_numpy.load_file(str(path)) if weights else {}
         with safetensors.safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
     except Exception as e:
@@ -360,6 +361,21 @@ def _restore_optimizer(optimizer, tensors: dict, ometa: dict, path: Path) -> Non
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: the optimizer state does not fit the optimizer given: {e}") from e
+
+
+def read_checkpoint_info(path) -> dict[str, Any]:
+    """``{"epoch", "config", "extra", "version", "metadata"}`` of a checkpoint from its header alone (the
+    weights are not read): what to know before building the model that :func:`load_checkpoint` fills.
+    The same checks and errors as :func:`load_checkpoint` for the file and these fields.
+
+        >>> read_checkpoint_info("runs/x/best.safetensors")["extra"]["kind"]
+        'classification3d'
+    """
+    path = Path(path)
+    _, meta = _read(path, weights=False)
+    ours = meta.get("format") == FORMAT
+    info = {k: _loads(meta, k, path) if ours else None for k in ("epoch", "config", "extra")}
+    return {**info, "version": meta.get("version"), "metadata": meta}
 
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict: bool = True, map_location=None,

@@ -272,12 +272,12 @@ def load_run_checkpoint(checkpoint: str | os.PathLike, command: str, kind: str, 
 
     ``command`` starts the error messages (a missing file, a checkpoint of another kind).
     """
-    from .checkpoint import config_from_checkpoint, load_checkpoint
+    from .checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{command}: no checkpoint at {checkpoint}")
-    stored = load_checkpoint(str(checkpoint))
+    stored = read_checkpoint_info(checkpoint)
     found = (stored.get("extra") or {}).get("kind")
     if found != kind:
         raise ValueError(f"{command}: {checkpoint} is not a {kind} checkpoint (kind {found!r})")

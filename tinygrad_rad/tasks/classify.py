@@ -31,7 +31,7 @@ import tinygrad_rad as tr
 
 from .. import models, optim, plots
 from ..autograd import no_grad
-from ..checkpoint import config_from_checkpoint, load_checkpoint
+from ..checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info
 from ..data import DataLoader, load_medmnist
 from ..data.io import read_image
 from ..data.transforms import RandomAffine, resize
@@ -482,7 +482,7 @@ def load_trained(path: str | os.PathLike, device: str = "cpu"):
     path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    head = load_checkpoint(str(path))
+    head = read_checkpoint_info(path)
     extra = head.get("extra") or {}
     if not head.get("config") or "num_classes" not in extra:
         raise ValueError(f"{path} is not a tinygrad-rad classification checkpoint (no training config)")

@@ -32,7 +32,7 @@ import tinygrad_rad as tr
 
 from .. import models, plots
 from ..autograd import no_grad
-from ..checkpoint import config_from_checkpoint, load_checkpoint
+from ..checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info
 from ..data import DataLoader
 from ..data.medmnist import FLAGS_3D, SIZES_3D, get_info
 from ..data.transforms import ct_window
@@ -308,7 +308,7 @@ def is_3d_checkpoint(path) -> bool:
     if not path.is_file():
         return False
     try:
-        extra = load_checkpoint(str(path)).get("extra") or {}
+        extra = read_checkpoint_info(path).get("extra") or {}
     except Exception:
         return False
     return isinstance(extra, dict) and extra.get("kind") == KIND
@@ -320,7 +320,7 @@ def load_trained(path: str | os.PathLike, device: str = "cpu"):
     path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    head = load_checkpoint(str(path))
+    head = read_checkpoint_info(path)
     extra = head.get("extra") or {}
     if not head.get("config") or extra.get("kind") != KIND:
         raise ValueError(f"{path} is not a tinygrad-rad 3D classification checkpoint")

@@ -53,7 +53,7 @@ import tinygrad_rad as tr
 
 from .. import distributed as dist
 from .. import plots
-from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info, save_checkpoint
 from ..utils import ProgressBar, atomic_write_text, clean_stale_tmp, json_safe, write_json
 
 __all__ = ["Task", "train", "TrainingInterrupted", "NonFiniteLoss", "SigintGuard", "write_history_csv",
@@ -226,7 +226,7 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     if resume:
         if not last_path.is_file():
             raise FileNotFoundError(f"cannot resume: {last_path} does not exist")
-        stored = load_checkpoint(str(last_path))
+        stored = read_checkpoint_info(last_path)
         names = [*RUNTIME_FIELDS, *keep]
         if getattr(cfg, "data_dir", None) is not None:
             names.append("data_dir")
