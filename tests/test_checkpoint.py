@@ -129,6 +129,29 @@ def test_clear_errors(tmp_path):
         save_checkpoint(tmp_path / "d.safetensors", model, config={"f": object()})
 
 
+def test_read_checkpoint_info_reads_the_header_only(tmp_path, monkeypatch):
+    model = SmallCNN(1, 2)
+    ck = save_checkpoint(tmp_path / "c.safetensors", model, epoch=3, config={"model": "smallcnn"},
+                         extra={"kind": "classification"})
+    full = load_checkpoint(ck)
+    import safetensors.numpy as st_numpy
+
+    def no_weights(*a, **k):
+        raise AssertionError("read_checkpoint_info loaded the weights")
+
+    monkeypatch.setattr(st_numpy, "load_file", no_weights)
+    info = checkpoint.read_checkpoint_info(ck)
+    assert {k: info[k] for k in ("epoch", "config", "extra", "version")} == \
+        {k: full[k] for k in ("epoch", "config", "extra", "version")}
+    assert info["epoch"] == 3 and info["extra"] == {"kind": "classification"}
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        checkpoint.read_checkpoint_info(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        checkpoint.read_checkpoint_info(tmp_path / "nope.safetensors")
+
+
 def test_non_strict_and_plain_weights_file(tmp_path):
     from safetensors.numpy import save_file
 
