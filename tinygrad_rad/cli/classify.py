@@ -10,13 +10,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
 from pathlib import Path
 
 from .. import plots
-from ..autograd import detect_anomaly
 from ..tasks import classify as C
 from ..tasks import classify3d as C3
 from ..utils import default_data_dir, write_json
@@ -30,6 +27,7 @@ from .common import (
     add_resume,
     add_seed,
     finite_float,
+    fit_and_report,
     positive_int,
     resume_keep,
 )
@@ -103,16 +101,7 @@ def cmd_train(args) -> int:
             limit_eval=args.limit_eval, num_threads=args.num_threads, plots=not args.no_plots,
             progress=not args.no_progress, download=not args.no_download)
         keep, resume = (), False
-    with detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
-        try:
-            res = C.fit(cfg, resume=resume, keep=keep)
-        except RuntimeError as e:
-            if not args.detect_anomaly or not str(e).startswith("Function '"):
-                raise
-            raise CLIError(f"--detect-anomaly: {e}") from None
-    print(json.dumps({k: res[k] for k in ("test_auc", "test_acc", "test_sensitivity", "test_specificity",
-                                          "best_epoch", "train_seconds", "images_per_second")}, indent=2))
-    return 0
+    return fit_and_report(args, C.fit, cfg, resume, keep)
 
 
 # ------------------------------------------------------------------------------------ evaluate

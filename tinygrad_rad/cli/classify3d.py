@@ -13,15 +13,12 @@ defaults, and applies only the options given on the command line.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 
-from ..autograd import detect_anomaly
 from ..tasks import classify3d as C3
 from ..tasks.loop import LAST_NAME
 from ..utils import default_data_dir
-from .common import CLIError, given, resume_keep
+from .common import CLIError, fit_and_report, given, resume_keep
 
 __all__ = ["wants_3d_train", "is_3d_checkpoint", "train_config", "cmd_train"]
 
@@ -72,13 +69,4 @@ def cmd_train(args) -> int:
         resume = True
     else:
         cfg, keep, resume = train_config(args), (), False
-    with detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
-        try:
-            res = C3.fit(cfg, resume=resume, keep=keep)
-        except RuntimeError as e:
-            if not args.detect_anomaly or not str(e).startswith("Function '"):
-                raise
-            raise CLIError(f"--detect-anomaly: {e}") from None
-    print(json.dumps({k: res[k] for k in ("test_auc", "test_acc", "test_sensitivity", "test_specificity",
-                                          "best_epoch", "train_seconds", "images_per_second")}, indent=2))
-    return 0
+    return fit_and_report(args, C3.fit, cfg, resume, keep)

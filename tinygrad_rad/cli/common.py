@@ -8,13 +8,17 @@ Every command takes the same names for the same things: ``--data-dir`` (the data
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
 import sys
 
+from ..autograd import detect_anomaly
+
 __all__ = ["CLIError", "ArgumentParser", "positive_int", "non_negative_int", "finite_float", "add_data_dir",
            "add_device", "add_seed", "add_epochs", "add_resume", "resume_keep", "add_distributed",
-           "start_distributed"]
+           "start_distributed", "fit_and_report"]
 
 # what `--resume` may change: how the run goes on, and how long (the rest is the run's recipe)
 RESUME_MAY_CHANGE = {"resume", "epochs", "device", "num_threads", "no_progress", "progress", "no_plots",
@@ -90,6 +94,21 @@ def given(parser: argparse.ArgumentParser, argv: list) -> set:
     """The dests of the options that appear on the command line (``--lr 0.5`` or ``--lr=0.5``)."""
     words = {a.split("=", 1)[0] for a in argv if a.startswith("-")}
     return {a.dest for a in parser._actions if any(o in words for o in a.option_strings)}
+
+
+def fit_and_report(args, fit, cfg, resume: bool, keep) -> int:
+    """``fit(cfg, resume=, keep=)`` of a classification task (under ``autograd.detect_anomaly`` with
+    ``--detect-anomaly``, whose finding becomes one CLIError line), then its test metrics as JSON."""
+    with detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
+        try:
+            res = fit(cfg, resume=resume, keep=keep)
+        except RuntimeError as e:
+            if not args.detect_anomaly or not str(e).startswith("Function '"):
+                raise
+            raise CLIError(f"--detect-anomaly: {e}") from None
+    print(json.dumps({k: res[k] for k in ("test_auc", "test_acc", "test_sensitivity", "test_specificity",
+                                          "best_epoch", "train_seconds", "images_per_second")}, indent=2))
+    return 0
 
 
 def resume_keep(args, out) -> tuple:
