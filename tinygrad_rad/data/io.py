@@ -49,7 +49,8 @@ class ImageReadError(OSError):
     """A file exists but cannot be read as an image (the message names the path and the reason)."""
 
 
-def _need(module: str, extra: str = "medical"):
+def need_package(module: str, extra: str = "medical"):
+    """``import module``, or an ImportError naming the extra that installs it."""
     try:
         return __import__(module)
     except ImportError as e:
@@ -97,7 +98,8 @@ def image_kind(path: str | os.PathLike) -> str:
     return "picture"
 
 
-def _check_exists(path: Path) -> None:
+def check_exists(path: Path) -> None:
+    """A missing path or a folder where a file is expected: one clear error."""
     if not path.exists():
         raise FileNotFoundError(f"image file {path} does not exist")
     if path.is_dir():
@@ -108,8 +110,8 @@ def _check_exists(path: Path) -> None:
 def read_picture(path, normalize: bool = True) -> np.ndarray:
     """PNG/JPEG/BMP/TIFF -> float32 ``(1, H, W)`` (grey) or ``(3, H, W)`` (colour; alpha dropped)."""
     path = Path(path)
-    _check_exists(path)
-    _need("PIL", "medical")
+    check_exists(path)
+    need_package("PIL", "medical")
     from PIL import Image
     try:
         with Image.open(path) as im:
@@ -151,8 +153,8 @@ def read_dicom(path, ct_window=None, normalize: bool = True, frame: int | None =
     frame ``frame`` (default: the middle one). MONOCHROME1 is inverted.
     """
     path = Path(path)
-    _check_exists(path)
-    pydicom = _need("pydicom")
+    check_exists(path)
+    pydicom = need_package("pydicom")
     try:
         ds = pydicom.dcmread(str(path))
     except Exception as e:
@@ -207,8 +209,8 @@ def read_dicom(path, ct_window=None, normalize: bool = True, frame: int | None =
 
 # ------------------------------------------------------------------------------------ NIfTI
 def _nifti_volume(path: Path) -> np.ndarray:
-    nib = _need("nibabel")
-    _check_exists(path)
+    nib = need_package("nibabel")
+    check_exists(path)
     try:
         img = nib.as_closest_canonical(nib.load(str(path)))
         vol = np.asarray(img.dataobj, dtype=np.float32)  # applies scl_slope / scl_inter

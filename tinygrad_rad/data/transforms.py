@@ -39,7 +39,8 @@ CT_WINDOWS = {
 _LOCAL = threading.local()
 
 
-def _rng(rng) -> np.random.Generator:
+def resolve_rng(rng) -> np.random.Generator:
+    """``rng``; else the one a :func:`default_rng` block set; else the global generator."""
     if rng is not None:
         return rng
     local = getattr(_LOCAL, "rng", None)
@@ -64,7 +65,8 @@ def default_rng(rng: np.random.Generator | None) -> Iterator[None]:
 _PADDING = {"zeros": "zeros", "zero": "zeros", "constant": "zeros", "border": "border", "edge": "border"}
 
 
-def _padding_mode(mode: str) -> str:
+def canonical_padding_mode(mode: str) -> str:
+    """A padding mode's name ('zeros', 'zero', 'constant', 'border', 'edge') -> 'zeros' or 'border'."""
     if mode not in _PADDING:
         raise ValueError(
             f"padding_mode must be 'zeros' (or 'constant') or 'border' (or 'edge'), got {mode!r}"
@@ -119,7 +121,7 @@ class Compose(Transform):
         self.transforms = list(transforms)
 
     def __call__(self, x, rng=None):
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         for t in self.transforms:
             x = t(x, rng=rng) if isinstance(t, Transform) else t(x)
         return x
@@ -187,7 +189,7 @@ class _RandomFlip(Transform):
 
     def __call__(self, x, rng=None):
         a, single = _as_batch(x)
-        flip = _rng(rng).random(a.shape[0]) < self.p
+        flip = resolve_rng(rng).random(a.shape[0]) < self.p
         out = a.copy()
         out[flip] = np.flip(a[flip], self.axis)
         return _unbatch(out, single)
@@ -262,7 +264,7 @@ def affine_sample(x, mats, out_size=None, padding_mode: str = "zeros", fill: flo
         m = np.broadcast_to(m, (a.shape[0], 2, 3))
     if m.shape != (a.shape[0], 2, 3):
         raise ValueError(f"mats must be (2, 3) or ({a.shape[0]}, 2, 3), got {np.shape(mats)}")
-    padding_mode = _padding_mode(padding_mode)
+    padding_mode = canonical_padding_mode(padding_mode)
     ho, wo = a.shape[2:] if out_size is None else _size2(out_size)
     out = np.empty((a.shape[0], a.shape[1], ho, wo), dtype=np.float32)
     _affine_kernel(a, np.ascontiguousarray(m), padding_mode == "border", np.float32(fill), out)
@@ -314,7 +316,7 @@ class RandomAffine(Transform):
         self.scale = None if scale is None else _pair(scale, "scale")
         self.shear = None if shear is None else (
             (-float(shear), float(shear)) if isinstance(shear, (int, float)) else _pair(shear, "shear"))
-        self.padding_mode, self.fill, self.p = _padding_mode(padding_mode), float(fill), float(p)
+        self.padding_mode, self.fill, self.p = canonical_padding_mode(padding_mode), float(fill), float(p)
 
     def sample_params(self, n: int, height: int, width: int, rng: np.random.Generator):
         """Per-image ``(angles, translations (N, 2), scales, shears)``."""
@@ -330,7 +332,7 @@ class RandomAffine(Transform):
         return ang, trans, sc, sh
 
     def __call__(self, x, rng=None):
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         a, single = _as_batch(x)
         n, _, h, w = a.shape
         ang, trans, sc, sh = self.sample_params(n, h, w, rng)
@@ -382,7 +384,7 @@ class RandomCrop(Transform):
         th, tw = self.size
         if th > h or tw > w:
             raise ValueError(f"RandomCrop size {self.size} is larger than the (padded) image {(h, w)}")
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         tops = rng.integers(0, h - th + 1, size=n)
         lefts = rng.integers(0, w - tw + 1, size=n)
         rows = tops[:, None] + np.arange(th)[None]  # (N, th)
@@ -462,7 +464,7 @@ class RandomIntensity(Transform):
         self.brightness, self.contrast, self.clip, self.p = float(brightness), float(contrast), clip, float(p)
 
     def __call__(self, x, rng=None):
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         a, single = _as_batch(x)
         n = a.shape[0]
         c = rng.uniform(1 - self.contrast, 1 + self.contrast, size=n).astype(np.float32)

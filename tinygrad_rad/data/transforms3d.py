@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-from .transforms import Transform, _padding_mode, _rng
+from .transforms import Transform, canonical_padding_mode, resolve_rng
 
 AXES = (-3, -2, -1)  # D, H, W of (..., D, H, W)
 
@@ -82,7 +82,7 @@ class RandomFlip3d(Transform):
 
     def __call__(self, x, rng=None):
         a, single = _as_batch3d(x)
-        draw = _rng(rng).random((a.shape[0], 3)) < self.p
+        draw = resolve_rng(rng).random((a.shape[0], 3)) < self.p
         out = a.copy()
         for i in range(a.shape[0]):
             ax = tuple(1 + k for k in self.axes if draw[i, k])  # axes of one (C, D, H, W) volume
@@ -125,7 +125,7 @@ class RandomShift3d(Transform):
     def __call__(self, x, rng=None):
         a, single = _as_batch3d(x)
         hi = np.asarray(self.max_shift)
-        shifts = _rng(rng).integers(-hi, hi + 1, size=(a.shape[0], 3))
+        shifts = resolve_rng(rng).integers(-hi, hi + 1, size=(a.shape[0], 3))
         out = np.stack([shift3d(a[i], shifts[i], self.fill) for i in range(a.shape[0])]) if len(a) else a
         return _unbatch(out, single)
 
@@ -186,7 +186,7 @@ def affine_sample3d(x, mats, out_size=None, padding_mode: str = "zeros", fill: f
         m = np.broadcast_to(m, (a.shape[0], 3, 4))
     if m.shape != (a.shape[0], 3, 4):
         raise ValueError(f"mats must be (3, 4) or ({a.shape[0]}, 3, 4), got {np.shape(mats)}")
-    padding_mode = _padding_mode(padding_mode)
+    padding_mode = canonical_padding_mode(padding_mode)
     if out_size is None:
         do, ho, wo = a.shape[2:]
     else:
@@ -252,7 +252,7 @@ class RandomAffine3d(Transform):
         self.scale = None if scale is None else tuple(float(v) for v in scale)
         if self.scale is not None and (len(self.scale) != 2 or min(self.scale) <= 0):
             raise ValueError(f"scale must be a (low, high) pair of positive numbers, got {scale!r}")
-        self.padding_mode, self.fill, self.p = _padding_mode(padding_mode), float(fill), float(p)
+        self.padding_mode, self.fill, self.p = canonical_padding_mode(padding_mode), float(fill), float(p)
 
     def sample_params(self, n: int, shape, rng: np.random.Generator):
         """Per-volume ``(angles (N, 3), translations (N, 3) voxels, scales (N,))``."""
@@ -265,7 +265,7 @@ class RandomAffine3d(Transform):
         return ang, trans, sc
 
     def __call__(self, x, rng=None):
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         a, single = _as_batch3d(x)
         n, shape = a.shape[0], a.shape[2:]
         ang, trans, sc = self.sample_params(n, shape, rng)
@@ -294,7 +294,7 @@ class RandomIntensity3d(Transform):
         self.scale, self.shift, self.clip, self.p = float(scale), float(shift), clip, float(p)
 
     def __call__(self, x, rng=None):
-        rng = _rng(rng)
+        rng = resolve_rng(rng)
         a, single = _as_batch3d(x)
         n = a.shape[0]
         s = rng.uniform(1 - self.scale, 1 + self.scale, size=n).astype(np.float32)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .io import NIFTI_EXTS, ImageReadError, _check_exists, _need, image_kind
+from .io import NIFTI_EXTS, ImageReadError, check_exists, image_kind, need_package
 
 
 class DicomSeriesError(ImageReadError):
@@ -107,8 +107,8 @@ def read_nifti_volume(path: str | os.PathLike, frame: int = 0) -> Volume:
         >>> arr, spacing, affine = read_nifti_volume("anatomical.nii")
     """
     path = Path(path)
-    _check_exists(path)
-    nib = _need("nibabel")
+    check_exists(path)
+    nib = need_package("nibabel")
     try:
         img = nib.as_closest_canonical(nib.load(str(path)))
         data = np.asarray(img.dataobj, dtype=np.float32)
@@ -166,7 +166,7 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None,
         raise FileNotFoundError(f"DICOM folder {folder} does not exist")
     if not folder.is_dir():
         raise DicomSeriesError(f"{folder} is not a folder; read_dicom_series reads a folder of DICOM slices")
-    pydicom = _need("pydicom")
+    pydicom = need_package("pydicom")
     from pydicom.errors import InvalidDicomError
 
     files = _dicom_files(folder, recursive)
