@@ -358,6 +358,8 @@ class ClassifyTask(Task):
     name = "classify"
     monitor = "auc"
     history_fields = HISTORY_FIELDS
+    # evaluate(model, images, labels, task, batch_size, device, return_probs): the 3-D task swaps in its own
+    evaluate_fn = staticmethod(evaluate)
 
     def setup(self, log) -> None:
         cfg = self.config
@@ -398,8 +400,8 @@ class ClassifyTask(Task):
 
     def validate(self) -> dict:
         cfg = self.config
-        return evaluate(self.model, self.val.images, self.val.labels, self.info.task, cfg.eval_batch_size,
-                        cfg.device)
+        return self.evaluate_fn(self.model, self.val.images, self.val.labels, self.info.task,
+                                cfg.eval_batch_size, cfg.device)
 
     def epoch_row(self, epoch, lr, part, val, seconds) -> dict:
         return {"epoch": epoch + 1, "lr": lr, "train_loss": part["loss_sum"] / max(1, part["n"]),
@@ -420,8 +422,8 @@ class ClassifyTask(Task):
     def test(self, state, checkpoint, log) -> dict:
         cfg, info, test = self.config, self.info, self.test_split
         out = Path(cfg.out)
-        tm, probs = evaluate(self.model, test.images, test.labels, info.task, cfg.eval_batch_size, cfg.device,
-                             return_probs=True)
+        tm, probs = self.evaluate_fn(self.model, test.images, test.labels, info.task, cfg.eval_batch_size,
+                                     cfg.device, return_probs=True)
         hist = state["history"]
         result = {f"test_{k}": v for k, v in tm.items() if k not in ("confusion_matrix", "per_class_auc",
                                                                       "per_label_auc")}
@@ -435,6 +437,7 @@ class ClassifyTask(Task):
             "images_per_second": state["train_images"] / max(state["train_seconds"], 1e-9),
             "n_train": len(self.train_split.images), "n_val": len(self.val.images),
             "n_test": len(test.images), "task": info.task, "label_names": info.label_names,
+            **self.result_extra(),
             "threshold": "argmax / 0.5 (fixed, not tuned)",
             "checkpoint": checkpoint["path"], "checkpoint_epoch": checkpoint["epoch"],
             "config": cfg.to_dict(), "version": tr.__version__,
@@ -446,6 +449,10 @@ class ClassifyTask(Task):
                 plots.plot_confusion_matrix(np.asarray(tm["confusion_matrix"]), out / "confusion_matrix.png",
                                             label_names=info.label_names)
         return result
+
+    def result_extra(self) -> dict:
+        """Task-specific entries of metrics.json (after ``label_names``)."""
+        return {}
 
     def summary(self, r: dict) -> str:
         return (f"test (best epoch {r['best_epoch']}): AUC {_num(r['test_auc']):.4f} ACC "

@@ -219,6 +219,7 @@ class Classify3DTask(ClassifyTask):
     validation and test are volumes."""
 
     name = "classify3d"
+    evaluate_fn = staticmethod(evaluate)
 
     def setup(self, log) -> None:
         cfg = self.config
@@ -251,46 +252,13 @@ class Classify3DTask(ClassifyTask):
                 f"{cfg.scheduler} | {cfg.epochs} epochs | augment {cfg.augment} ({flips}) | seed {cfg.seed} "
                 f"| out {cfg.out}")
 
-    def validate(self) -> dict:
-        cfg = self.config
-        return evaluate(self.model, self.val.images, self.val.labels, self.info.task, cfg.eval_batch_size,
-                        cfg.device)
-
     def checkpoint_extra(self, val) -> dict:
         info = self.info
         return {"kind": KIND, "task": info.task, "label_names": info.label_names, "in_channels": 1,
                 "num_classes": info.n_outputs, "size": int(self.config.size)}
 
-    def test(self, state, checkpoint, log) -> dict:
-        cfg, info, test = self.config, self.info, self.test_split
-        out = Path(cfg.out)
-        tm, probs = evaluate(self.model, test.images, test.labels, info.task, cfg.eval_batch_size, cfg.device,
-                             return_probs=True)
-        hist = state["history"]
-        result = {f"test_{k}": v for k, v in tm.items()
-                  if k not in ("confusion_matrix", "per_class_auc", "per_label_auc")}
-        result.update({
-            "test_confusion_matrix": tm.get("confusion_matrix"),
-            "test_per_class_auc": tm.get("per_class_auc") or tm.get("per_label_auc"),
-            "best_epoch": state["best_epoch"], "best_val_auc": state["best"],
-            "best_val_acc": next((r["val_acc"] for r in hist if r["epoch"] == state["best_epoch"]), None),
-            "epochs": cfg.epochs, "train_seconds": state["train_seconds"],
-            "wall_seconds": float(sum(r["epoch_seconds"] for r in hist)),
-            "images_per_second": state["train_images"] / max(state["train_seconds"], 1e-9),
-            "n_train": len(self.train_split.images), "n_val": len(self.val.images),
-            "n_test": len(test.images),
-            "task": info.task, "label_names": info.label_names, "flip_axes": list(self.flip_axes),
-            "threshold": "argmax / 0.5 (fixed, not tuned)",
-            "checkpoint": checkpoint["path"], "checkpoint_epoch": checkpoint["epoch"],
-            "config": cfg.to_dict(), "version": tr.__version__,
-        })
-        np.savez(out / "test_predictions.npz", y_true=test.labels, y_prob=probs)
-        if cfg.plots and plots.available():
-            plots.plot_roc(info.task, test.labels, probs, out / "roc.png", label_names=info.label_names)
-            if tm.get("confusion_matrix") is not None:
-                plots.plot_confusion_matrix(np.asarray(tm["confusion_matrix"]), out / "confusion_matrix.png",
-                                            label_names=info.label_names)
-        return result
+    def result_extra(self) -> dict:
+        return {"flip_axes": list(self.flip_axes)}
 
 
 def fit(config: Classify3DConfig, resume: bool = False, callbacks: Iterable[Callable] = (),
