@@ -360,8 +360,10 @@ class ClassifyTask(Task):
     history_fields = HISTORY_FIELDS
     # evaluate(model, images, labels, task, batch_size, device, return_probs): the 3-D task swaps in its own
     evaluate_fn = staticmethod(evaluate)
+    unit = "images"  # what the messages call the samples
 
-    def setup(self, log) -> None:
+    def load_splits(self) -> None:
+        """``info``, ``train_split``, ``val``, ``test_split`` (limited as configured), checked non-empty."""
         cfg = self.config
         data, self.info = load_dataset(cfg.dataset, cfg.size, cfg.data_dir or default_data_dir(),
                                        cfg.download)
@@ -372,8 +374,12 @@ class ClassifyTask(Task):
             if len(split.images) == 0:
                 raise ValueError(f"dataset {cfg.dataset!r}: the {name} split is empty")
         if len(self.train_split.images) < 2:
-            raise ValueError(f"dataset {cfg.dataset!r}: need at least 2 training images, got "
+            raise ValueError(f"dataset {cfg.dataset!r}: need at least 2 training {self.unit}, got "
                              f"{len(self.train_split.images)}")
+
+    def setup(self, log) -> None:
+        cfg = self.config
+        self.load_splits()
         self.model = build(cfg.model, self.info.in_channels, self.info.n_outputs, cfg.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.loader = make_loader(self.train_split, cfg)

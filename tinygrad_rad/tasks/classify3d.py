@@ -45,7 +45,6 @@ from ..utils import ConfigDictMixin, default_data_dir, json_safe, write_json
 from .classify import (
     ClassifyTask,
     Split,
-    _limit,
     build,
     is_multilabel,
     load_dataset,
@@ -220,22 +219,13 @@ class Classify3DTask(ClassifyTask):
 
     name = "classify3d"
     evaluate_fn = staticmethod(evaluate)
+    unit = "volumes"
 
     def setup(self, log) -> None:
         cfg = self.config
         check_config(cfg)
-        data, self.info = load_dataset(cfg.dataset, cfg.size, cfg.data_dir or default_data_dir(),
-                                       cfg.download)
+        self.load_splits()
         self.info.in_channels = 1  # NOTE: MedMNIST 3D volumes are gray (load_dataset guesses from 2D shapes)
-        self.train_split = _limit(data["train"], cfg.limit_train)
-        self.val = _limit(data["val"], cfg.limit_eval)
-        self.test_split = _limit(data["test"], cfg.limit_eval)
-        for name, split in (("val", self.val), ("test", self.test_split)):
-            if len(split.images) == 0:
-                raise ValueError(f"dataset {cfg.dataset!r}: the {name} split is empty")
-        if len(self.train_split.images) < 2:
-            raise ValueError(f"dataset {cfg.dataset!r}: need at least 2 training volumes, got "
-                             f"{len(self.train_split.images)}")
         self.flip_axes = flip_axes_for(self.info.label_names)
         self.model = build(cfg.model, 1, self.info.n_outputs, cfg.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
