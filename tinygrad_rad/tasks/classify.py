@@ -572,10 +572,16 @@ def predict_files(checkpoint, paths: Iterable, device: str = "cpu") -> list[dict
     names, paths = meta["label_names"], list(paths)
     imgs = np.stack([load_image_for_model(p, meta["in_channels"], meta["size"]) for p in paths])
     probs = predict(model, imgs, meta["task"], device=device)
+    return prediction_rows(paths, probs, names, meta["task"])
+
+
+def prediction_rows(paths, probs: np.ndarray, names: list, task: str) -> list[dict]:
+    """``[{"image", "probabilities": {label: p}, "prediction"}]``: the labels over 0.5 for multi-label
+    tasks, else the most probable one (a class without a name is its index)."""
     results = []
     for path, pr in zip(paths, probs):
         cls = {names[j] if j < len(names) else str(j): float(pr[j]) for j in range(len(pr))}
-        if is_multilabel(meta["task"]):
+        if is_multilabel(task):
             pred = [k for k, v in cls.items() if v >= 0.5]
         else:
             j = int(pr.argmax())

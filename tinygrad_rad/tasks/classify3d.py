@@ -51,6 +51,7 @@ from .classify import (
     loss_fn,
     make_optimizer,
     make_scheduler,
+    prediction_rows,
     probabilities,
 )
 from .loop import TrainingInterrupted, resolve_checkpoint, train
@@ -389,19 +390,7 @@ def predict_files(checkpoint, paths: Iterable, device: str = "cpu", window=None)
     names, paths = meta["label_names"], list(paths)
     vols = np.stack([load_volume_for_model(p, meta["size"], window) for p in paths])
     probs = predict(model, vols, meta["task"], device=device)
-
-    def nm(j):
-        return names[j] if j < len(names) else str(j)
-
-    results = []
-    for path, pr in zip(paths, probs):
-        cls = {nm(j): float(pr[j]) for j in range(len(pr))}
-        if is_multilabel(meta["task"]):
-            pred = [k for k, v in cls.items() if v >= 0.5]
-        else:
-            pred = nm(int(pr.argmax()))
-        results.append({"image": str(path), "probabilities": cls, "prediction": pred})
-    return results
+    return prediction_rows(paths, probs, names, meta["task"])
 
 
 def find_target_layer3d(model, x: Tensor) -> str:
