@@ -19,16 +19,20 @@ from ..tensor import Tensor, cat
 __all__ = ["UNet", "DoubleConv", "UNetEncoderMixin"]
 
 
+# The layer types are class attributes: the 3-D U-Net (unet3d.py: DoubleConv3d, UNet3D) is these classes
+# with Conv3d / BatchNorm3d / MaxPool3d / ConvTranspose3d and trilinear upsampling.
 class DoubleConv(nn.Module):
     """[conv3x3 (padding 1) -> BatchNorm -> ReLU] x 2 (no BN when ``batch_norm=False``: conv has a bias)."""
+
+    Conv, BatchNorm = nn.Conv2d, nn.BatchNorm2d
 
     def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True):
         super().__init__()
         layers = []
         for cin in (in_channels, out_channels):
-            layers.append(nn.Conv2d(cin, out_channels, 3, padding=1, bias=not batch_norm))
+            layers.append(self.Conv(cin, out_channels, 3, padding=1, bias=not batch_norm))
             if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(self.BatchNorm(out_channels))
             layers.append(nn.ReLU())
         self.block = nn.Sequential(*layers)
 
@@ -45,14 +49,16 @@ class UNetEncoderMixin:
         >>> x, skips = self._encode(x)   # x: bottleneck output; skips: one per level, finest first
     """
 
+    Block, MaxPool = DoubleConv, nn.MaxPool2d
+
     def _build_encoder(self, in_channels: int, chans: list, batch_norm: bool) -> None:
         self.down = nn.ModuleList()
         cin = in_channels
         for c in chans[:-1]:
-            self.down.append(DoubleConv(cin, c, batch_norm))
+            self.down.append(self.Block(cin, c, batch_norm))
             cin = c
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = DoubleConv(chans[-2], chans[-1], batch_norm)
+        self.pool = self.MaxPool(2)
+        self.bottleneck = self.Block(chans[-2], chans[-1], batch_norm)
 
     def _check_input(self, x: Tensor, hint: str = "") -> None:
         name = type(self).__name__
@@ -75,17 +81,19 @@ class UNetEncoderMixin:
 
 
 class _Up(nn.Module):
+    Conv, ConvTranspose, Block, interp = nn.Conv2d, nn.ConvTranspose2d, DoubleConv, "bilinear"
+
     def __init__(self, in_channels: int, out_channels: int, up: str, batch_norm: bool):
         super().__init__()
         self.mode = up
         if up == "transpose":
-            self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+            self.up = self.ConvTranspose(in_channels, out_channels, 2, stride=2)
         else:
             self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(in_channels, out_channels, 1),
+                nn.Upsample(scale_factor=2, mode=self.interp, align_corners=False),
+                self.Conv(in_channels, out_channels, 1),
             )
-        self.conv = DoubleConv(2 * out_channels, out_channels, batch_norm)
+        self.conv = self.Block(2 * out_channels, out_channels, batch_norm)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         return self.conv(cat([self.up(x), skip], dim=1))
@@ -98,6 +106,9 @@ class UNet(UNetEncoderMixin, nn.Module):
     (N, num_classes, H, W).
     """
 
+    Up, Conv = _Up, nn.Conv2d
+    input_hint = " (pad or resize the image, or lower depth)"
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -108,26 +119,27 @@ class UNet(UNetEncoderMixin, nn.Module):
         up: str = "transpose",
     ):
         super().__init__()
+        name = type(self).__name__
         if depth < 1:
-            raise ValueError(f"UNet: depth must be >= 1, got {depth}")
+            raise ValueError(f"{name}: depth must be >= 1, got {depth}")
         if in_channels < 1 or num_classes < 1 or base_channels < 1:
             raise ValueError(
-                f"UNet: in_channels, num_classes and base_channels must be >= 1, got "
+                f"{name}: in_channels, num_classes and base_channels must be >= 1, got "
                 f"{in_channels}, {num_classes}, {base_channels}"
             )
         if up not in ("transpose", "interp"):
-            raise ValueError(f"UNet: up must be 'transpose' or 'interp', got {up!r}")
+            raise ValueError(f"{name}: up must be 'transpose' or 'interp', got {up!r}")
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
         self.base_channels, self.batch_norm, self.up_mode = base_channels, batch_norm, up
         chans = [base_channels * 2**i for i in range(depth + 1)]
         self._build_encoder(in_channels, chans, batch_norm)
         self.ups = nn.ModuleList(
-            [_Up(chans[i + 1], chans[i], up, batch_norm) for i in reversed(range(depth))]
+            [self.Up(chans[i + 1], chans[i], up, batch_norm) for i in reversed(range(depth))]
         )
-        self.head = nn.Conv2d(chans[0], num_classes, 1)
+        self.head = self.Conv(chans[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x, hint=" (pad or resize the image, or lower depth)")
+        self._check_input(x, hint=self.input_hint)
         x, skips = self._encode(x)
         for up, skip in zip(self.ups, reversed(skips)):
             x = up(x, skip)
