@@ -40,8 +40,8 @@ from .cpu_plain import (  # noqa: F401  (the plain kernels that are already the 
     max_pool2d_backward,
     max_pool_fwd,
     pool_args,
-    relu_backward,
-    relu_forward,
+    relu_bwd_loop,
+    relu_fwd_loop,
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
@@ -57,6 +57,35 @@ __all__ = [
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
 ]
+
+
+# ------------------------------------------------------------------------------------------ relu
+# NOTE: a parallel launch costs ~20-120 us under the workqueue threading layer (its threads sleep between
+# loops; benchmarks/NOTES.md section 7), more than a small ReLU itself: below SERIAL_MAX elements the
+# plain tier's loop runs serially on the calling thread (the same per-element expression: same bits).
+SERIAL_MAX = 1 << 15
+_relu_fwd_serial = njit(cache=True)(relu_fwd_loop.py_func)
+_relu_bwd_serial = njit(cache=True)(relu_bwd_loop.py_func)
+
+
+@serialized
+def relu_forward(x):
+    """max(x, 0) elementwise (NaN stays NaN), a fresh array."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    loop = _relu_fwd_serial if x.size < SERIAL_MAX else relu_fwd_loop
+    loop(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+@serialized
+def relu_backward(g, out):
+    """g * [out > 0] in one pass."""
+    g, out = np.ascontiguousarray(g), np.ascontiguousarray(out)
+    gx = np.empty(g.shape, dtype=g.dtype)
+    loop = _relu_bwd_serial if g.size < SERIAL_MAX else relu_bwd_loop
+    loop(g.reshape(-1), out.reshape(-1), gx.reshape(-1))
+    return gx
 
 
 def matmul(a, b):

@@ -98,14 +98,14 @@ def erf(x):
 # NOTE: NumPy needs two passes and a bool temporary for the backward (g * (out > 0)) and runs on one
 # core; these are one parallel pass each, twice as fast (benchmarks/NOTES.md section 5f).
 @njit(parallel=True, cache=True)
-def _relu_fwd(x, y):
+def relu_fwd_loop(x, y):
     for i in prange(x.size):
         v = x[i]
         y[i] = v if v > 0 or v != v else 0  # NaN stays NaN
 
 
 @njit(parallel=True, cache=True)
-def _relu_bwd(g, out, gx):
+def relu_bwd_loop(g, out, gx):
     for i in prange(g.size):
         gx[i] = g[i] if out[i] > 0 else 0
 
@@ -115,7 +115,7 @@ def relu_forward(x):
     """max(x, 0) elementwise (NaN stays NaN), a fresh array."""
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _relu_fwd(x.reshape(-1), y.reshape(-1))
+    relu_fwd_loop(x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -124,7 +124,7 @@ def relu_backward(g, out):
     """g * [out > 0] in one pass."""
     g, out = np.ascontiguousarray(g), np.ascontiguousarray(out)
     gx = np.empty(g.shape, dtype=g.dtype)
-    _relu_bwd(g.reshape(-1), out.reshape(-1), gx.reshape(-1))
+    relu_bwd_loop(g.reshape(-1), out.reshape(-1), gx.reshape(-1))
     return gx
 
 

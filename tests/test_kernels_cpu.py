@@ -22,9 +22,10 @@ def _rand(rng, shape, dtype):
 
 
 def test_same_interface_as_reference():
-    names = [n for n, f in vars(reference).items()
-             if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == reference.__name__
-             and n != "out_size"]
+    # the backend interface (reference's public helpers such as out_size / avg_divisor are not part of it)
+    from test_kernel_tiers import INTERFACE, INTERFACE_3D
+
+    names = INTERFACE + INTERFACE_3D
     for name in names:
         ours, ref = inspect.signature(getattr(cpu, name)), inspect.signature(getattr(reference, name))
         assert list(ours.parameters) == list(ref.parameters), name
@@ -419,3 +420,18 @@ def test_set_num_threads_sets_numba_and_blas():
     finally:
         threads.set_num_threads(None)  # back to all cores
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_serial_and_parallel_paths_give_the_same_bits(dtype):
+    from tinygrad_rad.kernels import cpu, reference
+
+    rng = np.random.default_rng(0)
+    for n in (7, cpu.SERIAL_MAX - 1, cpu.SERIAL_MAX, 3 * cpu.SERIAL_MAX + 5):  # both sides of the switch
+        x = rng.standard_normal(n).astype(dtype)
+        x[::97] = np.nan
+        x[1::89] = 0.0
+        g = rng.standard_normal(n).astype(dtype)
+        y = cpu.relu_forward(x)
+        np.testing.assert_array_equal(y, reference.relu_forward(x))
+        np.testing.assert_array_equal(cpu.relu_backward(g, y), reference.relu_backward(g, y))
