@@ -319,3 +319,16 @@ def test_fused_adam_kernel_gives_the_numpy_bits(name, kw, dtype):
                         [np.array(v) for st in opt.state.values() for v in st.values()]))
     for a, b in zip(results[0][0] + results[0][1], results[1][0] + results[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("opt, kw, what", [
+    (optim.Adam, {"lr": float("nan")}, "learning rate"), (optim.AdamW, {"lr": float("nan")}, "learning rate"),
+    (optim.SGD, {"lr": float("nan")}, "learning rate"), (optim.Adam, {"eps": float("nan")}, "epsilon"),
+    (optim.Adam, {"weight_decay": float("nan")}, "weight_decay"),
+    (optim.SGD, {"lr": 0.1, "momentum": float("nan")}, "momentum"),
+    (optim.SGD, {"lr": 0.1, "weight_decay": float("nan")}, "weight_decay"),
+])
+def test_nan_hyperparameters_are_refused_like_pytorch(opt, kw, what):
+    # PyTorch checks `not 0.0 <= lr`, which refuses nan; `lr < 0` let it through and trained nan weights
+    with pytest.raises(ValueError, match=what):
+        opt([nn.Parameter(tr.ones(2))], **kw)

@@ -20,13 +20,14 @@ def _contiguous(p) -> None:
 
 
 def _check(name: str, lr, betas, eps, weight_decay) -> None:
-    if lr < 0.0:
+    # NOTE: written `not 0.0 <= x` (PyTorch's form) so that nan is refused too: `nan < 0` is False
+    if not 0.0 <= lr:
         raise ValueError(f"{name}: invalid learning rate {lr}")
-    if eps < 0.0:
+    if not 0.0 <= eps:
         raise ValueError(f"{name}: invalid epsilon {eps}")
     if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
         raise ValueError(f"{name}: invalid betas {betas} (each must be in [0, 1))")
-    if weight_decay < 0.0:
+    if not 0.0 <= weight_decay:
         raise ValueError(f"{name}: invalid weight_decay {weight_decay}")
 
 

@@ -18,11 +18,11 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = required, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False) -> None:
-        if lr is not required and lr < 0.0:
+        if lr is not required and not 0.0 <= lr:  # `not 0 <= x` refuses nan too
             raise ValueError(f"SGD: invalid learning rate {lr}")
-        if momentum < 0.0:
+        if not 0.0 <= momentum:
             raise ValueError(f"SGD: invalid momentum {momentum}")
-        if weight_decay < 0.0:
+        if not 0.0 <= weight_decay:
             raise ValueError(f"SGD: invalid weight_decay {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
