@@ -372,7 +372,7 @@ def _use_wide(stride, padding, dilation, kw, wo):
     return tuple(stride) == (1, 1) and 20 * (kw - 1) * dilation[1] <= 3 * wo
 
 
-def _accumulate_gw(gw, gy2, cols2, og, kg, groups, part_name):
+def accumulate_gw(gw, gy2, cols2, og, kg, groups, part_name):
     """gw[g] (og, Kg) += gy_g (og, L) @ cols_g (Kg, L).T for each group, one GEMM each.
 
     # NOTE: we let the larger of og, Kg be the GEMM's M: OpenBLAS on 2 threads ran the small-M form of
@@ -460,7 +460,7 @@ def _backward_weight_part(gy, x, lo, hi, q):
         _fill_cols(x, n0, b, q, cols, xpad)
         _widen(gy, n0, b, q.wp, gyw)  # junk columns get gy = 0, so they add nothing
         # gw_g (og, Kg) += gy_g (og, b*P) @ cols_g (Kg, b*P).T
-        _accumulate_gw(gw, g2[:, : b * p], c2[:, : b * p], q.og, q.kg, q.groups, "gw_part")
+        accumulate_gw(gw, g2[:, : b * p], c2[:, : b * p], q.og, q.kg, q.groups, "gw_part")
     return gw
 
 
@@ -513,7 +513,7 @@ def _winograd_weight_part(gy, x, lo, hi, q):
                             out=scratch("wino_du", du.shape, du.dtype))
         else:
             for xi in range(16):
-                _accumulate_gw(du[xi], dm[xi, :tiles].T, v[xi, :tiles].T, q.og, q.cg, q.groups, "gw_part")
+                accumulate_gw(du[xi], dm[xi, :tiles].T, v[xi, :tiles].T, q.og, q.cg, q.groups, "gw_part")
     return du
 
 

@@ -14,7 +14,7 @@ What is the same as the 2-D path (and reused from it, not copied): the per-threa
 between calls (``cpu_conv.scratch``: a fresh 30 MB allocation per call costs tens of ms), the split of
 the work across threads with OpenBLAS on one thread meanwhile (``threads.run_parts``), ``CHUNK_BYTES``
 per chunk, the direct loops for depthwise-like grouped convs, the weight-gradient GEMM oriented so the
-larger side is its M (``cpu_conv._accumulate_gw``), and stride-1 backward-data as a forward conv of
+larger side is its M (``cpu_conv.accumulate_gw``), and stride-1 backward-data as a forward conv of
 ``gy`` with the flipped, transposed weights. What is new for volumes:
 
 * A volume's columns are big (16 channels x 27 taps at 28^3: 38 MB per image), so a chunk is a *slab of
@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, WGRAD_MIN_COLS, _accumulate_gw, scratch
+from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, WGRAD_MIN_COLS, accumulate_gw, scratch
 from .cpu_plain3d import (
     direct_backward_input,
     direct_backward_weight,
@@ -378,7 +378,7 @@ def _backward_weight_part(gy, x, items, q):
         else:
             g2 = _gy_chunk(gy, n0, nb, z0, nz, q, "gy3d")
         # gw_g (og, Kg) += gy_g (og, m) @ cols_g (Kg, m).T
-        _accumulate_gw(gw, g2, cols[:, :m], q.og, q.kg, q.groups, "gw3d_part")
+        accumulate_gw(gw, g2, cols[:, :m], q.og, q.kg, q.groups, "gw3d_part")
     return gw
 
 

@@ -74,6 +74,20 @@ class enable_grad(no_grad):
         _state.grad_enabled = True
 
 
+class set_grad_enabled:
+    """``with set_grad_enabled(False): ...`` (or call it as a function to switch grad mode)."""
+
+    def __init__(self, mode: bool) -> None:
+        self.prev = is_grad_enabled()
+        _state.grad_enabled = bool(mode)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        _state.grad_enabled = self.prev
+
+
 # ------------------------------------------------------------------------------------ Function
 class Edge(NamedTuple):
     """What a freed op still knows about one of its inputs (PyTorch's ``grad_fn.next_functions``)."""

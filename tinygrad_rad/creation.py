@@ -16,8 +16,8 @@ import numpy as np
 from .device import canonical_device, to_device, xp_for
 from .dtypes import DEFAULT_FLOAT, check_dtype, to_dtype
 from .random import get_generator
-from .tensor import Tensor, _as_array
-from .tensor_methods import _shape_arg
+from .tensor import Tensor, array_from
+from .tensor_methods import shape_arg
 
 
 def _creation_dtype(dtype) -> np.dtype:
@@ -36,7 +36,7 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
     """``tensor([[1., 2.], [3., 4.]], requires_grad=True)``; always copies ``data``."""
     if isinstance(data, Tensor):
         data = data.numpy()
-    arr = np.array(_as_array(data, dtype), copy=True)
+    arr = np.array(array_from(data, dtype), copy=True)
     return Tensor(arr, requires_grad=requires_grad, dtype=dtype, device=device)
 
 
@@ -47,11 +47,11 @@ def from_numpy(arr: np.ndarray) -> Tensor:
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _new(np.zeros(_shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
+    return _new(np.zeros(shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _new(np.ones(_shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
+    return _new(np.ones(shape_arg(shape), dtype=_creation_dtype(dtype)), device, requires_grad)
 
 
 def full(size: Sequence[int], fill_value: float, dtype=None, device=None,
@@ -66,7 +66,7 @@ def full(size: Sequence[int], fill_value: float, dtype=None, device=None,
 def empty(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uninitialised memory, as in PyTorch (``xp.empty``): write every element before reading it."""
     dev = canonical_device(device)
-    t = Tensor._wrap(xp_for(dev).empty(_shape_arg(shape), dtype=_creation_dtype(dtype)), device=dev)
+    t = Tensor._wrap(xp_for(dev).empty(shape_arg(shape), dtype=_creation_dtype(dtype)), device=dev)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -96,13 +96,13 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
 
 def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform [0, 1) from the global generator (``manual_seed``)."""
-    arr = get_generator().random(_shape_arg(shape)).astype(_creation_dtype(dtype))
+    arr = get_generator().random(shape_arg(shape)).astype(_creation_dtype(dtype))
     return _new(arr, device, requires_grad)
 
 
 def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal from the global generator (``manual_seed``)."""
-    arr = get_generator().standard_normal(_shape_arg(shape)).astype(_creation_dtype(dtype))
+    arr = get_generator().standard_normal(shape_arg(shape)).astype(_creation_dtype(dtype))
     return _new(arr, device, requires_grad)
 
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import builtins
 
+import numpy as np
+
 from . import ops
-from .tensor import Tensor
+from .autograd import enable_grad, no_grad, set_grad_enabled  # noqa: F401  (set_grad_enabled: re-exported)
+from .dtypes import DEFAULT_FLOAT, is_floating, to_dtype
+from .tensor import Tensor, cat, stack
+from .tensor_methods import result_dtype
+from .tensor_methods import where as _where
 
 
 def _t(x, like=None) -> Tensor:
@@ -122,8 +128,6 @@ clip = clamp
 def where(condition, input=None, other=None):  # noqa: A002
     """``input`` where ``condition`` else ``other`` (numbers allowed); ``where(cond)`` is
     ``nonzero(cond, as_tuple=True)``."""
-    from .tensor_methods import where as _where
-
     return _where(condition, input, other)
 
 
@@ -392,8 +396,6 @@ def is_tensor(x) -> bool:
 
 
 def is_floating_point(input) -> bool:  # noqa: A002
-    from .dtypes import is_floating
-
     return is_floating(input.dtype)
 
 
@@ -470,8 +472,6 @@ def fliplr(input) -> Tensor:  # noqa: A002
 
 
 def broadcast_shapes(*shapes) -> tuple:
-    import numpy as np
-
     return tuple(np.broadcast_shapes(*[tuple(s) if not isinstance(s, int) else (s,) for s in shapes]))
 
 
@@ -506,15 +506,11 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
 
 
 def hstack(tensors) -> Tensor:
-    from .tensor import cat
-
     tensors = list(tensors)
     return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 
 def vstack(tensors) -> Tensor:
-    from .tensor import cat
-
     return cat([x.reshape(1, -1) if x.ndim < 2 else x for x in tensors], 0)
 
 
@@ -522,8 +518,6 @@ row_stack = vstack
 
 
 def dstack(tensors) -> Tensor:
-    from .tensor import cat
-
     out = []
     for x in tensors:
         x = x.reshape(1, -1, 1) if x.ndim < 2 else x
@@ -532,8 +526,6 @@ def dstack(tensors) -> Tensor:
 
 
 def column_stack(tensors) -> Tensor:
-    from .tensor import cat
-
     return cat([x.reshape(-1, 1) if x.ndim < 2 else x for x in tensors], 1)
 
 
@@ -548,57 +540,24 @@ asarray = as_tensor
 
 
 def get_default_dtype():
-    from .dtypes import DEFAULT_FLOAT
-
     return DEFAULT_FLOAT
 
 
 def finfo(dtype=None):
     """NumPy's finfo of the dtype (``.eps``, ``.max``, ``.min``, ``.tiny``), as torch.finfo."""
-    import numpy as np
-
-    from .dtypes import DEFAULT_FLOAT, to_dtype
-
     return np.finfo(DEFAULT_FLOAT if dtype is None else to_dtype(dtype))
 
 
 def iinfo(dtype):
-    import numpy as np
-
-    from .dtypes import to_dtype
-
     return np.iinfo(to_dtype(dtype))
 
 
 def promote_types(type1, type2):
-    from .dtypes import to_dtype
-    from .tensor_methods import _result_dtype
-
-    return _result_dtype(to_dtype(type1), to_dtype(type2))
-
-
-class set_grad_enabled:
-    """``with set_grad_enabled(False): ...`` (or call it as a function to switch grad mode)."""
-
-    def __init__(self, mode: bool) -> None:
-        from .autograd import _state, is_grad_enabled
-
-        self.prev = is_grad_enabled()
-        _state.grad_enabled = bool(mode)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        from .autograd import _state
-
-        _state.grad_enabled = self.prev
+    return result_dtype(to_dtype(type1), to_dtype(type2))
 
 
 def inference_mode(mode: bool = True):
     """PyTorch's ``inference_mode`` (here the same as ``no_grad``); usable as a decorator too."""
-    from .autograd import enable_grad, no_grad
-
     if callable(mode):  # @inference_mode without parentheses
         return no_grad()(mode)
     return no_grad() if mode else enable_grad()
@@ -653,8 +612,6 @@ bitwise_right_shift = _method("bitwise_right_shift")
 
 def block_diag(*tensors) -> Tensor:
     """The block-diagonal matrix of the given matrices (0-d and 1-D inputs count as one row)."""
-    from .tensor import cat
-
     mats = [x.reshape(1, -1) if x.ndim < 2 else x for x in tensors]
     if builtins.any(m.ndim != 2 for m in mats):
         raise ValueError("block_diag: Input tensors must have 2 or fewer dimensions")
@@ -667,8 +624,6 @@ def block_diag(*tensors) -> Tensor:
 
 def cartesian_prod(*tensors) -> Tensor:
     """All combinations of the elements of the 1-D inputs, one per row (a single input comes back as is)."""
-    from .tensor import stack
-
     if len(tensors) == 1:
         return tensors[0]
     return stack([g.reshape(-1) for g in meshgrid(*tensors, indexing="ij")], 1)

@@ -48,7 +48,7 @@ class Tensor(TensorMethods):
             arr = data
             device = "cuda" if device is None else device
         else:
-            arr = _as_array(data, dtype)
+            arr = array_from(data, dtype)
         dev = canonical_device(device)
         if dtype is not None:
             dt = to_dtype(dtype)
@@ -275,7 +275,7 @@ class _HookHandle:
             self.hooks.remove(self.hook)
 
 
-def _as_array(data, dtype) -> np.ndarray:
+def array_from(data, dtype) -> np.ndarray:
     """Nested lists / scalars / arrays as a NumPy array; Python floats become float32 (as in PyTorch)."""
     if isinstance(data, np.ndarray):
         return data

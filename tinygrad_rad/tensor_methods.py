@@ -37,7 +37,7 @@ Median = namedtuple("median", ["values", "indices"])
 MinMax = namedtuple("aminmax", ["min", "max"])
 
 
-def _shape_arg(shape) -> tuple:
+def shape_arg(shape) -> tuple:
     """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f([2, 3])``."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
@@ -629,7 +629,7 @@ class TensorMethods:
         return self.permute(*reversed(range(self.ndim)))
 
     def reshape(self, *shape) -> Tensor:
-        shape = _shape_arg(shape)
+        shape = shape_arg(shape)
         try:
             new = _infer_shape(self.shape, shape)
         except ValueError as e:
@@ -660,7 +660,7 @@ class TensorMethods:
         return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1 :])
 
     def permute(self, *dims) -> Tensor:
-        dims = _shape_arg(dims)
+        dims = shape_arg(dims)
         if sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(
                 f"permute: {dims} is not a permutation of the {self.ndim} dims of shape {self.shape}"
@@ -682,7 +682,7 @@ class TensorMethods:
         return self.T
 
     def expand(self, *shape) -> Tensor:
-        shape = _shape_arg(shape)
+        shape = shape_arg(shape)
         if len(shape) < self.ndim:
             raise ValueError(f"expand: target {shape} has fewer dims than shape {self.shape}")
         lead = len(shape) - self.ndim
@@ -755,7 +755,7 @@ class TensorMethods:
 
     def flip(self, *dims) -> Tensor:
         """Reverse the order along ``dims`` (a view with negative steps; backward flips back)."""
-        d = _dims(_shape_arg(dims) if dims else (), self.ndim) or ()
+        d = _dims(shape_arg(dims) if dims else (), self.ndim) or ()
         return self[tuple(slice(None, None, -1) if i in d else slice(None) for i in range(self.ndim))]
 
     def contiguous(self) -> Tensor:
@@ -786,7 +786,7 @@ class TensorMethods:
     def repeat(self, *sizes) -> Tensor:
         """Tile the tensor ``sizes[i]`` times along dim i (``len(sizes) >= ndim``; extra sizes add
         leading dims), e.g. ``x.repeat(2, 1)``. Built from reshape + expand + reshape (exact backward)."""
-        sizes = _shape_arg(sizes)
+        sizes = shape_arg(sizes)
         if len(sizes) < self.ndim:
             raise ValueError(
                 f"repeat: number of repeat dims ({len(sizes)}) can not be smaller than the number of "
@@ -800,7 +800,7 @@ class TensorMethods:
 
     def tile(self, *dims) -> Tensor:
         """``repeat`` where fewer ``dims`` than the tensor has dims are padded with 1s in front."""
-        dims = _shape_arg(dims)
+        dims = shape_arg(dims)
         return self.repeat((1,) * (self.ndim - len(dims)) + dims)
 
     def roll(self, shifts, dims=None) -> Tensor:
@@ -998,7 +998,7 @@ class TensorMethods:
 
         NOTE: PyTorch leaves new elements uninitialised; this fills them with zeros. Like PyTorch it
         refuses tensors that require grad."""
-        sizes = _shape_arg(sizes)
+        sizes = shape_arg(sizes)
         if self.requires_grad:
             raise RuntimeError("cannot resize variables that require grad")
         if any(s < 0 for s in sizes):
@@ -1165,10 +1165,10 @@ class TensorMethods:
         return t.requires_grad_(True) if requires_grad else t
 
     def new_zeros(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
-        return self._new(np.zeros(_shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
+        return self._new(np.zeros(shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
 
     def new_ones(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
-        return self._new(np.ones(_shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
+        return self._new(np.ones(shape_arg(size), to_dtype(dtype or self.dtype)), dtype, requires_grad)
 
     def new_empty(self, *size, dtype=None, device=None, requires_grad: builtins.bool = False) -> Tensor:
         return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
@@ -1213,7 +1213,7 @@ class TensorMethods:
 
     def sum_to_size(self, *size) -> Tensor:
         """Sum the broadcast dims away so the result has ``size`` (the backward of broadcasting)."""
-        size = _shape_arg(size)
+        size = shape_arg(size)
         if np.broadcast_shapes(size, self.shape) != self.shape:
             raise ValueError(f"sum_to_size: size {size} is not expandable to the tensor's size {self.shape}")
         lead = self.ndim - len(size)
@@ -1801,12 +1801,12 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             )
     dt = shaped[0].dtype
     for t in tensors[1:]:
-        dt = _result_dtype(dt, t.dtype)
+        dt = result_dtype(dt, t.dtype)
     tensors = [_cast(t, dt) for t in tensors]  # PyTorch promotes (int + float -> float)
     return ops.Cat.apply(*tensors, dim=d)
 
 
-def _result_dtype(da, db):
+def result_dtype(da, db):
     if da == db:
         return da
     fa, fb = is_floating(da), is_floating(db)

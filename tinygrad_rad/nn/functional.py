@@ -30,6 +30,7 @@ from .losses import (
     smooth_l1_loss,
     tversky_loss,
 )
+from .pooling import adaptive_matrix, avg_divisor_axis, ceil_extra, pool_out
 
 __all__ = [
     "linear", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
@@ -308,7 +309,7 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fa
                 f"{fn}: pad should be at most half of effective kernel size, but got pad={p[i]}, "
                 f"kernel_size={k[i]} and dilation={d[i]}"
             )
-    out = [_pool_out(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in (0, 1)]
+    out = [pool_out(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in (0, 1)]
     if min(out) < 1:
         n, c, h, w = input.shape
         raise ValueError(
@@ -316,27 +317,6 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fa
             f"Output size is too small (kernel {k}, stride {s}, padding {p}, dilation {d})"
         )
     return k, s, p, d
-
-
-def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling output size along one axis (ceil_mode: the last window must start inside
-    the input or its left padding)."""
-    eff = d * (k - 1) + 1
-    span = n + 2 * p - eff
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
-
-
-def _ceil_extra(n: int, k: int, s: int, p: int, d: int = 1) -> int:
-    """Extra bottom/right padding that ``ceil_mode=True`` needs, by PyTorch's rule: the output size is
-    rounded up, but the last window must start inside the input or its left padding."""
-    eff = d * (k - 1) + 1
-    out = -(-(n + 2 * p - eff) // s) + 1
-    if (out - 1) * s >= n + p:
-        out -= 1
-    return max((out - 1) * s + eff - (n + 2 * p), 0)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -355,7 +335,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
         check_float("max_pool2d", input=input)
     k, s, p, d = _pool_args("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
     width = input.shape[3]
-    eh, ew = ((_ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1)) if ceil_mode
+    eh, ew = ((ceil_extra(input.shape[2 + i], k[i], s[i], p[i], d[i]) for i in (0, 1)) if ceil_mode
               else (0, 0))
     if dt.kind in "iu":
         out, win = _max_pool_int(input, k, s, p, d, eh, ew)
@@ -446,23 +426,13 @@ def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, paddi
     return ops.MaxUnpool2d.apply(input, indices=idx.astype(np.int64), out_hw=out_hw)
 
 
-def _avg_divisor_axis(n: int, k: int, s: int, p: int, n_out: int, count_include_pad: bool) -> np.ndarray:
-    """PyTorch's per-window divisor along one axis: the window clipped to the padded input (or, without
-    count_include_pad, to the input itself)."""
-    start = np.arange(n_out) * s - p
-    end = np.minimum(start + k, n + p)
-    if count_include_pad:
-        return (end - start).astype(np.float64)
-    return (np.minimum(end, n) - np.maximum(start, 0)).astype(np.float64)
-
-
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True) -> Tensor:
     """Mean over each window; ``ceil_mode`` keeps the partial windows at the bottom/right."""
     check_float("avg_pool2d", input=input)
     k, s, p, _ = _pool_args("avg_pool2d", input, kernel_size, stride, padding, ceil_mode=ceil_mode)
     h, w = input.shape[2:]
-    eh, ew = (_ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
+    eh, ew = (ceil_extra((h, w)[i], k[i], s[i], p[i]) for i in (0, 1)) if ceil_mode else (0, 0)
     if not (eh or ew):
         return ops.AvgPool2d.apply(input, kernel=k, stride=s, padding=p,
                                      count_include_pad=count_include_pad)
@@ -470,19 +440,10 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     x = ops.pad(input, (p[1], p[1] + ew, p[0], p[0] + eh))
     sums = ops.AvgPool2d.apply(x, kernel=k, stride=s, padding=(0, 0), count_include_pad=True)
     oh, ow = sums.shape[2:]
-    dh = _avg_divisor_axis(h, k[0], s[0], p[0], oh, count_include_pad)
-    dw = _avg_divisor_axis(w, k[1], s[1], p[1], ow, count_include_pad)
+    dh = avg_divisor_axis(h, k[0], s[0], p[0], oh, count_include_pad)
+    dw = avg_divisor_axis(w, k[1], s[1], p[1], ow, count_include_pad)
     scale = (k[0] * k[1]) / (dh[:, None] * dw[None, :])
     return sums * Tensor._wrap(xp_for(input.device).asarray(scale.astype(input.dtype)), device=input.device)
-
-
-def _adaptive_matrix(n_in: int, n_out: int, dtype) -> np.ndarray:
-    """Averaging matrix (n_out, n_in) with PyTorch's bins [floor(i n/o), ceil((i+1) n/o))."""
-    m = np.zeros((n_out, n_in), dtype=dtype)
-    for i in range(n_out):
-        a, b = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
-        m[i, a:b] = 1.0 / (b - a)
-    return m
 
 
 def _adaptive_size(fn: str, input: Tensor, output_size) -> tuple:
@@ -517,8 +478,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(input, (h // oh, w // ow))
     xp = xp_for(input.device)
-    ph = Tensor._wrap(xp.asarray(_adaptive_matrix(h, oh, input.dtype)), device=input.device)
-    pw = Tensor._wrap(xp.asarray(_adaptive_matrix(w, ow, input.dtype).T.copy()), device=input.device)
+    ph = Tensor._wrap(xp.asarray(adaptive_matrix(h, oh, input.dtype)), device=input.device)
+    pw = Tensor._wrap(xp.asarray(adaptive_matrix(w, ow, input.dtype).T.copy()), device=input.device)
     return ph @ input @ pw
 
 

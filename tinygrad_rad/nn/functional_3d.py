@@ -23,7 +23,7 @@ from .argcheck import check_float
 
 # NOTE: imported by functional.py at its end, so these helpers exist by then (the nn package always
 # imports functional.py before this module)
-from .functional import _adaptive_matrix, _avg_divisor_axis, _ceil_extra, _pool_out
+from .pooling import adaptive_matrix, avg_divisor_axis, ceil_extra, pool_out
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
            "adaptive_max_pool3d", "triple"]
@@ -210,7 +210,7 @@ def _pool_args(fn, input, kernel_size, stride, padding, dilation=1, ceil_mode=Fa
                 f"{fn}: pad should be at most half of effective kernel size, but got pad={p[i]}, "
                 f"kernel_size={k[i]} and dilation={d[i]}"
             )
-    out = [_pool_out(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(3)]
+    out = [pool_out(input.shape[2 + i], k[i], s[i], p[i], d[i], ceil_mode) for i in range(3)]
     if min(out) < 1:
         c = input.shape[1]
         raise ValueError(
@@ -233,7 +233,7 @@ def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     input, unbatched = _batched("max_pool3d", input)
     k, s, p, d = _pool_args("max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode)
     spatial = tuple(input.shape[2:])
-    extra = [_ceil_extra(spatial[i], k[i], s[i], p[i], d[i]) for i in range(3)] if ceil_mode else [0, 0, 0]
+    extra = [ceil_extra(spatial[i], k[i], s[i], p[i], d[i]) for i in range(3)] if ceil_mode else [0, 0, 0]
     x = input
     if any(extra):  # pad with -inf: a padded element is never a window's max
         x = ops.pad(input, (0, extra[2], 0, extra[1], 0, extra[0]), value=float("-inf"))
@@ -270,7 +270,7 @@ def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
             f"avg_pool3d: input image (T: {spatial[0]} H: {spatial[1]} W: {spatial[2]}) smaller than kernel "
             f"size (kT: {k[0]} kH: {k[1]} kW: {k[2]})"
         )
-    extra = [_ceil_extra(spatial[i], k[i], s[i], p[i]) for i in range(3)] if ceil_mode else [0, 0, 0]
+    extra = [ceil_extra(spatial[i], k[i], s[i], p[i]) for i in range(3)] if ceil_mode else [0, 0, 0]
     if not any(extra) and divisor_override is None:
         out = ops.AvgPool3d.apply(input, kernel=k, stride=s, padding=p, count_include_pad=count_include_pad)
         return _unbatch(out, unbatched)
@@ -280,7 +280,7 @@ def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     if divisor_override is not None:
         div = np.full(sums.shape[2:], float(divisor_override))
     else:
-        dz, dh, dw = (_avg_divisor_axis(spatial[i], k[i], s[i], p[i], sums.shape[2 + i], count_include_pad)
+        dz, dh, dw = (avg_divisor_axis(spatial[i], k[i], s[i], p[i], sums.shape[2 + i], count_include_pad)
                       for i in range(3))
         div = dz[:, None, None] * dh[None, :, None] * dw[None, None, :]
     scale = (k[0] * k[1] * k[2]) / div
@@ -338,7 +338,7 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
         res = input
         for i in range(3):
             if out[i] != spatial[i]:
-                res = _along(res, 2 + i, _adaptive_matrix(spatial[i], out[i], input.dtype))
+                res = _along(res, 2 + i, adaptive_matrix(spatial[i], out[i], input.dtype))
     return _unbatch(res, unbatched)
 
 
