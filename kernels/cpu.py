@@ -42,10 +42,13 @@ from .cpu_plain import (  # noqa: F401  (the plain kernels that are already the 
     pool_args,
     relu_bwd_loop,
     relu_fwd_loop,
-    softmax_cross_entropy_backward,
-    softmax_cross_entropy_forward,
 )
-from .reference import out_size
+
+# NOTE: the fused softmax-cross-entropy of the fast tier is the reference's vectorised NumPy code: it is
+# what the op computed before the kernel tiers existed (bit for bit, so default runs keep their results);
+# at the sizes a classifier's loss sees, (batch, classes), a Numba pass (cpu_plain's float64 sums) gains
+# nothing and changes the rounding
+from .reference import out_size, softmax_cross_entropy_backward, softmax_cross_entropy_forward  # noqa: F401
 from .threads import serialized
 
 __all__ = [
