@@ -98,6 +98,15 @@ def launch_1d(n: int) -> tuple[int, int]:
     return max(1, min((n + threads - 1) // threads, 65535)), threads
 
 
+def launch(kernel, n: int, *args) -> None:
+    """``kernel(*args)`` on CuPy's current stream with enough threads for a grid-stride loop over ``n``
+    items; array arguments are handed over with :func:`dev` (0-d arrays and scalars pass as they are)."""
+    if n:
+        blocks, threads = launch_1d(n)
+        kernel[blocks, threads, stream()](*[dev(a) if hasattr(a, "shape") and a.shape != () else a
+                                             for a in args])
+
+
 def reduce_threads() -> int:
     """Threads per block of the per-channel reduction kernels (a power of two)."""
     return 8 if simulator() else 256

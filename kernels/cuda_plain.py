@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .cuda_common import contiguous, dev, launch_1d, stream, xp_of
+from .cuda_common import contiguous, launch, xp_of
 from .reference import check_ce, out_size
 
 __all__ = [
@@ -36,14 +36,6 @@ __all__ = [
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
 ]
-
-
-def _launch(kernel, n, *args):
-    """kernel(*args) on enough threads for a grid-stride loop over ``n`` items (arrays handed over)."""
-    if n:
-        blocks, threads = launch_1d(n)
-        kernel[blocks, threads, stream()](*[dev(a) if hasattr(a, "shape") and a.shape != () else a
-                                             for a in args])
 
 
 # ---------------------------------------------------------------------------------------- matmul
@@ -83,7 +75,7 @@ def matmul(a, b):
     a3 = _batched(xp, a2, batch, dtype)
     b3 = _batched(xp, b2, batch, dtype)
     out = xp.empty((a3.shape[0], n, m), dtype=dtype)
-    _launch(_matmul_kernel, out.size, a3, b3, out)
+    launch(_matmul_kernel, out.size, a3, b3, out)
     out = out.reshape(batch + (n, m))
     if a.ndim == 1:
         out = out[..., 0, :]
@@ -122,7 +114,7 @@ def erf(x):
         x = x.astype(np.float64)
     xf = _flat(x)
     y = xp_of(x).empty_like(xf)
-    _launch(_erf_kernel, xf.size, xf, y)
+    launch(_erf_kernel, xf.size, xf, y)
     return y.reshape(x.shape)
 
 
@@ -130,7 +122,7 @@ def relu_forward(x):
     """max(x, 0) elementwise (NaN stays NaN)."""
     xf = _flat(x)
     y = xp_of(x).empty_like(xf)
-    _launch(_relu_fwd_kernel, xf.size, xf, y)
+    launch(_relu_fwd_kernel, xf.size, xf, y)
     return y.reshape(x.shape)
 
 
@@ -138,7 +130,7 @@ def relu_backward(g, out):
     """g where the forward output was positive, else 0."""
     gf = _flat(g)
     gx = xp_of(g).empty_like(gf)
-    _launch(_relu_bwd_kernel, gf.size, gf, _flat(out), gx)
+    launch(_relu_bwd_kernel, gf.size, gf, _flat(out), gx)
     return gx.reshape(g.shape)
 
 
@@ -246,7 +238,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     w = contiguous(w).astype(x.dtype, copy=False)
     n, o, ho, wo = _conv_geometry(x.shape, w.shape, stride, padding, dilation, groups)
     y = xp_of(x).empty((n, o, ho, wo), dtype=x.dtype)
-    _launch(_conv_fwd_kernel, y.size, x, w, *_conv_args(stride, padding, dilation, groups), y)
+    launch(_conv_fwd_kernel, y.size, x, w, *_conv_args(stride, padding, dilation, groups), y)
     return y
 
 
@@ -258,7 +250,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if tuple(gy.shape) != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_input: gy has shape {tuple(gy.shape)}, expected {(n, o, ho, wo)}")
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_conv_bwd_input_kernel, gx.size, gy, w, *_conv_args(stride, padding, dilation, groups), gx)
+    launch(_conv_bwd_input_kernel, gx.size, gy, w, *_conv_args(stride, padding, dilation, groups), gx)
     return gx
 
 
@@ -270,7 +262,7 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     if tuple(gy.shape) != (n, o, ho, wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {tuple(gy.shape)}, expected {(n, o, ho, wo)}")
     gw = xp_of(gy).empty(tuple(w_shape), dtype=gy.dtype)
-    _launch(_conv_bwd_weight_kernel, gw.size, gy, x, *_conv_args(stride, padding, dilation, groups), gw)
+    launch(_conv_bwd_weight_kernel, gw.size, gy, x, *_conv_args(stride, padding, dilation, groups), gw)
     return gw
 
 
@@ -391,7 +383,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     shape = (n, c, out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw))
     xp = xp_of(x)
     y, idx = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=np.int32)
-    _launch(_max_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding, dilation), y, idx)
+    launch(_max_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding, dilation), y, idx)
     return y, idx
 
 
@@ -399,7 +391,7 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     """Route each output gradient to the element that was its window's max (gathered per input pixel)."""
     gy, idx = contiguous(gy), contiguous(idx)
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_max_pool_bwd_kernel, gx.size, gy, idx, *_ints(kernel, stride, padding, dilation), gx)
+    launch(_max_pool_bwd_kernel, gx.size, gy, idx, *_ints(kernel, stride, padding, dilation), gx)
     return gx
 
 
@@ -410,7 +402,7 @@ def avg_pool2d_forward(x, kernel, stride, padding, count_include_pad=True):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, wd = x.shape
     y = xp_of(x).empty((n, c, out_size(h, kh, sh, ph), out_size(wd, kw, sw, pw)), dtype=x.dtype)
-    _launch(_avg_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding), bool(count_include_pad), y)
+    launch(_avg_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding), bool(count_include_pad), y)
     return y
 
 
@@ -418,7 +410,7 @@ def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=
     """Every element of a window receives gy / window_size."""
     gy = contiguous(gy)
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_avg_pool_bwd_kernel, gx.size, gy, *_ints(kernel, stride, padding), bool(count_include_pad), gx)
+    launch(_avg_pool_bwd_kernel, gx.size, gy, *_ints(kernel, stride, padding), bool(count_include_pad), gx)
     return gx
 
 
@@ -494,9 +486,9 @@ def batch_norm_forward_train(x, weight, bias, eps):
     """Normalise with the batch's per-channel mean and biased variance -> (y, mean, invstd)."""
     x3, xp, c = _view3(x), xp_of(x), x.shape[1]
     mean, invstd = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
-    _launch(_bn_stats_kernel, c, x3, float(eps), mean, invstd)
+    launch(_bn_stats_kernel, c, x3, float(eps), mean, invstd)
     y = xp.empty_like(x3)
-    _launch(_bn_apply_kernel, y.size, x3, mean, invstd, _per_channel(weight, c, xp, x.dtype, 1),
+    launch(_bn_apply_kernel, y.size, x3, mean, invstd, _per_channel(weight, c, xp, x.dtype, 1),
             _per_channel(bias, c, xp, x.dtype, 0), y)
     return y.reshape(x.shape), mean, invstd
 
@@ -506,9 +498,9 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
     x3, gy3, xp, c = _view3(x), _view3(gy), xp_of(x), x.shape[1]
     mean, invstd = contiguous(mean), contiguous(invstd)
     gb, gw = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
-    _launch(_channel_sums_kernel, c, gy3, x3, mean, invstd, gb, gw)
+    launch(_channel_sums_kernel, c, gy3, x3, mean, invstd, gb, gw)
     gx = xp.empty_like(x3)
-    _launch(_bn_grad_kernel, gx.size, gy3, x3, _per_channel(weight, c, xp, x.dtype, 1), mean, invstd, gb, gw,
+    launch(_bn_grad_kernel, gx.size, gy3, x3, _per_channel(weight, c, xp, x.dtype, 1), mean, invstd, gb, gw,
             gx)
     return gx.reshape(x.shape), gw, gb
 
@@ -526,7 +518,7 @@ def channel_affine_forward(x, scale, shift):
     """y = x * scale[c] + shift[c] per channel of (N, C, ...) input, one thread per element."""
     x3, xp, c = _view3(x), xp_of(x), x.shape[1]
     y = xp.empty_like(x3)
-    _launch(_affine_kernel, y.size, x3, _per_channel(scale, c, xp, x.dtype, 1),
+    launch(_affine_kernel, y.size, x3, _per_channel(scale, c, xp, x.dtype, 1),
             _per_channel(shift, c, xp, x.dtype, 0), y)
     return y.reshape(x.shape)
 
@@ -537,9 +529,9 @@ def channel_affine_backward(g, x, scale):
     x3, g3, xp, c = _view3(x), _view3(g), xp_of(x), x.shape[1]
     scale = _per_channel(scale, c, xp, x.dtype, 1)
     gx = xp.empty_like(g3)
-    _launch(_affine_kernel, gx.size, g3, scale, xp.zeros(c, dtype=x.dtype), gx)
+    launch(_affine_kernel, gx.size, g3, scale, xp.zeros(c, dtype=x.dtype), gx)
     gb, gs = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
-    _launch(_channel_sums_kernel, c, g3, x3, xp.zeros(c, dtype=x.dtype), xp.ones(c, dtype=x.dtype), gb, gs)
+    launch(_channel_sums_kernel, c, g3, x3, xp.zeros(c, dtype=x.dtype), xp.ones(c, dtype=x.dtype), gb, gs)
     return gx.reshape(x.shape), gs, gb
 
 
@@ -602,9 +594,9 @@ def softmax_cross_entropy_forward(x, target, scale):
     x, target = contiguous(x), contiguous(target).astype(x.dtype, copy=False)
     logp = xp.empty_like(x)
     row_loss = xp.zeros(x.shape[0], dtype=np.float64)
-    _launch(_ce_rows_kernel, x.shape[0] if x.size else 0, x, target, logp, row_loss)
+    launch(_ce_rows_kernel, x.shape[0] if x.size else 0, x, target, logp, row_loss)
     out = xp.zeros(1, dtype=x.dtype)
-    _launch(_ce_total_kernel, 1, row_loss, float(scale), out)
+    launch(_ce_total_kernel, 1, row_loss, float(scale), out)
     return out.reshape(()), logp
 
 
@@ -614,9 +606,9 @@ def softmax_cross_entropy_backward(g, logp, target, scale):
     xp = xp_of(logp)
     logp, target = contiguous(logp), contiguous(target).astype(logp.dtype, copy=False)
     tsum = xp.empty(logp.shape[0], dtype=np.float64)
-    _launch(_row_sums_kernel, logp.shape[0], target, tsum)
+    launch(_row_sums_kernel, logp.shape[0], target, tsum)
     gx = xp.empty_like(logp)
-    _launch(_ce_grad_kernel, gx.size, logp, target, tsum, xp.asarray(g, dtype=logp.dtype).reshape(1),
+    launch(_ce_grad_kernel, gx.size, logp, target, tsum, xp.asarray(g, dtype=logp.dtype).reshape(1),
             float(scale), gx)
     return gx
 
@@ -662,7 +654,7 @@ def adam_step(p, g, m, v, vmax, *, lr, beta1, beta2, eps, weight_decay, step, ma
     work = [contiguous(a) for a in arrays]  # copies only for non-contiguous state: written back below
     pw, mw, vw = work[:3]
     decay_mode = 0 if weight_decay == 0 else (2 if decoupled else 1)
-    _launch(_adam_kernel, p.size, pw.reshape(-1), _flat(g).astype(p.dtype, copy=False), mw.reshape(-1),
+    launch(_adam_kernel, p.size, pw.reshape(-1), _flat(g).astype(p.dtype, copy=False), mw.reshape(-1),
             vw.reshape(-1), work[3].reshape(-1) if vmax is not None else _unused(p), *consts, bool(maximize),
             decay_mode, bool(amsgrad))
     for a, w in zip(arrays, work):

@@ -15,21 +15,13 @@ import math
 import numpy as np
 from numba import cuda
 
-from .cuda_common import contiguous, dev, launch_1d, stream, xp_of
+from .cuda_common import contiguous, launch, xp_of
 from .reference3d import out_shape3
 
 __all__ = [
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
 ]
-
-
-def _launch(kernel, n, *args):
-    """kernel(*args) on enough threads for a grid-stride loop over ``n`` items (arrays handed over)."""
-    if n:
-        blocks, threads = launch_1d(n)
-        kernel[blocks, threads, stream()](*[dev(a) if hasattr(a, "shape") and a.shape != () else a
-                                             for a in args])
 
 
 def geometry3(x_shape, w_shape, stride, padding, dilation, groups, fn="conv3d"):
@@ -151,7 +143,7 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     w = contiguous(w).astype(x.dtype, copy=False)
     n, o, out = geometry3(x.shape, w.shape, stride, padding, dilation, groups)
     y = xp_of(x).empty((n, o, *out), dtype=x.dtype)
-    _launch(_conv_fwd_kernel, y.size, x, w, *_ints(stride, padding, dilation), int(groups), y)
+    launch(_conv_fwd_kernel, y.size, x, w, *_ints(stride, padding, dilation), int(groups), y)
     return y
 
 
@@ -163,7 +155,7 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if tuple(gy.shape) != (n, o, *out):
         raise ValueError(f"conv3d_backward_input: gy has shape {tuple(gy.shape)}, expected {(n, o, *out)}")
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_conv_bwd_input_kernel, gx.size, gy, w, *_ints(stride, padding, dilation), int(groups), gx)
+    launch(_conv_bwd_input_kernel, gx.size, gy, w, *_ints(stride, padding, dilation), int(groups), gx)
     return gx
 
 
@@ -175,7 +167,7 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     if tuple(gy.shape) != (n, o, *out):
         raise ValueError(f"conv3d_backward_weight: gy has shape {tuple(gy.shape)}, expected {(n, o, *out)}")
     gw = xp_of(gy).empty(tuple(w_shape), dtype=gy.dtype)
-    _launch(_conv_bwd_weight_kernel, gw.size, gy, x, *_ints(stride, padding, dilation), int(groups), gw)
+    launch(_conv_bwd_weight_kernel, gw.size, gy, x, *_ints(stride, padding, dilation), int(groups), gw)
     return gw
 
 
@@ -306,7 +298,7 @@ def max_pool3d_forward(x, kernel, stride, padding, dilation=(1, 1, 1)):
     shape = tuple(x.shape[:2]) + out_shape3(x.shape[2:], kernel, stride, padding, dilation)
     xp = xp_of(x)
     y, idx = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=np.int32)
-    _launch(_max_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding, dilation), y, idx)
+    launch(_max_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding, dilation), y, idx)
     return y, idx
 
 
@@ -314,7 +306,7 @@ def max_pool3d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     """Route each output gradient to the element that was its window's max (gathered per input voxel)."""
     gy, idx = contiguous(gy), contiguous(idx)
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_max_pool_bwd_kernel, gx.size, gy, idx, *_ints(kernel, stride, padding, dilation), gx)
+    launch(_max_pool_bwd_kernel, gx.size, gy, idx, *_ints(kernel, stride, padding, dilation), gx)
     return gx
 
 
@@ -324,7 +316,7 @@ def avg_pool3d_forward(x, kernel, stride, padding, count_include_pad=True):
     x = contiguous(x)
     shape = tuple(x.shape[:2]) + out_shape3(x.shape[2:], kernel, stride, padding)
     y = xp_of(x).empty(shape, dtype=x.dtype)
-    _launch(_avg_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding), bool(count_include_pad), y)
+    launch(_avg_pool_fwd_kernel, y.size, x, *_ints(kernel, stride, padding), bool(count_include_pad), y)
     return y
 
 
@@ -332,5 +324,5 @@ def avg_pool3d_backward(gy, x_shape, kernel, stride, padding, count_include_pad=
     """Every element of a window receives gy / window_size."""
     gy = contiguous(gy)
     gx = xp_of(gy).empty(tuple(x_shape), dtype=gy.dtype)
-    _launch(_avg_pool_bwd_kernel, gx.size, gy, *_ints(kernel, stride, padding), bool(count_include_pad), gx)
+    launch(_avg_pool_bwd_kernel, gx.size, gy, *_ints(kernel, stride, padding), bool(count_include_pad), gx)
     return gx
