@@ -262,7 +262,7 @@ def test_detect_anomaly_names_the_op_that_made_a_bad_gradient(tmp_path, capsys, 
     from tinygrad_rad.tasks import classify
 
     # a loss that is finite (0) but whose backward is inf: d sqrt(u) / du at u = 0
-    monkeypatch.setattr(classify, "loss_fn", lambda task, logits, y: (logits * 0.0).sqrt().sum())
+    monkeypatch.setattr(classify, "loss_fn", lambda task, logits, y, *rest: (logits * 0.0).sqrt().sum())
     _npz(tmp_path, n=(32, 16, 16))
     argv = ["train", "--data-dir", str(tmp_path), *TINY]
     assert cli.main([*argv, "--out", str(tmp_path / "a"), "--detect-anomaly"]) == 2

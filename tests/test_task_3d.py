@@ -334,3 +334,25 @@ def test_cli_predict_evaluate_errors_are_one_line(run, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_the_recipe_options_work_on_volumes_and_resume_exactly(tmp_path):
+    """EMA + precise batch norm + mixup + label smoothing + balanced class weights on the 3D task."""
+    data = tmp_path / "data"
+    _write_vessel3d(data, n=(20, 8, 8))
+    opts = dict(epochs=2, ema_epochs=1.0, precise_bn=12, mixup=0.2, label_smoothing=0.1,
+                class_weight="balanced", train_subset=16)
+    a = C3.fit(_cfg(data, tmp_path / "a", **opts), log=lambda s: None)
+
+    def stop(event, info):
+        return event == "step" and info["epoch"] == 1 and info["step"] == 1
+
+    with pytest.raises(TrainingInterrupted):
+        C3.fit(_cfg(data, tmp_path / "b", **opts), callbacks=[stop], log=lambda s: None)
+    b = C3.fit(_cfg(data, tmp_path / "b", **opts), resume=True, log=lambda s: None)
+    for name in ("last.safetensors", "best.safetensors"):
+        wa = load_checkpoint(str(tmp_path / "a" / name))["model_state"]
+        wb = load_checkpoint(str(tmp_path / "b" / name))["model_state"]
+        for k in wa:
+            np.testing.assert_array_equal(wa[k], wb[k], err_msg=f"{name} {k}")
+    assert a["test_auc"] == b["test_auc"] and a["n_train"] == 16

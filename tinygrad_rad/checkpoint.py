@@ -113,8 +113,10 @@ def _split_optimizer(optimizer) -> tuple[dict, dict]:
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch: int | None = None, config=None,
-                    extra=None) -> Path:
-    """Write model weights (+ optimizer, scheduler, epoch, config, extra, RNG states) to ``path`` atomically.
+                    extra=None, ema=None) -> Path:
+    """Write model weights (+ optimizer, scheduler, epoch, config, extra, RNG states and the ``state_dict``
+    of an ``ema`` module such as an :class:`~tinygrad_rad.optim.swa_utils.AveragedModel`) to ``path``
+    atomically.
 
     ``config`` and ``extra`` must be JSON-serialisable (dicts of numbers/strings/lists; Paths and
     NumPy scalars are converted). Returns the path written.
@@ -130,6 +132,9 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch: int | No
     tensors: dict[str, np.ndarray] = {}
     for k, t in model.state_dict().items():
         tensors[f"model.{k}"] = np.asarray(t.numpy(), order="C")
+    if ema is not None:
+        for k, t in ema.state_dict().items():
+            tensors[f"ema.{k}"] = np.asarray(t.numpy(), order="C")
     meta: dict[str, str] = {
         "format": FORMAT,
         "version": __version__,
@@ -379,8 +384,8 @@ def read_checkpoint_info(path) -> dict[str, Any]:
 
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict: bool = True, map_location=None,
-                    restore_rng: bool = False) -> dict[str, Any]:
-    """Restore whatever is given (model, optimizer, scheduler) from ``path``; return the rest.
+                    restore_rng: bool = False, ema=None) -> dict[str, Any]:
+    """Restore whatever is given (model, optimizer, scheduler, ema) from ``path``; return the rest.
 
     Returns ``{"epoch", "config", "extra", "rng", "version", "model_state", "metadata"}`` (``model_state``:
     the weights as NumPy arrays by state_dict key). ``map_location`` moves ``model`` to that device first
@@ -402,6 +407,14 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict: bo
             model.load_state_dict(weights, strict=strict)
         except RuntimeError as e:
             raise CheckpointError(f"{path}: the weights do not fit {type(model).__name__}: {e}") from e
+    if ema is not None:
+        averaged = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if not averaged:
+            raise CheckpointError(f"{path}: holds no averaged (EMA) weights to restore")
+        try:
+            ema.load_state_dict(averaged, strict=strict)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: the averaged weights do not fit {type(ema).__name__}: {e}") from e
     if optimizer is not None:
         _restore_optimizer(optimizer, tensors, _loads(meta, "optimizer", path) if ours else None, path)
     if scheduler is not None:

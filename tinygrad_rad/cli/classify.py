@@ -56,7 +56,25 @@ def add_train(sub) -> None:
     p.add_argument("--scheduler", choices=["cosine", "step", "multistep", "none"], default=d.scheduler)
     p.add_argument("--warmup-epochs", type=finite_float, default=d.warmup_epochs)
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
-                   help="random affine: rotation +-10 deg, shift +-2 px (at 28 px), scale 0.9-1.1; no flips")
+                   help="random affine: rotation +-10 deg, shift +-2 px (at 28 px), scale 0.9-1.1 (+ flips, "
+                        "see --hflip)")
+    p.add_argument("--hflip", choices=["auto", "yes", "no"], default=d.hflip,
+                   help="random left-right flips when augmenting; auto: only for "
+                        f"{', '.join(sorted(C.FLIP_DATASETS))} (never radiographs / CT / ultrasound)")
+    p.add_argument("--label-smoothing", type=finite_float, default=d.label_smoothing)
+    p.add_argument("--class-weight", choices=["none", "balanced"], default=d.class_weight,
+                   help="balanced: weight each class's cross-entropy by n / (K n_k) of the training labels")
+    p.add_argument("--mixup", type=finite_float, default=d.mixup, metavar="ALPHA",
+                   help="mixup of image pairs with weights ~ Beta(ALPHA, ALPHA); 0: off")
+    p.add_argument("--ema-epochs", type=finite_float, default=d.ema_epochs,
+                   help="validate / keep an exponential average of the weights with this time constant in "
+                        "epochs; 0: off")
+    p.add_argument("--precise-bn", type=int, default=d.precise_bn, metavar="N",
+                   help="before each validation recompute the batch-norm statistics on N clean training "
+                        "images; 0: off")
+    p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
+                   help="train on N training images drawn at random, stratified by label (--subset-seed)")
+    p.add_argument("--subset-seed", type=int, default=d.subset_seed)
     p.add_argument("--size", type=int, default=d.size, choices=[28, 64, 128, 224], help="MedMNIST image size")
     add_seed(p, d.seed)
     add_device(p)
@@ -95,7 +113,10 @@ def cmd_train(args) -> int:
             dataset=args.dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
             eval_batch_size=args.eval_batch_size, lr=args.lr, optimizer=args.optimizer,
             momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
-            warmup_epochs=args.warmup_epochs,
+            warmup_epochs=args.warmup_epochs, hflip=args.hflip, label_smoothing=args.label_smoothing,
+            class_weight=args.class_weight,
+            mixup=args.mixup, ema_epochs=args.ema_epochs, precise_bn=args.precise_bn,
+            train_subset=args.train_subset, subset_seed=args.subset_seed,
             augment=args.augment, size=args.size, seed=args.seed, device=args.device,
             data_dir=args.data_dir or default_data_dir(), out=args.out, limit_train=args.limit_train,
             limit_eval=args.limit_eval, num_threads=args.num_threads, plots=not args.no_plots,

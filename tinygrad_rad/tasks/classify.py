@@ -34,10 +34,11 @@ from ..autograd import no_grad
 from ..checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info
 from ..data import DataLoader, load_medmnist
 from ..data.io import read_image
-from ..data.transforms import RandomAffine, resize
+from ..data.transforms import RandomAffine, RandomHorizontalFlip, resize
 from ..explain import find_target_layer, grad_cam
 from ..metrics import classification_report
 from ..nn import functional as F
+from ..optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from ..tensor import Tensor
 from ..utils import ConfigDictMixin, default_data_dir, json_safe
 from .loop import Task, TrainingInterrupted, resolve_checkpoint, train
@@ -45,7 +46,8 @@ from .loop import Task, TrainingInterrupted, resolve_checkpoint, train
 __all__ = ["TrainConfig", "ClassifyTask", "fit", "evaluate", "predict", "predict_logits", "probabilities",
            "preprocess", "load_dataset", "load_trained", "load_image_for_model", "lr_factor",
            "evaluate_checkpoint", "predict_files", "explain_checkpoint",
-           "TrainingInterrupted", "DEFAULT_EPOCHS"]
+           "TrainingInterrupted", "DEFAULT_EPOCHS", "make_ema", "balanced_weights", "stratified_subset",
+           "uses_hflip", "check_recipe", "FLIP_DATASETS"]
 
 # The default recipe (PneumoniaMNIST, 2-core CPU, <= 15 minutes of training): the SmallCNN reference
 # recipe (Adam 1e-3, batch 128, cosine schedule, random affine augmentation without flips), with 20
@@ -79,6 +81,14 @@ class TrainConfig(ConfigDictMixin):
     rotation: float = 10.0
     translate: float = 2.0 / 28.0
     scale: tuple = (0.9, 1.1)
+    hflip: str = "auto"  # random left-right flips: "auto" (only FLIP_DATASETS), "yes", "no"
+    label_smoothing: float = 0.0
+    class_weight: str = "none"  # "balanced": cross-entropy weights n / (K n_k) from the training labels
+    mixup: float = 0.0  # Beta(a, a) mixing of image pairs (0: off)
+    ema_epochs: float = 0.0  # time constant (epochs) of the weight average that is validated (0: off)
+    precise_bn: int = 0  # batch-norm statistics recomputed on this many clean training images (0: off)
+    train_subset: int | None = None  # a stratified random subset of the training split (subset_seed)
+    subset_seed: int = 0
     size: int = 28
     seed: int = 0
     device: str = "cpu"
@@ -101,6 +111,20 @@ class TrainConfig(ConfigDictMixin):
         cfg = super().from_dict(d)
         cfg.scale = tuple(cfg.scale)
         return cfg
+
+
+# Datasets whose mirror image is still a plausible image of the same class (microscopy, skin and
+# fundus photographs): ``hflip="auto"`` flips these at random during training. Radiographs, CT and
+# ultrasound are not mirrored (the heart is on the left; organ laterality is anatomy).
+FLIP_DATASETS = frozenset({"pathmnist", "dermamnist", "bloodmnist", "tissuemnist", "retinamnist"})
+
+
+def uses_hflip(cfg: TrainConfig) -> bool:
+    """Whether the run flips training images left-right (``cfg.hflip``: auto / yes / no)."""
+    mode = str(cfg.hflip).lower()
+    if mode not in ("auto", "yes", "no"):
+        raise ValueError(f"hflip must be auto, yes or no, got {cfg.hflip!r}")
+    return mode == "yes" or (mode == "auto" and cfg.dataset.lower() in FLIP_DATASETS)
 
 
 # ----------------------------------------------------------------------------------------- tasks
@@ -136,13 +160,19 @@ def preprocess(images: np.ndarray) -> np.ndarray:
     return (x - 0.5) / 0.5
 
 
-def loss_fn(task: str, logits: Tensor, labels) -> Tensor:
-    """Cross-entropy for binary/multi-class (labels (N, 1) class indices), BCE-with-logits for multi-label."""
+def loss_fn(task: str, logits: Tensor, labels, label_smoothing: float = 0.0, weight=None) -> Tensor:
+    """Cross-entropy for binary/multi-class (labels (N, 1) class indices; class ``weight`` (K,) optional),
+    BCE-with-logits for multi-label (targets ``y (1 - e) + e / 2`` when ``label_smoothing`` e > 0)."""
     labels = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
     if is_multilabel(task):
-        target = Tensor(labels.astype(logits.dtype), device=logits.device)
+        y = labels.astype(np.float32)
+        if label_smoothing:
+            y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        target = Tensor(y.astype(logits.dtype), device=logits.device)
         return F.binary_cross_entropy_with_logits(logits, target)
-    return F.cross_entropy(logits, Tensor(labels.reshape(-1).astype(np.int64), device=logits.device))
+    w = None if weight is None else Tensor(np.asarray(weight, dtype=logits.dtype), device=logits.device)
+    return F.cross_entropy(logits, Tensor(labels.reshape(-1).astype(np.int64), device=logits.device),
+                           weight=w, label_smoothing=float(label_smoothing))
 
 
 def probabilities(task: str, logits: np.ndarray) -> np.ndarray:
@@ -211,6 +241,35 @@ def _limit(split: Split, n: int | None) -> Split:
     return Split(split.images[:n], split.labels[:n])
 
 
+def stratified_subset(split: Split, n: int, seed: int = 0) -> Split:
+    """``n`` images drawn without replacement so that every label (row of ``labels``) keeps its share
+    (largest remainders round the counts; at least one image of each label when ``n`` allows).
+
+        >>> small = stratified_subset(data["train"], 500)      # the small-data regime
+    """
+    total = len(split.images)
+    if n is None or n >= total:
+        return split
+    if n < 2:
+        raise ValueError(f"train_subset must be >= 2, got {n}")
+    keys = [tuple(r) for r in np.asarray(split.labels).reshape(total, -1)]
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    names = sorted(groups)
+    exact = np.array([len(groups[k]) * n / total for k in names])
+    counts = np.floor(exact).astype(int)
+    for j in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[j] += 1
+    if n >= len(names):  # every label present when there is room
+        for j in np.flatnonzero(counts == 0):
+            counts[int(np.argmax(counts))] -= 1
+            counts[j] = 1
+    rng = np.random.default_rng(seed)
+    idx = np.sort(np.concatenate([rng.choice(groups[k], c, replace=False) for k, c in zip(names, counts)]))
+    return Split(split.images[idx], split.labels[idx])
+
+
 class ClassificationSet:
     """A split as a dataset for :class:`~tinygrad_rad.data.DataLoader`: ``get_batch(idx, rng)`` gives
     (float32 (B, C, H, W) in [-1, 1], randomly affine-augmented when ``augment``; labels int64 (B, L)).
@@ -219,8 +278,10 @@ class ClassificationSet:
     def __init__(self, split: Split, cfg: TrainConfig | None = None, augment: bool = False):
         self.split, self.augment = split, bool(augment)
         c = cfg or TrainConfig()
-        # torchvision-style RandomAffine: rotation, shift (fraction of the size), zoom; NO flips
+        # torchvision-style RandomAffine: rotation, shift (fraction of the size), zoom; left-right flips only
+        # for the datasets where the mirror image is plausible (uses_hflip)
         self.affine = RandomAffine(c.rotation, translate=(c.translate, c.translate), scale=tuple(c.scale))
+        self.flip = RandomHorizontalFlip() if uses_hflip(c) else None
 
     def __len__(self) -> int:
         return int(len(self.split.images))
@@ -232,6 +293,8 @@ class ClassificationSet:
             rng = rng if rng is not None else np.random.default_rng()
             # augment in [0, 1] pixel space so that the zero fill is black, then renormalise
             x = (self.affine(x * 0.5 + 0.5, rng=rng) - 0.5) / 0.5
+            if self.flip is not None:
+                x = self.flip(x, rng=rng)
         return np.ascontiguousarray(x, dtype=np.float32), self.split.labels[idx]
 
 
@@ -294,6 +357,41 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_ep: int) -> float:
     if kind == "multistep":
         return cfg.gamma ** sum(epoch >= m for m in (int(0.5 * cfg.epochs), int(0.75 * cfg.epochs)))
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose cosine, step, multistep or none")
+
+
+def check_recipe(cfg) -> None:
+    """Refuse recipe values that cannot work, naming the field (before any data is loaded)."""
+    if getattr(cfg, "class_weight", "none") not in ("none", "balanced"):
+        raise ValueError(f"class_weight must be none or balanced, got {cfg.class_weight!r}")
+    if not 0.0 <= float(cfg.label_smoothing) < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    for name in ("mixup", "ema_epochs", "precise_bn"):
+        v = getattr(cfg, name)
+        if not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"{name} must be >= 0 (0: off), got {v}")
+
+
+def balanced_weights(task: str, labels: np.ndarray, n_outputs: int) -> np.ndarray | None:
+    """Class weights ``n / (K n_k)`` of the training labels (None for multi-label tasks); a class with no
+    training image gets weight 1.
+
+        >>> balanced_weights("binary-class", np.array([[0], [1], [1], [1]]), 2)
+        array([2.        , 0.66666667])
+    """
+    if is_multilabel(task):
+        return None
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=n_outputs).astype(np.float64)
+    return np.where(counts > 0, counts.sum() / (n_outputs * np.maximum(counts, 1)), 1.0)
+
+
+def make_ema(cfg: TrainConfig, model, steps_per_ep: int):
+    """The weight average of the recipe (None when ``ema_epochs`` is 0): an EMA with decay
+    ``1 - 1 / (ema_epochs * steps_per_epoch)``, so its memory is the same number of epochs whatever the
+    dataset's size. Without ``precise_bn`` it averages the batch-norm statistics too."""
+    if not cfg.ema_epochs or cfg.ema_epochs <= 0:
+        return None
+    decay = 1.0 - 1.0 / max(1.0, float(cfg.ema_epochs) * steps_per_ep)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=cfg.precise_bn <= 0)
 
 
 def make_scheduler(cfg: TrainConfig, optimizer, steps_per_ep: int):
@@ -360,14 +458,18 @@ class ClassifyTask(Task):
     history_fields = HISTORY_FIELDS
     # evaluate(model, images, labels, task, batch_size, device, return_probs): the 3-D task swaps in its own
     evaluate_fn = staticmethod(evaluate)
+    preprocess_fn = staticmethod(preprocess)  # uint8 images -> the model's float input (clean_batches)
+    class_weight = None  # (K,) cross-entropy class weights, set by setup when the recipe asks
     unit = "images"  # what the messages call the samples
 
     def load_splits(self) -> None:
         """``info``, ``train_split``, ``val``, ``test_split`` (limited as configured), checked non-empty."""
         cfg = self.config
+        check_recipe(cfg)
         data, self.info = load_dataset(cfg.dataset, cfg.size, cfg.data_dir or default_data_dir(),
                                        cfg.download)
-        self.train_split = _limit(data["train"], cfg.limit_train)
+        self.train_split = _limit(stratified_subset(data["train"], cfg.train_subset, cfg.subset_seed),
+                                  cfg.limit_train)
         self.val = _limit(data["val"], cfg.limit_eval)
         self.test_split = _limit(data["test"], cfg.limit_eval)
         for name, split in (("val", self.val), ("test", self.test_split)):  # NOTE: before any training
@@ -384,6 +486,9 @@ class ClassifyTask(Task):
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.loader = make_loader(self.train_split, cfg)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
+        self.ema = make_ema(cfg, self.model, len(self.loader))
+        self.class_weight = (balanced_weights(self.info.task, self.train_split.labels, self.info.n_outputs)
+                             if cfg.class_weight == "balanced" else None)
 
     def describe(self) -> str:
         cfg, info = self.config, self.info
@@ -396,17 +501,47 @@ class ClassifyTask(Task):
 
     def train_step(self, batch):
         x, y = batch
-        logits = self.model(x)
-        loss = loss_fn(self.info.task, logits, y)
-        return loss, {"n": len(x), "correct": _correct(self.info.task, logits.numpy(), y)}
+        cfg, task = self.config, self.info.task
+        if cfg.mixup > 0:  # mix image pairs; the loss mixes the two labels' losses with the same weight
+            rng = np.random.default_rng((cfg.seed, 7, self.state["epoch"], self.state["step"]))
+            lam = float(rng.beta(cfg.mixup, cfg.mixup))
+            perm = rng.permutation(len(x))
+            xd = x.numpy()
+            x = Tensor(lam * xd + (1.0 - lam) * xd[perm], device=x.device)
+            logits = self.model(x)
+            loss = (loss_fn(task, logits, y, cfg.label_smoothing, self.class_weight) * lam
+                    + loss_fn(task, logits, np.asarray(y)[perm], cfg.label_smoothing, self.class_weight)
+                    * (1.0 - lam))
+        else:
+            logits = self.model(x)
+            loss = loss_fn(task, logits, y, cfg.label_smoothing, self.class_weight)
+        return loss, {"n": len(x), "correct": _correct(task, logits.numpy(), y)}
 
     def progress(self, part: dict) -> dict:
         return {"loss": f"{part['loss_sum'] / part['n']:.4f}", "acc": f"{part['correct'] / part['n']:.3f}",
                 "img_s": f"{part['n'] / max(part['seconds'], 1e-9):.0f}"}
 
+    def eval_model(self):
+        """The model that is validated and saved as best: the weight average when the recipe keeps one,
+        its batch-norm statistics recomputed on clean training images when ``precise_bn``."""
+        cfg = self.config
+        m = self.ema.module if self.ema is not None else self.model
+        if cfg.precise_bn > 0:
+            update_bn(self.clean_batches(cfg.precise_bn), m)
+        return m
+
+    def clean_batches(self, n: int):
+        """The first ``n`` training images (no augmentation) in training-size batches, for ``update_bn``."""
+        cfg, images = self.config, self.train_split.images
+        n = min(int(n), len(images))
+        step = cfg.batch_size
+        for i in range(0, n - 1, step):  # NOTE: a last batch of one image is skipped (batch norm)
+            if min(i + step, n) - i > 1:
+                yield Tensor(self.preprocess_fn(images[i:min(i + step, n)]), device=cfg.device)
+
     def validate(self) -> dict:
         cfg = self.config
-        return self.evaluate_fn(self.model, self.val.images, self.val.labels, self.info.task,
+        return self.evaluate_fn(self.eval_model(), self.val.images, self.val.labels, self.info.task,
                                 cfg.eval_batch_size, cfg.device)
 
     def epoch_row(self, epoch, lr, part, val, seconds) -> dict:

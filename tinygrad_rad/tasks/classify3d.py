@@ -45,10 +45,12 @@ from ..utils import ConfigDictMixin, default_data_dir, json_safe, write_json
 from .classify import (
     ClassifyTask,
     Split,
+    balanced_weights,
     build,
     is_multilabel,
     load_dataset,
     loss_fn,
+    make_ema,
     make_optimizer,
     make_scheduler,
     prediction_rows,
@@ -92,6 +94,13 @@ class Classify3DConfig(ConfigDictMixin):
     step_size: int | None = None
     gamma: float = 0.1
     augment: bool = True  # random flips along D, H and W (p = 0.5 each; none for side-named labels)
+    label_smoothing: float = 0.0
+    class_weight: str = "none"  # "balanced": cross-entropy weights n / (K n_k) from the training labels
+    mixup: float = 0.0  # Beta(a, a) mixing of volume pairs (0: off)
+    ema_epochs: float = 0.0  # time constant (epochs) of the weight average that is validated (0: off)
+    precise_bn: int = 0  # batch-norm statistics recomputed on this many clean training volumes (0: off)
+    train_subset: int | None = None  # a stratified random subset of the training split (subset_seed)
+    subset_seed: int = 0
     size: int = 28
     seed: int = 0
     device: str = "cpu"
@@ -220,6 +229,7 @@ class Classify3DTask(ClassifyTask):
 
     name = "classify3d"
     evaluate_fn = staticmethod(evaluate)
+    preprocess_fn = staticmethod(preprocess3d)
     unit = "volumes"
 
     def setup(self, log) -> None:
@@ -232,6 +242,9 @@ class Classify3DTask(ClassifyTask):
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.loader = make_loader(self.train_split, cfg, self.flip_axes)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
+        self.ema = make_ema(cfg, self.model, len(self.loader))
+        self.class_weight = (balanced_weights(self.info.task, self.train_split.labels, self.info.n_outputs)
+                             if cfg.class_weight == "balanced" else None)
 
     def describe(self) -> str:
         cfg, info = self.config, self.info

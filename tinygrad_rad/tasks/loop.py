@@ -9,8 +9,9 @@ and the final test (``test``). The loop does the rest, the same way for every ta
 
 * seeds ``tinygrad_rad`` and NumPy's global generator with ``config.seed``, then calls ``setup``;
 * per epoch: one pass over the loader (forward, loss, ``zero_grad``, ``backward``, ``step``, scheduler
-  step per batch) with a progress bar; a non-finite loss stops the run before the update with
-  :class:`NonFiniteLoss` (the checkpoints on disk stay those of the last good epoch);
+  step, the weight average's update when the task keeps one, per batch) with a progress bar; a
+  non-finite loss stops the run before the update with :class:`NonFiniteLoss` (the checkpoints on
+  disk stay those of the last good epoch);
 * after each epoch: ``validate``; ``best.safetensors`` when the task's ``monitor`` metric improved
   (higher is better; without a monitor there is no best and the last weights are tested),
   ``last.safetensors``, ``history.csv``;
@@ -99,7 +100,10 @@ class Task:
     """What one kind of training needs; subclass it and fill in the methods (see ``classify.py``).
 
     ``setup`` must set ``self.model``, ``self.optimizer``, ``self.scheduler`` (a per-step scheduler, or
-    None) and ``self.loader`` (a seeded :class:`~tinygrad_rad.data.DataLoader`).
+    None) and ``self.loader`` (a seeded :class:`~tinygrad_rad.data.DataLoader`); it may set ``self.ema``
+    (an :class:`~tinygrad_rad.optim.swa_utils.AveragedModel` of the model): the loop then folds the
+    weights into it after every step, saves it in ``last`` (for resuming) and saves *its* weights as
+    ``best`` (the task's ``validate`` should measure it).
     """
 
     name = "task"
@@ -109,7 +113,7 @@ class Task:
 
     def __init__(self, config):
         self.config = config
-        self.model = self.optimizer = self.scheduler = self.loader = None
+        self.model = self.optimizer = self.scheduler = self.loader = self.ema = None
         self.state: dict = {}  # the loop's state (epoch, step, history, best, ...), set by train()
 
     # ---- to fill in
@@ -252,7 +256,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     spe = len(loader)
     state = _fresh_state()
     if resume:
-        ck = load_checkpoint(str(last_path), model=model, optimizer=optimizer, scheduler=scheduler)
+        ck = load_checkpoint(str(last_path), model=model, optimizer=optimizer, scheduler=scheduler,
+                             ema=task.ema)
         state = ck["extra"]["train_state"]
         if "best_auc" in state:  # NOTE: classification checkpoints written before tasks/ (train.py)
             state["best"] = state.pop("best_auc")
@@ -269,13 +274,19 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
     task.state = state  # read-only for the task (e.g. train_seconds in its checkpoint_extra)
     log(task.describe())
 
-    def save(path: Path, epoch: int, val: dict) -> None:
+    def save(path: Path, epoch: int, val: dict, best: bool = False) -> None:
         if not main:
             return
         extra = {"train_state": json_safe(state), "rng": tr.get_rng_state(), "version": tr.__version__,
                  **json_safe(task.checkpoint_extra(val))}
-        save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                        config=cfg.to_dict(), extra=extra)
+        if task.ema is None:
+            save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                            config=cfg.to_dict(), extra=extra)
+        elif best:  # the weights that were validated (the average), loadable like any model's
+            save_checkpoint(str(path), task.ema.module, epoch=epoch, config=cfg.to_dict(), extra=extra)
+        else:  # the trained weights + the average, to resume
+            save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                            config=cfg.to_dict(), extra=extra, ema=task.ema)
 
     def saved() -> str | None:
         return str(last_path) if last_path.is_file() else None
@@ -305,6 +316,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
+                    if task.ema is not None:
+                        task.ema.update_parameters(model)
                     # step time includes waiting for the loader (augmentation runs in its thread)
                     now = time.perf_counter()
                     dt, t_prev = now - t_prev, now
@@ -336,7 +349,7 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
                 if improved:
                     state["best"] = v if math.isfinite(v) else None
                     state["best_epoch"] = epoch + 1
-                    save(best_path, epoch + 1, val)
+                    save(best_path, epoch + 1, val, best=True)
             save(last_path, epoch + 1, val)
             if main:
                 write_history_csv(out / "history.csv", state["history"], task.history_fields)
@@ -355,6 +368,8 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
         return _wait_for_result()
     tested = best_path if task.monitor is not None else last_path
     ck = load_checkpoint(str(tested), model=model)
+    if task.ema is not None and task.monitor is None:
+        model.load_state_dict(task.ema.module.state_dict())  # the average is what was validated
     result = task.test(state, {"path": str(tested), "epoch": ck.get("epoch")}, log)
     result = json_safe(result)
     write_json(out / "metrics.json", result)

@@ -1,0 +1,146 @@
+"""Choose the default 2D recipe on VALIDATION splits only: train candidate recipes on three regimes
+(PneumoniaMNIST, RetinaMNIST, PneumoniaMNIST with 500 stratified training images) and record each
+run's validation metrics. The test split is never loaded: the task below swaps it for the validation
+split before training starts, so nothing here can look at it.
+
+    python -m benchmarks.recipe_search --candidates base ema_pbn --seeds 0
+    python -m benchmarks.recipe_search --list
+
+Each finished run appends one JSON line to ``benchmarks/results/recipe_search.jsonl``: candidate,
+regime, seed, the best validation AUC and the validation ACC at that epoch (the checkpoint the recipe
+would keep), the last epoch's validation AUC / ACC, and the training time. ``--summary`` prints the
+mean over regimes per candidate. The chosen recipe is then run once on the test split with the CLI
+(``benchmarks/run_recipe.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# ---- settings
+RESULTS = Path(__file__).resolve().parent / "results" / "recipe_search.jsonl"
+REGIMES = {  # name -> TrainConfig overrides
+    "pneumonia": {"dataset": "pneumoniamnist"},
+    "retina": {"dataset": "retinamnist"},
+    "pneumonia500": {"dataset": "pneumoniamnist", "train_subset": 500},
+}
+BASE = {"epochs": 20}  # the recipe before this search (README demo)
+PBN = {"precise_bn": 2048}
+EMA = {"ema_epochs": 1.0, "precise_bn": 2048}
+CANDIDATES = {
+    "base": {},
+    "pbn": PBN,
+    "ema_pbn": EMA,
+    "ema_pbn_ls": {**EMA, "label_smoothing": 0.1},
+    "ema_pbn_mix": {**EMA, "mixup": 0.2},
+    "ema_pbn_e40": {**EMA, "epochs": 40},
+    "ema_pbn_adamw": {**EMA, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 1.0},
+    "ema_pbn_lr2": {**EMA, "lr": 2e-3, "warmup_epochs": 1.0},
+    "ema_pbn_ls_e40": {**EMA, "label_smoothing": 0.1, "epochs": 40},
+    "ema_pbn_mix_e40": {**EMA, "mixup": 0.2, "epochs": 40},
+    "ema2_pbn_e40": {**EMA, "ema_epochs": 2.0, "epochs": 40},
+    "ema_pbn_noflip": {**EMA, "hflip": "no"},
+    "ema_pbn_cw": {**EMA, "class_weight": "balanced"},
+}
+
+
+def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str) -> dict:
+    from tinygrad_rad.tasks.classify import ClassifyTask, TrainConfig
+    from tinygrad_rad.tasks.loop import train
+
+    class ValOnlyTask(ClassifyTask):
+        def load_splits(self) -> None:
+            super().load_splits()
+            self.test_split = self.val  # NOTE: the test split is never used while choosing
+
+        def test(self, state, checkpoint, log) -> dict:
+            hist = state["history"]
+            best = next(r for r in hist if r["epoch"] == state["best_epoch"])
+            return {"best_epoch": state["best_epoch"], "val_auc": best["val_auc"], "val_acc": best["val_acc"],
+                    "last_val_auc": hist[-1]["val_auc"], "last_val_acc": hist[-1]["val_acc"],
+                    "train_seconds": state["train_seconds"],
+                    "wall_seconds": float(sum(r["epoch_seconds"] for r in hist))}
+
+        def summary(self, r: dict) -> str:
+            return ""
+
+    overrides = {**BASE, **REGIMES[regime], **CANDIDATES[candidate]}
+    out = Path(out_root) / f"{candidate}-{regime}-s{seed}"
+    cfg = TrainConfig(**overrides, seed=seed, data_dir=data_dir, out=str(out), progress=False, plots=False)
+    t0 = time.perf_counter()
+    r = train(ValOnlyTask(cfg), log=lambda s: None)
+    r.update({"candidate": candidate, "regime": regime, "seed": seed, "overrides": overrides,
+              "total_seconds": time.perf_counter() - t0})
+    return r
+
+
+def summary(path: Path = RESULTS) -> None:
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r["candidate"], {}).setdefault(r["regime"], []).append(r)
+    regimes = list(REGIMES)
+    print(f"{'candidate':18s} " + " ".join(f"{g + ' AUC/ACC':>22s}" for g in regimes) + f" {'mean AUC':>9s} "
+          f"{'mean ACC':>9s} {'min':>5s}")
+    for c, per in by.items():
+        cells, aucs, accs, mins = [], [], [], []
+        for g in regimes:
+            rs = per.get(g, [])
+            if not rs:
+                cells.append(f"{'-':>22s}")
+                continue
+            a = sum(r["val_auc"] for r in rs) / len(rs)
+            b = sum(r["val_acc"] for r in rs) / len(rs)
+            aucs.append(a)
+            accs.append(b)
+            mins.append(sum(r["train_seconds"] for r in rs) / len(rs) / 60)
+            cells.append(f"{a:.4f}/{b:.4f} ({len(rs)}s)".rjust(22))
+        if aucs:
+            mean_auc, mean_acc = sum(aucs) / len(aucs), sum(accs) / len(accs)
+            print(f"{c:18s} " + " ".join(cells) + f" {mean_auc:9.4f} {mean_acc:9.4f} {max(mins):5.1f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--candidates", nargs="*", default=["base"])
+    ap.add_argument("--regimes", nargs="*", default=list(REGIMES))
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--data-dir", default=os.environ.get("TINYGRAD_RAD_DATA"))
+    ap.add_argument("--out-root", default="runs/recipe_search")
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--summary", action="store_true")
+    a = ap.parse_args(argv)
+    if a.list:
+        for k, v in CANDIDATES.items():
+            print(f"{k:18s} {v}")
+        return 0
+    if a.summary:
+        summary(Path(a.results))
+        return 0
+    from tinygrad_rad.kernels import configure_cpu
+
+    configure_cpu()  # as the CLI does
+    for c in a.candidates:
+        if c not in CANDIDATES:
+            sys.exit(f"unknown candidate {c!r}; --list shows them")
+        for seed in a.seeds:
+            for g in a.regimes:
+                r = run_one(c, g, seed, a.data_dir, a.out_root)
+                print(f"{c} {g} seed {seed}: val AUC {r['val_auc']:.4f} ACC {r['val_acc']:.4f} (epoch "
+                      f"{r['best_epoch']}), last {r['last_val_auc']:.4f}/{r['last_val_acc']:.4f}, "
+                      f"{r['train_seconds'] / 60:.1f} min", flush=True)
+                Path(a.results).parent.mkdir(parents=True, exist_ok=True)
+                with open(a.results, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+    summary(Path(a.results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
