@@ -79,6 +79,36 @@ def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str
     return r
 
 
+def tta_check(out_root: str) -> None:
+    """Validation AUC / ACC of every saved search run's best checkpoint with and without test-time
+    augmentation (mean logits over the image and its four 1-pixel shifts; + the left-right mirror where
+    the recipe flips): decides whether TTA joins the recipe without training anything again."""
+    from tinygrad_rad.metrics import classification_report
+    from tinygrad_rad.tasks.classify import (
+        load_dataset,
+        load_trained,
+        predict_logits,
+        probabilities,
+        uses_hflip,
+    )
+
+    cache = {}
+    for run in sorted(Path(out_root).glob("*-s*")):
+        if not (run / "best.safetensors").is_file():
+            continue
+        model, meta = load_trained(run)
+        cfg = meta["config"]
+        if cfg.dataset not in cache:
+            cache[cfg.dataset] = load_dataset(cfg.dataset, cfg.size, cfg.data_dir, splits=("val",))[0]["val"]
+        val = cache[cfg.dataset]
+        plain = classification_report(meta["task"], val.labels,
+                                      probabilities(meta["task"], predict_logits(model, val.images)))
+        logits = predict_logits(model, val.images, tta=True, flip=uses_hflip(cfg))
+        tta = classification_report(meta["task"], val.labels, probabilities(meta["task"], logits))
+        print(f"{run.name:32s} val AUC {plain['auc']:.4f} -> {tta['auc']:.4f}  ACC {plain['acc']:.4f} -> "
+              f"{tta['acc']:.4f}", flush=True)
+
+
 def summary(path: Path = RESULTS) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
     by: dict = {}
@@ -115,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--tta-check", action="store_true",
+                    help="TTA vs none on the saved runs' best checkpoints")
     a = ap.parse_args(argv)
     if a.list:
         for k, v in CANDIDATES.items():
@@ -122,6 +154,9 @@ def main(argv=None) -> int:
         return 0
     if a.summary:
         summary(Path(a.results))
+        return 0
+    if a.tta_check:
+        tta_check(a.out_root)
         return 0
     from tinygrad_rad.kernels import configure_cpu
 

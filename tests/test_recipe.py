@@ -229,3 +229,33 @@ def test_balanced_class_weights():
     w = balanced_weights("multi-class", np.array([[0], [0], [0], [1], [2], [2]]), 4)
     np.testing.assert_allclose(w, [6 / 12, 6 / 4, 6 / 8, 1.0])  # n / (K n_k); an absent class gets 1
     assert balanced_weights("multi-label, binary-class", np.zeros((4, 3), int), 3) is None
+
+
+def test_tta_views_and_their_use_in_evaluate(tmp_path):
+    from tinygrad_rad.tasks.classify import evaluate, predict_logits, shift_images, tta_views
+
+    img = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4) + 1
+    down = shift_images(img, 1, 0)
+    np.testing.assert_array_equal(down[:, 1:], img[:, :-1])
+    assert (down[:, 0] == 0).all()
+    left = shift_images(img, 0, -1)
+    np.testing.assert_array_equal(left[:, :, :-1], img[:, :, 1:])
+    assert (shift_images(img, 0, 9) == 0).all()
+    assert len(tta_views(img)) == 5 and len(tta_views(img, flip=True)) == 6
+    np.testing.assert_array_equal(tta_views(img, flip=True)[-1], img[:, :, ::-1])
+
+    make_medmnist_npz(tmp_path, n=(24, 16, 16))
+    cfg = TrainConfig(data_dir=str(tmp_path), epochs=1, batch_size=8, progress=False, plots=False,
+                      out=str(tmp_path / "r"), tta=True)
+    res = fit(cfg, log=lambda s: None)
+    model, meta = load_trained(tmp_path / "r")
+    data = np.load(tmp_path / "pneumoniamnist.npz")
+    x, y = data["test_images"], data["test_labels"]
+    # TTA = the mean of the views' logits; the run's test metrics are the TTA ones
+    mean = np.mean([predict_logits(model, v) for v in tta_views(x)], axis=0)
+    np.testing.assert_allclose(predict_logits(model, x, tta=True), mean, rtol=1e-6, atol=1e-6)
+    assert evaluate(model, x, y, "binary-class", tta=True)["auc"] == pytest.approx(res["test_auc"])
+    assert res["tta"] is True
+    from tinygrad_rad.tasks.classify import evaluate_checkpoint
+
+    assert evaluate_checkpoint(tmp_path / "r", data_dir=str(tmp_path))["auc"] == pytest.approx(res["test_auc"])

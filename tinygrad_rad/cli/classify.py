@@ -72,6 +72,9 @@ def add_train(sub) -> None:
     p.add_argument("--precise-bn", type=int, default=d.precise_bn, metavar="N",
                    help="before each validation recompute the batch-norm statistics on N clean training "
                         "images; 0: off")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=d.tta,
+                   help="test-time augmentation: mean logits over the image, its four 1-pixel shifts (and "
+                        "its mirror where --hflip applies) in validation, test, evaluate and predict")
     p.add_argument("--train-subset", type=positive_int, default=None, metavar="N",
                    help="train on N training images drawn at random, stratified by label (--subset-seed)")
     p.add_argument("--subset-seed", type=int, default=d.subset_seed)
@@ -114,7 +117,7 @@ def cmd_train(args) -> int:
             eval_batch_size=args.eval_batch_size, lr=args.lr, optimizer=args.optimizer,
             momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
             warmup_epochs=args.warmup_epochs, hflip=args.hflip, label_smoothing=args.label_smoothing,
-            class_weight=args.class_weight,
+            class_weight=args.class_weight, tta=args.tta,
             mixup=args.mixup, ema_epochs=args.ema_epochs, precise_bn=args.precise_bn,
             train_subset=args.train_subset, subset_seed=args.subset_seed,
             augment=args.augment, size=args.size, seed=args.seed, device=args.device,

@@ -47,7 +47,7 @@ __all__ = ["TrainConfig", "ClassifyTask", "fit", "evaluate", "predict", "predict
            "preprocess", "load_dataset", "load_trained", "load_image_for_model", "lr_factor",
            "evaluate_checkpoint", "predict_files", "explain_checkpoint",
            "TrainingInterrupted", "DEFAULT_EPOCHS", "make_ema", "balanced_weights", "stratified_subset",
-           "uses_hflip", "check_recipe", "FLIP_DATASETS"]
+           "uses_hflip", "check_recipe", "tta_views", "tta_options", "shift_images", "FLIP_DATASETS"]
 
 # The default recipe (PneumoniaMNIST, 2-core CPU, <= 15 minutes of training): the SmallCNN reference
 # recipe (Adam 1e-3, batch 128, cosine schedule, random affine augmentation without flips), with 20
@@ -87,6 +87,7 @@ class TrainConfig(ConfigDictMixin):
     mixup: float = 0.0  # Beta(a, a) mixing of image pairs (0: off)
     ema_epochs: float = 0.0  # time constant (epochs) of the weight average that is validated (0: off)
     precise_bn: int = 0  # batch-norm statistics recomputed on this many clean training images (0: off)
+    tta: bool = False  # test-time augmentation in validation, test, evaluate and predict (tta_views)
     train_subset: int | None = None  # a stratified random subset of the training split (subset_seed)
     subset_seed: int = 0
     size: int = 28
@@ -117,6 +118,12 @@ class TrainConfig(ConfigDictMixin):
 # fundus photographs): ``hflip="auto"`` flips these at random during training. Radiographs, CT and
 # ultrasound are not mirrored (the heart is on the left; organ laterality is anatomy).
 FLIP_DATASETS = frozenset({"pathmnist", "dermamnist", "bloodmnist", "tissuemnist", "retinamnist"})
+
+
+def tta_options(cfg) -> dict:
+    """``{"tta": True, "flip": ...}`` for :func:`evaluate` / :func:`predict` when the run's recipe uses
+    test-time augmentation, else ``{}``."""
+    return {"tta": True, "flip": uses_hflip(cfg)} if getattr(cfg, "tta", False) else {}
 
 
 def uses_hflip(cfg: TrainConfig) -> bool:
@@ -400,16 +407,47 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_ep: int):
 
 
 # ------------------------------------------------------------------------------- eval / predict
-def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Model outputs (N, K) for uint8 images (N, H, W[, C]) in eval mode, without a graph."""
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """uint8 images (N, H, W[, C]) moved by (dy, dx) pixels; the uncovered border is black (0).
+
+        >>> shift_images(np.eye(3, dtype=np.uint8)[None], 0, 1)[0]
+        array([[0, 1, 0],
+               [0, 0, 1],
+               [0, 0, 0]], dtype=uint8)
+    """
+    out = np.zeros_like(images)
+    h, w = images.shape[1:3]
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    src_y, dst_y = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    src_x, dst_x = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[:, dst_y, dst_x] = images[:, src_y, src_x]
+    return out
+
+
+def tta_views(images: np.ndarray, flip: bool = False) -> list:
+    """Test-time augmentation views: the images, their four 1-pixel shifts and, with ``flip``, their
+    left-right mirror (only for datasets whose mirror image is plausible, :func:`uses_hflip`)."""
+    views = [images] + [shift_images(images, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    if flip:
+        views.append(np.ascontiguousarray(images[:, :, ::-1]))
+    return views
+
+
+def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str = "cpu", tta: bool = False,
+                   flip: bool = False) -> np.ndarray:
+    """Model outputs (N, K) for uint8 images (N, H, W[, C]) in eval mode, without a graph; with ``tta``
+    the mean over the views of :func:`tta_views` (``flip``: the left-right mirror among them)."""
     was_training = getattr(model, "training", False)
     model.eval()
     outs = []
     try:
         with no_grad():
             for i in range(0, len(images), batch_size):
-                x = Tensor(preprocess(images[i:i + batch_size]), device=device)
-                outs.append(model(x).numpy().astype(np.float64))
+                chunk = images[i:i + batch_size]
+                views = tta_views(chunk, flip) if tta else [chunk]
+                out = [model(Tensor(preprocess(v), device=device)).numpy().astype(np.float64) for v in views]
+                outs.append(sum(out) / len(views))
     finally:
         if was_training:
             model.train()
@@ -418,22 +456,24 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
     return np.concatenate(outs)
 
 
-def predict(model, images: np.ndarray, task: str, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Class probabilities (N, K) for uint8 images: softmax, or per-label sigmoid for multi-label.
+def predict(model, images: np.ndarray, task: str, batch_size: int = 256, device: str = "cpu",
+            tta: bool = False, flip: bool = False) -> np.ndarray:
+    """Class probabilities (N, K) for uint8 images: softmax, or per-label sigmoid for multi-label
+    (of the mean logits over :func:`tta_views` with ``tta``).
 
         >>> p = predict(model, test.images[:4], "binary-class")   # p[:, 1] = P(pneumonia)
     """
-    return probabilities(task, predict_logits(model, images, batch_size, device))
+    return probabilities(task, predict_logits(model, images, batch_size, device, tta, flip))
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, task: str, batch_size: int = 256,
-             device: str = "cpu", return_probs: bool = False):
+             device: str = "cpu", return_probs: bool = False, tta: bool = False, flip: bool = False):
     """Loss + :func:`tinygrad_rad.metrics.classification_report` of ``model`` on a labelled set (eval
-    mode, no graph).
+    mode, no graph; ``tta``: of the mean logits over :func:`tta_views`).
 
         >>> evaluate(model, test.images, test.labels, "binary-class")["auc"]
     """
-    logits = predict_logits(model, images, batch_size, device)
+    logits = predict_logits(model, images, batch_size, device, tta, flip)
     labels = np.asarray(labels).astype(np.int64)
     if labels.ndim == 1:
         labels = labels[:, None]
@@ -542,7 +582,11 @@ class ClassifyTask(Task):
     def validate(self) -> dict:
         cfg = self.config
         return self.evaluate_fn(self.eval_model(), self.val.images, self.val.labels, self.info.task,
-                                cfg.eval_batch_size, cfg.device)
+                                cfg.eval_batch_size, cfg.device, **self.eval_options())
+
+    def eval_options(self) -> dict:
+        """Extra arguments of ``evaluate_fn``: test-time augmentation when the recipe asks for it."""
+        return tta_options(self.config)
 
     def epoch_row(self, epoch, lr, part, val, seconds) -> dict:
         return {"epoch": epoch + 1, "lr": lr, "train_loss": part["loss_sum"] / max(1, part["n"]),
@@ -564,7 +608,7 @@ class ClassifyTask(Task):
         cfg, info, test = self.config, self.info, self.test_split
         out = Path(cfg.out)
         tm, probs = self.evaluate_fn(self.model, test.images, test.labels, info.task, cfg.eval_batch_size,
-                                     cfg.device, return_probs=True)
+                                     cfg.device, return_probs=True, **self.eval_options())
         hist = state["history"]
         result = {f"test_{k}": v for k, v in tm.items() if k not in ("confusion_matrix", "per_class_auc",
                                                                       "per_label_auc")}
@@ -579,7 +623,7 @@ class ClassifyTask(Task):
             "n_train": len(self.train_split.images), "n_val": len(self.val.images),
             "n_test": len(test.images), "task": info.task, "label_names": info.label_names,
             **self.result_extra(),
-            "threshold": "argmax / 0.5 (fixed, not tuned)",
+            "threshold": "argmax / 0.5 (fixed, not tuned)", "tta": bool(getattr(cfg, "tta", False)),
             "checkpoint": checkpoint["path"], "checkpoint_epoch": checkpoint["epoch"],
             "config": cfg.to_dict(), "version": tr.__version__,
         })
@@ -695,7 +739,8 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, split: str = "te
                          f"task ({meta['task']}, {meta['num_classes']} outputs)")
     if limit:
         part = Split(part.images[:limit], part.labels[:limit])
-    res = evaluate(model, part.images, part.labels, meta["task"], batch_size, device)
+    res = evaluate(model, part.images, part.labels, meta["task"], batch_size, device,
+                   **tta_options(meta["config"]))
     return json_safe({**res, "dataset": name, "split": split, "n": len(part.images),
                       "checkpoint": meta["path"], "epoch": meta["epoch"], "version": tr.__version__})
 
@@ -706,7 +751,7 @@ def predict_files(checkpoint, paths: Iterable, device: str = "cpu") -> list[dict
     model, meta = load_trained(checkpoint, device)
     names, paths = meta["label_names"], list(paths)
     imgs = np.stack([load_image_for_model(p, meta["in_channels"], meta["size"]) for p in paths])
-    probs = predict(model, imgs, meta["task"], device=device)
+    probs = predict(model, imgs, meta["task"], device=device, **tta_options(meta["config"]))
     return prediction_rows(paths, probs, names, meta["task"])
 
 

@@ -230,6 +230,9 @@ class Classify3DTask(ClassifyTask):
     name = "classify3d"
     evaluate_fn = staticmethod(evaluate)
     preprocess_fn = staticmethod(preprocess3d)
+
+    def eval_options(self) -> dict:
+        return {}  # NOTE: no test-time augmentation for volumes (yet)
     unit = "volumes"
 
     def setup(self, log) -> None:
