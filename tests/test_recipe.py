@@ -258,4 +258,5 @@ def test_tta_views_and_their_use_in_evaluate(tmp_path):
     assert res["tta"] is True
     from tinygrad_rad.tasks.classify import evaluate_checkpoint
 
-    assert evaluate_checkpoint(tmp_path / "r", data_dir=str(tmp_path))["auc"] == pytest.approx(res["test_auc"])
+    again = evaluate_checkpoint(tmp_path / "r", data_dir=str(tmp_path))
+    assert again["auc"] == pytest.approx(res["test_auc"])
