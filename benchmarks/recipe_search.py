@@ -36,6 +36,7 @@ CANDIDATES = {
     "base": {},
     "pbn": PBN,
     "ema_pbn": EMA,
+    "ema": {"ema_epochs": 1.0},
     "ema_pbn_ls": {**EMA, "label_smoothing": 0.1},
     "ema_pbn_mix": {**EMA, "mixup": 0.2},
     "ema_pbn_e40": {**EMA, "epochs": 40},

@@ -571,13 +571,16 @@ class ClassifyTask(Task):
         return m
 
     def clean_batches(self, n: int):
-        """The first ``n`` training images (no augmentation) in training-size batches, for ``update_bn``."""
+        """``n`` training images without augmentation, the same seeded random draw every epoch (a split may
+        be sorted by label), in training-size batches, for ``update_bn``."""
         cfg, images = self.config, self.train_split.images
         n = min(int(n), len(images))
+        pick = np.random.default_rng((cfg.seed, 11)).permutation(len(images))[:n]
         step = cfg.batch_size
         for i in range(0, n - 1, step):  # NOTE: a last batch of one image is skipped (batch norm)
-            if min(i + step, n) - i > 1:
-                yield Tensor(self.preprocess_fn(images[i:min(i + step, n)]), device=cfg.device)
+            idx = np.sort(pick[i:i + step])
+            if len(idx) > 1:
+                yield Tensor(self.preprocess_fn(images[idx]), device=cfg.device)
 
     def validate(self) -> dict:
         cfg = self.config
