@@ -356,3 +356,16 @@ def test_the_recipe_options_work_on_volumes_and_resume_exactly(tmp_path):
         for k in wa:
             np.testing.assert_array_equal(wa[k], wb[k], err_msg=f"{name} {k}")
     assert a["test_auc"] == b["test_auc"] and a["n_train"] == 16
+
+
+def test_tta_on_volumes_is_the_mean_over_the_flips(tmp_path):
+    data = tmp_path / "data"
+    arrays = _write_vessel3d(data, n=(16, 8, 8))
+    res = C3.fit(_cfg(data, tmp_path / "r", tta=True), log=lambda s: None)
+    model, meta = C3.load_trained(tmp_path / "r")
+    x = arrays["test_images"]
+    views = [x] + [np.flip(x, 1 + a) for a in (0, 1, 2)]
+    mean = np.mean([C3.predict_logits(model, np.ascontiguousarray(v)) for v in views], axis=0)
+    np.testing.assert_allclose(C3.predict_logits(model, x, flip_axes=(0, 1, 2)), mean, rtol=1e-6, atol=1e-6)
+    again = C3.evaluate_checkpoint(tmp_path / "r", data_dir=str(data))
+    assert again["auc"] == pytest.approx(res["test_auc"])

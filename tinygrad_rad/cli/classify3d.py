@@ -26,7 +26,7 @@ __all__ = ["wants_3d_train", "is_3d_checkpoint", "train_config", "cmd_train"]
 TAKEN = ("model", "epochs", "batch_size", "eval_batch_size", "lr", "optimizer", "momentum", "weight_decay",
          "scheduler", "warmup_epochs", "augment", "size", "out", "limit_train", "limit_eval",
          "label_smoothing", "class_weight", "mixup", "ema_epochs", "precise_bn", "train_subset",
-         "subset_seed")
+         "subset_seed", "tta")
 
 
 def _resume_dir(resume) -> Path:

@@ -62,7 +62,8 @@ __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "
            "preprocess3d", "load_trained", "is_3d_checkpoint", "is_3d_dataset", "load_volume_for_model",
            "resize_volume",
            "evaluate_checkpoint", "predict_files", "explain_checkpoint", "grad_cam3d", "find_target_layer3d",
-           "slice_montage", "flip_axes_for", "check_config", "KIND", "DEFAULT_EPOCHS", "TrainingInterrupted"]
+           "slice_montage", "flip_axes_for", "tta_options", "check_config", "KIND", "DEFAULT_EPOCHS",
+           "TrainingInterrupted"]
 
 KIND = "classification3d"  # the checkpoint's extra["kind"]
 # NOTE: the reference recipe's 30 epochs fit the ~20 min budget of 2-core CPU training. Estimated from a few
@@ -99,6 +100,7 @@ class Classify3DConfig(ConfigDictMixin):
     mixup: float = 0.0  # Beta(a, a) mixing of volume pairs (0: off)
     ema_epochs: float = 0.0  # time constant (epochs) of the weight average that is validated (0: off)
     precise_bn: int = 0  # batch-norm statistics recomputed on this many clean training volumes (0: off)
+    tta: bool = False  # test-time augmentation: mean over the volume and its flips along the flipped axes
     train_subset: int | None = None  # a stratified random subset of the training split (subset_seed)
     subset_seed: int = 0
     size: int = 28
@@ -186,31 +188,37 @@ def make_loader(split: Split, cfg: Classify3DConfig, flip_axes: tuple):
 
 
 # ------------------------------------------------------------------------------- eval / predict
-def predict_logits(model, volumes: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
-    """Model outputs (N, K) for uint8 volumes (N, D, H, W) in eval mode, without a graph."""
+def predict_logits(model, volumes: np.ndarray, batch_size: int = 64, device: str = "cpu",
+                   flip_axes: tuple = ()) -> np.ndarray:
+    """Model outputs (N, K) for uint8 volumes (N, D, H, W) in eval mode, without a graph; with
+    ``flip_axes`` (test-time augmentation) the mean over the volume and its flips along each of them."""
     was_training = getattr(model, "training", False)
     model.eval()
     outs = []
     try:
         with no_grad():
             for i in range(0, len(volumes), batch_size):
-                outs.append(model(Tensor(preprocess3d(volumes[i:i + batch_size]), device=device))
-                            .numpy().astype(np.float64))
+                chunk = volumes[i:i + batch_size]
+                views = [chunk] + [np.ascontiguousarray(np.flip(chunk, 1 + a)) for a in flip_axes]
+                out = [model(Tensor(preprocess3d(v), device=device)).numpy() for v in views]
+                outs.append(sum(o.astype(np.float64) for o in out) / len(views))
     finally:
         if was_training:
             model.train()
     return np.concatenate(outs) if outs else np.zeros((0, 0))
 
 
-def predict(model, volumes: np.ndarray, task: str, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+def predict(model, volumes: np.ndarray, task: str, batch_size: int = 64, device: str = "cpu",
+            flip_axes: tuple = ()) -> np.ndarray:
     """Class probabilities (N, K) for uint8 volumes (softmax, or per-label sigmoid for multi-label)."""
-    return probabilities(task, predict_logits(model, volumes, batch_size, device))
+    return probabilities(task, predict_logits(model, volumes, batch_size, device, flip_axes))
 
 
 def evaluate(model, volumes: np.ndarray, labels: np.ndarray, task: str, batch_size: int = 64,
-             device: str = "cpu", return_probs: bool = False):
-    """Loss + :func:`tinygrad_rad.metrics.classification_report` on a labelled set of volumes."""
-    logits = predict_logits(model, volumes, batch_size, device)
+             device: str = "cpu", return_probs: bool = False, flip_axes: tuple = ()):
+    """Loss + :func:`tinygrad_rad.metrics.classification_report` on a labelled set of volumes
+    (``flip_axes``: test-time augmentation, see :func:`predict_logits`)."""
+    logits = predict_logits(model, volumes, batch_size, device, flip_axes)
     labels = np.asarray(labels).astype(np.int64).reshape(len(logits), -1)
     with no_grad():
         loss = float(loss_fn(task, Tensor(logits.astype(np.float32)), labels).item())
@@ -218,6 +226,12 @@ def evaluate(model, volumes: np.ndarray, labels: np.ndarray, task: str, batch_si
     res = classification_report(task, labels, probs)
     res["loss"] = loss
     return (res, probs) if return_probs else res
+
+
+def tta_options(cfg, label_names) -> dict:
+    """``{"flip_axes": ...}`` for :func:`evaluate` / :func:`predict` when the recipe uses test-time
+    augmentation (the axes the recipe flips in training), else ``{}``."""
+    return {"flip_axes": flip_axes_for(label_names)} if getattr(cfg, "tta", False) else {}
 
 
 # ------------------------------------------------------------------------------------------ task
@@ -232,7 +246,7 @@ class Classify3DTask(ClassifyTask):
     preprocess_fn = staticmethod(preprocess3d)
 
     def eval_options(self) -> dict:
-        return {}  # NOTE: no test-time augmentation for volumes (yet)
+        return tta_options(self.config, self.info.label_names)
     unit = "volumes"
 
     def setup(self, log) -> None:
@@ -394,7 +408,8 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, split: str = "te
     name, part, _ = _split_of(meta, dataset, split, data_dir)
     if limit:
         part = Split(part.images[:limit], part.labels[:limit])
-    res = evaluate(model, part.images, part.labels, meta["task"], batch_size, device)
+    res = evaluate(model, part.images, part.labels, meta["task"], batch_size, device,
+                   **tta_options(meta["config"], meta["label_names"]))
     return json_safe({**res, "dataset": name, "split": split, "n": len(part.images),
                       "checkpoint": meta["path"], "epoch": meta["epoch"], "version": tr.__version__})
 
@@ -405,7 +420,8 @@ def predict_files(checkpoint, paths: Iterable, device: str = "cpu", window=None)
     model, meta = load_trained(checkpoint, device)
     names, paths = meta["label_names"], list(paths)
     vols = np.stack([load_volume_for_model(p, meta["size"], window) for p in paths])
-    probs = predict(model, vols, meta["task"], device=device)
+    probs = predict(model, vols, meta["task"], device=device,
+                    **tta_options(meta["config"], meta["label_names"]))
     return prediction_rows(paths, probs, names, meta["task"])
 
 
