@@ -47,14 +47,34 @@ CANDIDATES = {
     "ema2_pbn_e40": {**EMA, "ema_epochs": 2.0, "epochs": 40},
     "ema_pbn_noflip": {**EMA, "hflip": "no"},
     "ema_pbn_cw": {**EMA, "class_weight": "balanced"},
+    "ema_pbn_wide": {**EMA, "model": "smallcnn_wide"},
+    "ema_pbn_tta_e40": {**EMA, "tta": True, "epochs": 40},
+    "ema_tta_e40": {"ema_epochs": 1.0, "tta": True, "epochs": 40},
+    "tta_e40": {"tta": True, "epochs": 40},
+    "border": {"padding_mode": "border"},
+    "border_pbn": {"padding_mode": "border", "precise_bn": 2048},
+    "border_tta": {"padding_mode": "border", "tta": True},
+}
+
+
+# the 3D recipe (tasks/classify3d.py defaults) and its candidates, on VesselMNIST3D's validation split
+REGIMES_3D = {"vessel3d": {"dataset": "vesselmnist3d"}}
+CANDIDATES_3D = {
+    "base3d": {},
+    "ema_pbn3d": {"ema_epochs": 1.0, "precise_bn": 512},
+    "ema_pbn_tta3d": {"ema_epochs": 1.0, "precise_bn": 512, "tta": True},
 }
 
 
 def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str) -> dict:
     from tinygrad_rad.tasks.classify import ClassifyTask, TrainConfig
+    from tinygrad_rad.tasks.classify3d import Classify3DConfig, Classify3DTask
     from tinygrad_rad.tasks.loop import train
 
-    class ValOnlyTask(ClassifyTask):
+    three_d = regime in REGIMES_3D
+    base_task = Classify3DTask if three_d else ClassifyTask
+
+    class ValOnlyTask(base_task):
         def load_splits(self) -> None:
             super().load_splits()
             self.test_split = self.val  # NOTE: the test split is never used while choosing
@@ -70,9 +90,12 @@ def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str
         def summary(self, r: dict) -> str:
             return ""
 
-    overrides = {**BASE, **REGIMES[regime], **CANDIDATES[candidate]}
+    if three_d:
+        overrides, config_cls = {**REGIMES_3D[regime], **CANDIDATES_3D[candidate]}, Classify3DConfig
+    else:
+        overrides, config_cls = {**BASE, **REGIMES[regime], **CANDIDATES[candidate]}, TrainConfig
     out = Path(out_root) / f"{candidate}-{regime}-s{seed}"
-    cfg = TrainConfig(**overrides, seed=seed, data_dir=data_dir, out=str(out), progress=False, plots=False)
+    cfg = config_cls(**overrides, seed=seed, data_dir=data_dir, out=str(out), progress=False, plots=False)
     t0 = time.perf_counter()
     r = train(ValOnlyTask(cfg), log=lambda s: None)
     r.update({"candidate": candidate, "regime": regime, "seed": seed, "overrides": overrides,
@@ -115,7 +138,7 @@ def summary(path: Path = RESULTS) -> None:
     by: dict = {}
     for r in rows:
         by.setdefault(r["candidate"], {}).setdefault(r["regime"], []).append(r)
-    regimes = list(REGIMES)
+    regimes = list(REGIMES) + list(REGIMES_3D)
     print(f"{'candidate':18s} " + " ".join(f"{g + ' AUC/ACC':>22s}" for g in regimes) + f" {'mean AUC':>9s} "
           f"{'mean ACC':>9s} {'min':>5s}")
     for c, per in by.items():
@@ -150,7 +173,7 @@ def main(argv=None) -> int:
                     help="TTA vs none on the saved runs' best checkpoints")
     a = ap.parse_args(argv)
     if a.list:
-        for k, v in CANDIDATES.items():
+        for k, v in {**CANDIDATES, **CANDIDATES_3D}.items():
             print(f"{k:18s} {v}")
         return 0
     if a.summary:
@@ -163,10 +186,11 @@ def main(argv=None) -> int:
 
     configure_cpu()  # as the CLI does
     for c in a.candidates:
-        if c not in CANDIDATES:
+        if c not in CANDIDATES and c not in CANDIDATES_3D:
             sys.exit(f"unknown candidate {c!r}; --list shows them")
+        regimes = list(REGIMES_3D) if c in CANDIDATES_3D else a.regimes
         for seed in a.seeds:
-            for g in a.regimes:
+            for g in regimes:
                 r = run_one(c, g, seed, a.data_dir, a.out_root)
                 print(f"{c} {g} seed {seed}: val AUC {r['val_auc']:.4f} ACC {r['val_acc']:.4f} (epoch "
                       f"{r['best_epoch']}), last {r['last_val_auc']:.4f}/{r['last_val_acc']:.4f}, "

@@ -58,6 +58,9 @@ def add_train(sub) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="random affine: rotation +-10 deg, shift +-2 px (at 28 px), scale 0.9-1.1 (+ flips, "
                         "see --hflip)")
+    p.add_argument("--padding-mode", choices=["zeros", "border"], default=d.padding_mode,
+                   help="what the affine augmentation fills uncovered pixels with (border: the nearest "
+                        "edge pixel)")
     p.add_argument("--hflip", choices=["auto", "yes", "no"], default=d.hflip,
                    help="random left-right flips when augmenting; auto: only for "
                         f"{', '.join(sorted(C.FLIP_DATASETS))} (never radiographs / CT / ultrasound)")
@@ -117,7 +120,7 @@ def cmd_train(args) -> int:
             eval_batch_size=args.eval_batch_size, lr=args.lr, optimizer=args.optimizer,
             momentum=args.momentum, weight_decay=args.weight_decay, scheduler=args.scheduler,
             warmup_epochs=args.warmup_epochs, hflip=args.hflip, label_smoothing=args.label_smoothing,
-            class_weight=args.class_weight, tta=args.tta,
+            class_weight=args.class_weight, tta=args.tta, padding_mode=args.padding_mode,
             mixup=args.mixup, ema_epochs=args.ema_epochs, precise_bn=args.precise_bn,
             train_subset=args.train_subset, subset_seed=args.subset_seed,
             augment=args.augment, size=args.size, seed=args.seed, device=args.device,

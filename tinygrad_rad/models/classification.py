@@ -34,25 +34,30 @@ class SmallCNN(nn.Module):
     """The benchmark network: three 3x3 conv-BN-ReLU blocks (32, 64, 128 channels) with 2x2 max-pools
     after the second and third, global average pooling, dropout and a linear classifier.
 
-    Convs have no bias (the BN that follows has one). Works for any input size >= 4x4.
+    Convs have no bias (the BN that follows has one). Works for any input size >= 4x4. ``widths``
+    changes the three widths (``"smallcnn_wide"``: 48, 96, 192).
 
     >>> SmallCNN(in_channels=1, num_classes=2)(tinygrad_rad.randn(8, 1, 28, 28)).shape
     (8, 2)
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.3) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, dropout: float = 0.3,
+                 widths: tuple = (32, 64, 128)) -> None:
         super().__init__()
+        if len(widths) != 3:
+            raise ValueError(f"SmallCNN: widths must list 3 widths, got {widths!r}")
+        w1, w2, w3 = (int(w) for w in widths)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.features = nn.Sequential(
-            *_conv_bn_relu(in_channels, 32),
-            *_conv_bn_relu(32, 64),
+            *_conv_bn_relu(in_channels, w1),
+            *_conv_bn_relu(w1, w2),
             nn.MaxPool2d(2),
-            *_conv_bn_relu(64, 128),
+            *_conv_bn_relu(w2, w3),
             nn.MaxPool2d(2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(128, num_classes)
+        self.fc = nn.Linear(w3, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(self, x)
@@ -292,8 +297,14 @@ def _resnet18_imagenet(in_channels: int = 3, num_classes: int = 1000, **kw) -> R
     return ResNet18(in_channels, num_classes, **kw)
 
 
+def _smallcnn_wide(in_channels: int = 1, num_classes: int = 2, **kw) -> SmallCNN:
+    kw.setdefault("widths", (48, 96, 192))
+    return SmallCNN(in_channels, num_classes, **kw)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "smallcnn": SmallCNN,
+    "smallcnn_wide": _smallcnn_wide,
     "simplecnn": SimpleCNN,
     "resnet18": ResNet18,
     "resnet18_imagenet": _resnet18_imagenet,

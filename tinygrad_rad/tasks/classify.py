@@ -81,6 +81,7 @@ class TrainConfig(ConfigDictMixin):
     rotation: float = 10.0
     translate: float = 2.0 / 28.0
     scale: tuple = (0.9, 1.1)
+    padding_mode: str = "zeros"  # what the affine augmentation fills uncovered pixels with: zeros / border
     hflip: str = "auto"  # random left-right flips: "auto" (only FLIP_DATASETS), "yes", "no"
     label_smoothing: float = 0.0
     class_weight: str = "none"  # "balanced": cross-entropy weights n / (K n_k) from the training labels
@@ -287,7 +288,8 @@ class ClassificationSet:
         c = cfg or TrainConfig()
         # torchvision-style RandomAffine: rotation, shift (fraction of the size), zoom; left-right flips only
         # for the datasets where the mirror image is plausible (uses_hflip)
-        self.affine = RandomAffine(c.rotation, translate=(c.translate, c.translate), scale=tuple(c.scale))
+        self.affine = RandomAffine(c.rotation, translate=(c.translate, c.translate), scale=tuple(c.scale),
+                                   padding_mode=c.padding_mode)
         self.flip = RandomHorizontalFlip() if uses_hflip(c) else None
 
     def __len__(self) -> int:
