@@ -51,6 +51,10 @@ CANDIDATES = {
     "ema_pbn_tta_e40": {**EMA, "tta": True, "epochs": 40},
     "ema_tta_e40": {"ema_epochs": 1.0, "tta": True, "epochs": 40},
     "tta_e40": {"tta": True, "epochs": 40},
+    "pbn_ls": {**PBN, "label_smoothing": 0.1},
+    "pbn_ls_tta": {**PBN, "label_smoothing": 0.1, "tta": True},
+    "pbn_ls_e40": {**PBN, "label_smoothing": 0.1, "epochs": 40},
+    "border_ls": {"padding_mode": "border", "label_smoothing": 0.1},
     "border": {"padding_mode": "border"},
     "border_pbn": {"padding_mode": "border", "precise_bn": 2048},
     "border_tta": {"padding_mode": "border", "tta": True},
@@ -66,7 +70,7 @@ CANDIDATES_3D = {
 }
 
 
-def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str) -> dict:
+def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str, tiny: bool = False) -> dict:
     from tinygrad_rad.tasks.classify import ClassifyTask, TrainConfig
     from tinygrad_rad.tasks.classify3d import Classify3DConfig, Classify3DTask
     from tinygrad_rad.tasks.loop import train
@@ -94,6 +98,9 @@ def run_one(candidate: str, regime: str, seed: int, data_dir: str, out_root: str
         overrides, config_cls = {**REGIMES_3D[regime], **CANDIDATES_3D[candidate]}, Classify3DConfig
     else:
         overrides, config_cls = {**BASE, **REGIMES[regime], **CANDIDATES[candidate]}, TrainConfig
+    if tiny:  # the smoke test: one short epoch
+        overrides.update(epochs=1, limit_train=48, limit_eval=32, batch_size=16, precise_bn=min(
+            overrides.get("precise_bn", 0), 32))
     out = Path(out_root) / f"{candidate}-{regime}-s{seed}"
     cfg = config_cls(**overrides, seed=seed, data_dir=data_dir, out=str(out), progress=False, plots=False)
     t0 = time.perf_counter()
@@ -168,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out-root", default="runs/recipe_search")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--tiny", action="store_true", help="1 short epoch per run (smoke test)")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--tta-check", action="store_true",
                     help="TTA vs none on the saved runs' best checkpoints")
@@ -191,7 +199,7 @@ def main(argv=None) -> int:
         regimes = list(REGIMES_3D) if c in CANDIDATES_3D else a.regimes
         for seed in a.seeds:
             for g in regimes:
-                r = run_one(c, g, seed, a.data_dir, a.out_root)
+                r = run_one(c, g, seed, a.data_dir, a.out_root, a.tiny)
                 print(f"{c} {g} seed {seed}: val AUC {r['val_auc']:.4f} ACC {r['val_acc']:.4f} (epoch "
                       f"{r['best_epoch']}), last {r['last_val_auc']:.4f}/{r['last_val_acc']:.4f}, "
                       f"{r['train_seconds'] / 60:.1f} min", flush=True)

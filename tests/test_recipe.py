@@ -260,3 +260,27 @@ def test_tta_views_and_their_use_in_evaluate(tmp_path):
 
     again = evaluate_checkpoint(tmp_path / "r", data_dir=str(tmp_path))
     assert again["auc"] == pytest.approx(res["test_auc"])
+
+
+def test_recipe_search_reads_only_validation_splits(tmp_path):
+    """The search harness runs a candidate on every regime and records validation metrics only."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    make_medmnist_npz(tmp_path, "pneumoniamnist", n=(64, 32, 32))
+    make_medmnist_npz(tmp_path, "retinamnist", n=(64, 32, 32))
+    results = tmp_path / "search.jsonl"
+    p = subprocess.run([sys.executable, "-m", "benchmarks.recipe_search", "--tiny", "--candidates", "pbn_ls_tta",
+                        "--data-dir", str(tmp_path), "--out-root", str(tmp_path / "runs"), "--results",
+                        str(results)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [r["regime"] for r in rows] == ["pneumonia", "retina", "pneumonia500"]
+    for r in rows:
+        assert 0.0 <= r["val_auc"] <= 1.0 and r["best_epoch"] == 1
+        assert not any(k.startswith("test") for k in r), sorted(r)  # nothing measured on a test split
+        assert r["overrides"]["tta"] is True and r["overrides"]["label_smoothing"] == 0.1
+    assert "pbn_ls_tta" in p.stdout  # the summary table
