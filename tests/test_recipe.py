@@ -273,9 +273,9 @@ def test_recipe_search_reads_only_validation_splits(tmp_path):
     make_medmnist_npz(tmp_path, "pneumoniamnist", n=(64, 32, 32))
     make_medmnist_npz(tmp_path, "retinamnist", n=(64, 32, 32))
     results = tmp_path / "search.jsonl"
-    p = subprocess.run([sys.executable, "-m", "benchmarks.recipe_search", "--tiny", "--candidates", "pbn_ls_tta",
-                        "--data-dir", str(tmp_path), "--out-root", str(tmp_path / "runs"), "--results",
-                        str(results)], cwd=root, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "benchmarks.recipe_search", "--tiny", "--candidates",
+                        "pbn_ls_tta", "--data-dir", str(tmp_path), "--out-root", str(tmp_path / "runs"),
+                        "--results", str(results)], cwd=root, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rows = [json.loads(x) for x in results.read_text().splitlines()]
     assert [r["regime"] for r in rows] == ["pneumonia", "retina", "pneumonia500"]
