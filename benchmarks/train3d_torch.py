@@ -19,6 +19,9 @@ What is the same as tinygrad_rad's run (``Classify3DConfig()`` defaults):
 * optimizer: Adam (lr 1e-3, betas 0.9 / 0.999, eps 1e-8, no weight decay), the learning rate set per
   batch by ``tasks.classify.lr_factor`` (cosine over all steps) through ``LambdaLR``;
 * loss: cross-entropy (BCE-with-logits for a multi-label flag), mean over the batch;
+* the recipe's weight average (``ema_epochs``: ``torch.optim.swa_utils.AveragedModel`` with the same
+  decay), precise batch norm (``precise_bn``: ``swa_utils.update_bn`` on the same clean training batches)
+  and test-time flips (``tta``) when the recipe uses them;
 * 30 epochs; after each, validation (eval mode, batches of 64) with ``tinygrad_rad.metrics``
   (``classification_report`` on softmax probabilities); the weights of the best validation AUC
   (strictly better than the best so far) are tested once on the test split;
@@ -115,6 +118,9 @@ def make_config(args):
         cfg.limit_train = int(args.limit_train)
     if args.limit_eval is not None:
         cfg.limit_eval = int(args.limit_eval)
+    for k in ("ema_epochs", "precise_bn", "tta"):  # the recipe's own values unless given
+        if getattr(args, k, None) is not None:
+            setattr(cfg, k, type(getattr(cfg, k))(getattr(args, k)))
     return cfg
 
 
@@ -126,10 +132,18 @@ def train(cfg, init: str = "torch", log=print) -> dict:
     import tinygrad_rad as tr
     from tinygrad_rad.metrics import classification_report
     from tinygrad_rad.tasks.classify import _limit, is_multilabel, load_dataset, lr_factor, probabilities
-    from tinygrad_rad.tasks.classify3d import check_config, flip_axes_for, make_loader, preprocess3d
+    from tinygrad_rad.tasks.classify3d import (
+        Classify3DTask,
+        check_config,
+        flip_axes_for,
+        make_loader,
+        preprocess3d,
+    )
 
-    if cfg.model != "smallcnn3d" or cfg.optimizer != "adam":
-        raise ValueError("train3d_torch: only the default recipe (smallcnn3d, adam) has a PyTorch twin here")
+    if cfg.model != "smallcnn3d" or cfg.optimizer != "adam" or cfg.mixup or cfg.label_smoothing or \
+            cfg.class_weight != "none" or cfg.train_subset:
+        raise ValueError("train3d_torch: only the recipe options smallcnn3d, adam, ema_epochs, precise_bn "
+                         "and tta have a PyTorch twin here")
     check_config(cfg)
     # the same global seeding as tinygrad_rad.tasks.loop.train (the loader has its own seed)
     tr.manual_seed(cfg.seed)
@@ -151,6 +165,24 @@ def train(cfg, init: str = "torch", log=print) -> dict:
     spe = len(loader)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, spe))
+    # the weight average and precise batch norm of tasks.classify.make_ema / ClassifyTask.eval_model, in
+    # PyTorch's own swa_utils; the clean batches are the very ones tinygrad_rad's task draws
+    ema = None
+    if cfg.ema_epochs > 0:
+        decay = 1.0 - 1.0 / max(1.0, float(cfg.ema_epochs) * spe)
+        swa = torch.optim.swa_utils
+        ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(decay),
+                                use_buffers=cfg.precise_bn <= 0)
+    picker = Classify3DTask(cfg)
+    picker.train_split = train_split
+    tta_axes = flip_axes if cfg.tta else ()
+
+    def eval_model():
+        m = ema.module if ema is not None else model
+        if cfg.precise_bn > 0:
+            torch.optim.swa_utils.update_bn([torch.from_numpy(b.numpy()) for b in picker.clean_batches(
+                cfg.precise_bn)], m)
+        return m
 
     def loss_of(logits, y):
         if is_multilabel(task):
@@ -162,14 +194,20 @@ def train(cfg, init: str = "torch", log=print) -> dict:
             return float(((logits > 0) == (y > 0)).mean(axis=1).sum())
         return float((logits.argmax(axis=1) == y.reshape(-1)).sum())
 
-    def evaluate(split) -> tuple[dict, np.ndarray]:
-        model.eval()
+    def evaluate(split, m) -> tuple[dict, np.ndarray]:
+        m.eval()
         bs = cfg.eval_batch_size
+
+        def logits_of(v):  # the mean over the volume and its flips when the recipe uses TTA
+            views = [v] + [np.ascontiguousarray(np.flip(v, 1 + a)) for a in tta_axes]
+            outs = [m(torch.from_numpy(preprocess3d(w))).numpy().astype(np.float64) for w in views]
+            return sum(outs) / len(views)
+
         with torch.no_grad():
-            logits = np.concatenate([model(torch.from_numpy(preprocess3d(split.images[i:i + bs]))).numpy()
-                                     for i in range(0, len(split.images), bs)]).astype(np.float64)
+            logits = np.concatenate([logits_of(split.images[i:i + bs])
+                                     for i in range(0, len(split.images), bs)])
             loss = float(loss_of(torch.from_numpy(logits.astype(np.float32)), split.labels))
-        model.train()
+        m.train()
         probs = probabilities(task, logits)
         res = classification_report(task, split.labels, probs)
         res["loss"] = loss
@@ -180,7 +218,8 @@ def train(cfg, init: str = "torch", log=print) -> dict:
     log(f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads) | {cfg.dataset} ({task}, "
         f"{cfg.size}^3): train {len(train_split.images)} / val {len(val.images)} / test {len(test.images)} | "
         f"smallcnn3d ({n_params:,} parameters, {init} init) | adam lr {cfg.lr} batch {cfg.batch_size} "
-        f"{cfg.scheduler} | {cfg.epochs} epochs | {flips} | seed {cfg.seed}")
+        f"{cfg.scheduler} | {cfg.epochs} epochs | {flips} | ema {cfg.ema_epochs} precise_bn {cfg.precise_bn} "
+        f"tta {cfg.tta} | seed {cfg.seed}")
     history, best, best_epoch, best_state = [], None, None, None
     train_seconds, train_images, t_start = 0.0, 0, time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -199,6 +238,8 @@ def train(cfg, init: str = "torch", log=print) -> dict:
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             now = time.perf_counter()  # step time includes waiting for the loader, as in tasks.loop
             dt, t_prev = now - t_prev, now
             loss_sum += lv * len(y)
@@ -207,7 +248,8 @@ def train(cfg, init: str = "torch", log=print) -> dict:
             seconds += dt
         train_seconds += seconds
         train_images += n
-        v, _ = evaluate(val)
+        judged = eval_model()
+        v, _ = evaluate(val, judged)
         row = {"epoch": epoch + 1, "lr": lr0, "train_loss": loss_sum / max(1, n),
                "train_acc": n_correct / max(1, n),
                "val_loss": v["loss"], "val_auc": v["auc"], "val_acc": v["acc"],
@@ -216,14 +258,14 @@ def train(cfg, init: str = "torch", log=print) -> dict:
         improved = best is None or (math.isfinite(v["auc"]) and v["auc"] > best)  # as tasks.loop
         if improved:
             best = v["auc"] if math.isfinite(v["auc"]) else None
-            best_epoch, best_state = epoch + 1, copy.deepcopy(model.state_dict())
+            best_epoch, best_state = epoch + 1, copy.deepcopy(judged.state_dict())
         mark = " *best*" if improved else ""
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} "
             f"| val loss {v['loss']:.4f} AUC {v['auc']:.4f} ACC {v['acc']:.3f}{mark} "
             f"| {row['images_per_second']:.1f} img/s | {row['epoch_seconds']:.1f}s")
     wall = time.perf_counter() - t_start
     model.load_state_dict(best_state)
-    t, _ = evaluate(test)
+    t, _ = evaluate(test, model)
     best_row = next(r for r in history if r["epoch"] == best_epoch)
     result = {f"test_{k}": m for k, m in t.items() if k not in ("confusion_matrix", "per_class_auc",
                                                                      "per_label_auc")}
@@ -260,6 +302,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--init", choices=("torch", "tinygrad_rad"), default="torch",
                     help="initial weights: PyTorch's default init, or a copy of tinygrad_rad's")
+    ap.add_argument("--ema-epochs", type=float, default=None, help="default: the recipe's")
+    ap.add_argument("--precise-bn", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("--tta", type=int, choices=(0, 1), default=None, help="default: the recipe's")
     ap.add_argument("--tiny", action="store_true", help="smoke run: 1 epoch, 64 train / 32 val+test volumes")
     ap.add_argument("--out", default=None, help="result JSON (default: benchmarks/results/"
                     "train3d_torch_seed{seed}.json; with --tiny: ..._tiny.json)")

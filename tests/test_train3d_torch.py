@@ -88,6 +88,18 @@ def test_tiny_run_writes_json(tmp_path):
     assert np.isfinite(row["train_loss"]) and 0.0 <= row["val_auc"] <= 1.0
 
 
+def test_the_recipe_options_have_their_twin(tmp_path):
+    """EMA + precise batch norm + test-time flips: the twin runs them with torch.optim.swa_utils."""
+    data = _write_vessel3d(tmp_path / "data")
+    out = tmp_path / "res" / "opts.json"
+    rc = t3.main(["--tiny", "--data-dir", str(data), "--out", str(out), "--ema-epochs", "1", "--precise-bn",
+                  "32", "--tta", "1"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["recipe"]["ema_epochs"] == 1.0 and res["recipe"]["precise_bn"] == 32 and res["recipe"]["tta"]
+    assert 0.0 <= res["test_auc"] <= 1.0 and np.isfinite(res["test_loss"])
+
+
 def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "x.json"
     assert t3.main(["--tiny", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
