@@ -67,6 +67,8 @@ CANDIDATES_3D = {
     "base3d": {},
     "ema_pbn3d": {"ema_epochs": 1.0, "precise_bn": 512},
     "ema_pbn_tta3d": {"ema_epochs": 1.0, "precise_bn": 512, "tta": True},
+    "ema_pbn_ls_tta3d": {"ema_epochs": 1.0, "precise_bn": 512, "label_smoothing": 0.1, "tta": True},
+    "pbn_ls_tta3d": {"precise_bn": 512, "label_smoothing": 0.1, "tta": True},
 }
 
 

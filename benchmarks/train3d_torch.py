@@ -19,9 +19,10 @@ What is the same as tinygrad_rad's run (``Classify3DConfig()`` defaults):
 * optimizer: Adam (lr 1e-3, betas 0.9 / 0.999, eps 1e-8, no weight decay), the learning rate set per
   batch by ``tasks.classify.lr_factor`` (cosine over all steps) through ``LambdaLR``;
 * loss: cross-entropy (BCE-with-logits for a multi-label flag), mean over the batch;
-* the recipe's weight average (``ema_epochs``: ``torch.optim.swa_utils.AveragedModel`` with the same
-  decay), precise batch norm (``precise_bn``: ``swa_utils.update_bn`` on the same clean training batches)
-  and test-time flips (``tta``) when the recipe uses them;
+* the recipe's label smoothing (cross-entropy's ``label_smoothing``), weight average (``ema_epochs``:
+  ``torch.optim.swa_utils.AveragedModel`` with the same decay), precise batch norm (``precise_bn``:
+  ``swa_utils.update_bn`` on the same clean training batches) and test-time flips (``tta``) when the
+  recipe uses them;
 * 30 epochs; after each, validation (eval mode, batches of 64) with ``tinygrad_rad.metrics``
   (``classification_report`` on softmax probabilities); the weights of the best validation AUC
   (strictly better than the best so far) are tested once on the test split;
@@ -118,7 +119,7 @@ def make_config(args):
         cfg.limit_train = int(args.limit_train)
     if args.limit_eval is not None:
         cfg.limit_eval = int(args.limit_eval)
-    for k in ("ema_epochs", "precise_bn", "tta"):  # the recipe's own values unless given
+    for k in ("ema_epochs", "precise_bn", "tta", "label_smoothing"):  # the recipe's own values unless given
         if getattr(args, k, None) is not None:
             setattr(cfg, k, type(getattr(cfg, k))(getattr(args, k)))
     return cfg
@@ -140,10 +141,10 @@ def train(cfg, init: str = "torch", log=print) -> dict:
         preprocess3d,
     )
 
-    if cfg.model != "smallcnn3d" or cfg.optimizer != "adam" or cfg.mixup or cfg.label_smoothing or \
-            cfg.class_weight != "none" or cfg.train_subset:
-        raise ValueError("train3d_torch: only the recipe options smallcnn3d, adam, ema_epochs, precise_bn "
-                         "and tta have a PyTorch twin here")
+    if cfg.model != "smallcnn3d" or cfg.optimizer != "adam" or cfg.mixup or cfg.class_weight != "none" or \
+            cfg.train_subset:
+        raise ValueError("train3d_torch: only the recipe options smallcnn3d, adam, ema_epochs, precise_bn, "
+                         "label_smoothing and tta have a PyTorch twin here")
     check_config(cfg)
     # the same global seeding as tinygrad_rad.tasks.loop.train (the loader has its own seed)
     tr.manual_seed(cfg.seed)
@@ -184,10 +185,12 @@ def train(cfg, init: str = "torch", log=print) -> dict:
                 cfg.precise_bn)], m)
         return m
 
-    def loss_of(logits, y):
+    def loss_of(logits, y, smoothing=0.0):  # training: the recipe's label smoothing; evaluation: none
         if is_multilabel(task):
-            return tF.binary_cross_entropy_with_logits(logits, torch.from_numpy(y.astype(np.float32)))
-        return tF.cross_entropy(logits, torch.from_numpy(y.reshape(-1).astype(np.int64)))
+            t = y.astype(np.float32) * (1.0 - smoothing) + 0.5 * smoothing
+            return tF.binary_cross_entropy_with_logits(logits, torch.from_numpy(t.astype(np.float32)))
+        target = torch.from_numpy(y.reshape(-1).astype(np.int64))
+        return tF.cross_entropy(logits, target, label_smoothing=smoothing)
 
     def correct(logits: np.ndarray, y: np.ndarray) -> float:
         if is_multilabel(task):
@@ -230,7 +233,7 @@ def train(cfg, init: str = "torch", log=print) -> dict:
         for xb, yb in loader:
             x, y = torch.from_numpy(xb.numpy()), yb.numpy()
             logits = model(x)
-            loss = loss_of(logits, y)
+            loss = loss_of(logits, y, cfg.label_smoothing)
             lv = float(loss.item())
             if not math.isfinite(lv):
                 raise FloatingPointError(f"non-finite loss {lv} at epoch {epoch + 1}")
@@ -305,6 +308,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ema-epochs", type=float, default=None, help="default: the recipe's")
     ap.add_argument("--precise-bn", type=int, default=None, help="default: the recipe's")
     ap.add_argument("--tta", type=int, choices=(0, 1), default=None, help="default: the recipe's")
+    ap.add_argument("--label-smoothing", type=float, default=None, help="default: the recipe's")
     ap.add_argument("--tiny", action="store_true", help="smoke run: 1 epoch, 64 train / 32 val+test volumes")
     ap.add_argument("--out", default=None, help="result JSON (default: benchmarks/results/"
                     "train3d_torch_seed{seed}.json; with --tiny: ..._tiny.json)")

@@ -93,10 +93,11 @@ def test_the_recipe_options_have_their_twin(tmp_path):
     data = _write_vessel3d(tmp_path / "data")
     out = tmp_path / "res" / "opts.json"
     rc = t3.main(["--tiny", "--data-dir", str(data), "--out", str(out), "--ema-epochs", "1", "--precise-bn",
-                  "32", "--tta", "1"])
+                  "32", "--tta", "1", "--label-smoothing", "0.1"])
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["recipe"]["ema_epochs"] == 1.0 and res["recipe"]["precise_bn"] == 32 and res["recipe"]["tta"]
+    assert res["recipe"]["label_smoothing"] == 0.1
     assert 0.0 <= res["test_auc"] <= 1.0 and np.isfinite(res["test_loss"])
 
 
