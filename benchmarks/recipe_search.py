@@ -58,6 +58,8 @@ CANDIDATES = {
     "border": {"padding_mode": "border"},
     "border_pbn": {"padding_mode": "border", "precise_bn": 2048},
     "border_tta": {"padding_mode": "border", "tta": True},
+    "border_pbn_e30": {"padding_mode": "border", "precise_bn": 2048, "epochs": 30},
+    "border_pbn_ls": {"padding_mode": "border", "precise_bn": 2048, "label_smoothing": 0.1},
 }
 
 
@@ -136,7 +138,8 @@ def tta_check(out_root: str) -> None:
         val = cache[cfg.dataset]
         plain = classification_report(meta["task"], val.labels,
                                       probabilities(meta["task"], predict_logits(model, val.images)))
-        logits = predict_logits(model, val.images, tta=True, flip=uses_hflip(cfg))
+        logits = predict_logits(model, val.images, tta=True, flip=uses_hflip(cfg),
+                                padding_mode=cfg.padding_mode)
         tta = classification_report(meta["task"], val.labels, probabilities(meta["task"], logits))
         print(f"{run.name:32s} val AUC {plain['auc']:.4f} -> {tta['auc']:.4f}  ACC {plain['acc']:.4f} -> "
               f"{tta['acc']:.4f}", flush=True)

@@ -241,6 +241,10 @@ def test_tta_views_and_their_use_in_evaluate(tmp_path):
     left = shift_images(img, 0, -1)
     np.testing.assert_array_equal(left[:, :, :-1], img[:, :, 1:])
     assert (shift_images(img, 0, 9) == 0).all()
+    edge = shift_images(img, 1, -1, "border")  # the uncovered row / column repeat the edge pixels
+    np.testing.assert_array_equal(edge[:, 1:, :-1], img[:, :-1, 1:])
+    np.testing.assert_array_equal(edge[:, 0, :-1], img[:, 0, 1:])
+    np.testing.assert_array_equal(edge[:, 1:, -1], img[:, :-1, -1])
     assert len(tta_views(img)) == 5 and len(tta_views(img, flip=True)) == 6
     np.testing.assert_array_equal(tta_views(img, flip=True)[-1], img[:, :, ::-1])
 

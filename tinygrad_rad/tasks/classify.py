@@ -34,7 +34,7 @@ from ..autograd import no_grad
 from ..checkpoint import config_from_checkpoint, load_checkpoint, read_checkpoint_info
 from ..data import DataLoader, load_medmnist
 from ..data.io import read_image
-from ..data.transforms import RandomAffine, RandomHorizontalFlip, resize
+from ..data.transforms import RandomAffine, RandomHorizontalFlip, canonical_padding_mode, resize
 from ..explain import find_target_layer, grad_cam
 from ..metrics import classification_report
 from ..nn import functional as F
@@ -124,7 +124,9 @@ FLIP_DATASETS = frozenset({"pathmnist", "dermamnist", "bloodmnist", "tissuemnist
 def tta_options(cfg) -> dict:
     """``{"tta": True, "flip": ...}`` for :func:`evaluate` / :func:`predict` when the run's recipe uses
     test-time augmentation, else ``{}``."""
-    return {"tta": True, "flip": uses_hflip(cfg)} if getattr(cfg, "tta", False) else {}
+    if not getattr(cfg, "tta", False):
+        return {}
+    return {"tta": True, "flip": uses_hflip(cfg), "padding_mode": getattr(cfg, "padding_mode", "zeros")}
 
 
 def uses_hflip(cfg: TrainConfig) -> bool:
@@ -409,16 +411,21 @@ def make_scheduler(cfg: TrainConfig, optimizer, steps_per_ep: int):
 
 
 # ------------------------------------------------------------------------------- eval / predict
-def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """uint8 images (N, H, W[, C]) moved by (dy, dx) pixels; the uncovered border is black (0).
+def shift_images(images: np.ndarray, dy: int, dx: int, padding_mode: str = "zeros") -> np.ndarray:
+    """uint8 images (N, H, W[, C]) moved by (dy, dx) pixels; the uncovered border is black (``"zeros"``)
+    or repeats the nearest edge pixel (``"border"``, as the augmentation's ``padding_mode``).
 
         >>> shift_images(np.eye(3, dtype=np.uint8)[None], 0, 1)[0]
         array([[0, 1, 0],
                [0, 0, 1],
                [0, 0, 0]], dtype=uint8)
     """
-    out = np.zeros_like(images)
     h, w = images.shape[1:3]
+    if canonical_padding_mode(padding_mode) == "border":
+        rows = np.clip(np.arange(h) - dy, 0, h - 1)
+        cols = np.clip(np.arange(w) - dx, 0, w - 1)
+        return np.ascontiguousarray(images[:, rows][:, :, cols])
+    out = np.zeros_like(images)
     if abs(dy) >= h or abs(dx) >= w:
         return out
     src_y, dst_y = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
@@ -427,17 +434,19 @@ def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def tta_views(images: np.ndarray, flip: bool = False) -> list:
-    """Test-time augmentation views: the images, their four 1-pixel shifts and, with ``flip``, their
-    left-right mirror (only for datasets whose mirror image is plausible, :func:`uses_hflip`)."""
-    views = [images] + [shift_images(images, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+def tta_views(images: np.ndarray, flip: bool = False, padding_mode: str = "zeros") -> list:
+    """Test-time augmentation views: the images, their four 1-pixel shifts (the uncovered edge filled as
+    the training augmentation fills it) and, with ``flip``, their left-right mirror (only for datasets
+    whose mirror image is plausible, :func:`uses_hflip`)."""
+    views = [images] + [shift_images(images, dy, dx, padding_mode)
+                        for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
     if flip:
         views.append(np.ascontiguousarray(images[:, :, ::-1]))
     return views
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str = "cpu", tta: bool = False,
-                   flip: bool = False) -> np.ndarray:
+                   flip: bool = False, padding_mode: str = "zeros") -> np.ndarray:
     """Model outputs (N, K) for uint8 images (N, H, W[, C]) in eval mode, without a graph; with ``tta``
     the mean over the views of :func:`tta_views` (``flip``: the left-right mirror among them)."""
     was_training = getattr(model, "training", False)
@@ -447,7 +456,7 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
         with no_grad():
             for i in range(0, len(images), batch_size):
                 chunk = images[i:i + batch_size]
-                views = tta_views(chunk, flip) if tta else [chunk]
+                views = tta_views(chunk, flip, padding_mode) if tta else [chunk]
                 out = [model(Tensor(preprocess(v), device=device)).numpy().astype(np.float64) for v in views]
                 outs.append(sum(out) / len(views))
     finally:
@@ -459,23 +468,24 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
 
 
 def predict(model, images: np.ndarray, task: str, batch_size: int = 256, device: str = "cpu",
-            tta: bool = False, flip: bool = False) -> np.ndarray:
+            tta: bool = False, flip: bool = False, padding_mode: str = "zeros") -> np.ndarray:
     """Class probabilities (N, K) for uint8 images: softmax, or per-label sigmoid for multi-label
     (of the mean logits over :func:`tta_views` with ``tta``).
 
         >>> p = predict(model, test.images[:4], "binary-class")   # p[:, 1] = P(pneumonia)
     """
-    return probabilities(task, predict_logits(model, images, batch_size, device, tta, flip))
+    return probabilities(task, predict_logits(model, images, batch_size, device, tta, flip, padding_mode))
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, task: str, batch_size: int = 256,
-             device: str = "cpu", return_probs: bool = False, tta: bool = False, flip: bool = False):
+             device: str = "cpu", return_probs: bool = False, tta: bool = False, flip: bool = False,
+             padding_mode: str = "zeros"):
     """Loss + :func:`tinygrad_rad.metrics.classification_report` of ``model`` on a labelled set (eval
     mode, no graph; ``tta``: of the mean logits over :func:`tta_views`).
 
         >>> evaluate(model, test.images, test.labels, "binary-class")["auc"]
     """
-    logits = predict_logits(model, images, batch_size, device, tta, flip)
+    logits = predict_logits(model, images, batch_size, device, tta, flip, padding_mode)
     labels = np.asarray(labels).astype(np.int64)
     if labels.ndim == 1:
         labels = labels[:, None]
