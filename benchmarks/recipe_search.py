@@ -29,7 +29,9 @@ REGIMES = {  # name -> TrainConfig overrides
     "retina": {"dataset": "retinamnist"},
     "pneumonia500": {"dataset": "pneumoniamnist", "train_subset": 500},
 }
-BASE = {"epochs": 20}  # the recipe before this search (README demo)
+# the recipe before this search (README demo of 2026-11-28), spelled out: candidates change it
+BASE = {"epochs": 20, "padding_mode": "zeros", "precise_bn": 0, "ema_epochs": 0.0, "label_smoothing": 0.0,
+        "mixup": 0.0, "tta": False, "class_weight": "none", "hflip": "auto", "model": "smallcnn"}
 PBN = {"precise_bn": 2048}
 EMA = {"ema_epochs": 1.0, "precise_bn": 2048}
 CANDIDATES = {

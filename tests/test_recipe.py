@@ -288,3 +288,14 @@ def test_recipe_search_reads_only_validation_splits(tmp_path):
         assert not any(k.startswith("test") for k in r), sorted(r)  # nothing measured on a test split
         assert r["overrides"]["tta"] is True and r["overrides"]["label_smoothing"] == 0.1
     assert "pbn_ls_tta" in p.stdout  # the summary table
+
+
+def test_a_config_stored_before_the_recipe_fields_keeps_the_old_behaviour():
+    old = TrainConfig().to_dict()
+    for k in ("padding_mode", "precise_bn"):
+        old.pop(k)
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.padding_mode == "zeros" and cfg.precise_bn == 0  # as that run started
+    now = TrainConfig()
+    assert now.padding_mode == "border" and now.precise_bn == 2048  # today's defaults
+    assert TrainConfig.from_dict(now.to_dict()) == now
