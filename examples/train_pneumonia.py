@@ -31,7 +31,7 @@ from tinygrad_rad.models import SmallCNN
 DATASET = "pneumoniamnist"
 DATA_DIR = os.environ.get("TINYGRAD_RAD_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 OUT_DIR = "runs/example_pneumonia"
-EPOCHS = 20
+EPOCHS = 30
 BATCH_SIZE = 128
 LR = 1e-3
 SEED = 0
