@@ -556,7 +556,24 @@ class ClassifyTask(Task):
                 f"{len(self.train_split.images)} / val {len(self.val.images)} / test "
                 f"{len(self.test_split.images)} | {cfg.model} ({n_params:,} parameters) | {cfg.optimizer} lr "
                 f"{cfg.lr} batch {cfg.batch_size} {cfg.scheduler} | {cfg.epochs} epochs | augment "
-                f"{cfg.augment} | seed {cfg.seed} | out {cfg.out}")
+                f"{cfg.augment}{self.recipe_notes()} | seed {cfg.seed} | out {cfg.out}")
+
+    def recipe_notes(self) -> str:
+        """The recipe's optional pieces that are on, for ``describe`` (e.g. ", precise BN 2048")."""
+        cfg, notes = self.config, []
+        if getattr(cfg, "augment", False) and getattr(cfg, "padding_mode", None):
+            notes.append(f"{cfg.padding_mode} padding" + (", left-right flips" if uses_hflip(cfg) else ""))
+        for name, label in (("precise_bn", "precise BN"), ("ema_epochs", "EMA epochs"),
+                            ("label_smoothing", "label smoothing"), ("mixup", "mixup")):
+            if getattr(cfg, name, 0):
+                notes.append(f"{label} {getattr(cfg, name)}")
+        if getattr(cfg, "class_weight", "none") != "none":
+            notes.append(f"{cfg.class_weight} class weights")
+        if getattr(cfg, "tta", False):
+            notes.append("TTA")
+        if getattr(cfg, "train_subset", None):
+            notes.append(f"train subset {cfg.train_subset} (seed {cfg.subset_seed})")
+        return " (" + ", ".join(notes) + ")" if notes else ""
 
     def train_step(self, batch):
         x, y = batch

@@ -270,8 +270,8 @@ class Classify3DTask(ClassifyTask):
         return (f"{cfg.dataset} ({info.task}, {cfg.size}^3 volumes): train {len(self.train_split.images)} / "
                 f"val {len(self.val.images)} / test {len(self.test_split.images)} | {cfg.model} "
                 f"({n_params:,} parameters) | {cfg.optimizer} lr {cfg.lr} batch {cfg.batch_size} "
-                f"{cfg.scheduler} | {cfg.epochs} epochs | augment {cfg.augment} ({flips}) | seed {cfg.seed} "
-                f"| out {cfg.out}")
+                f"{cfg.scheduler} | {cfg.epochs} epochs | augment {cfg.augment} ({flips})"
+                f"{self.recipe_notes()} | seed {cfg.seed} | out {cfg.out}")
 
     def checkpoint_extra(self, val) -> dict:
         info = self.info
