@@ -401,6 +401,7 @@ def _torch_full(cfg_dict: dict) -> dict:
     import tinygrad_rad as tr
     from tinygrad_rad.metrics import classification_report
     from tinygrad_rad.tasks.classify import (
+        ClassifyTask,
         TrainConfig,
         _limit,
         build,
@@ -409,13 +410,19 @@ def _torch_full(cfg_dict: dict) -> dict:
         make_loader,
         preprocess,
         probabilities,
+        stratified_subset,
     )
 
     cfg = TrainConfig.from_dict(cfg_dict)
+    if cfg.ema_epochs or cfg.mixup or cfg.label_smoothing or cfg.class_weight != "none" or cfg.tta:
+        raise ValueError("parity_train --full: the PyTorch twin has the default recipe's pieces only "
+                         "(border padding, flips, precise BN, train_subset)")
     torch.manual_seed(cfg.seed)
     data, info = load_dataset(cfg.dataset, cfg.size, cfg.data_dir, download=False)
-    train = _limit(data["train"], cfg.limit_train)
+    train = _limit(stratified_subset(data["train"], cfg.train_subset, cfg.subset_seed), cfg.limit_train)
     val, test = _limit(data["val"], cfg.limit_eval), _limit(data["test"], cfg.limit_eval)
+    picker = ClassifyTask(cfg)  # the same clean training batches for precise BN as tinygrad_rad's task
+    picker.train_split = train
     tr.manual_seed(cfg.seed)
     model = torch_twin(cfg.model, info.in_channels, info.n_outputs)
     copy_weights(build(cfg.model, info.in_channels, info.n_outputs), model)  # tinygrad_rad's init
@@ -449,6 +456,9 @@ def _torch_full(cfg_dict: dict) -> dict:
             loss.backward()
             opt.step()
             sched.step()
+        if cfg.precise_bn > 0:  # the recipe's precise BN, with PyTorch's own update_bn
+            torch.optim.swa_utils.update_bn([torch.from_numpy(b.numpy())
+                                             for b in picker.clean_batches(cfg.precise_bn)], model)
         v = evaluate(val)
         history.append({"epoch": epoch + 1, "val_auc": v["auc"], "val_acc": v["acc"]})
         if v["auc"] > best:
@@ -471,7 +481,8 @@ def _ours_full(cfg_dict: dict) -> dict:
             "best_val_auc": r["best_val_auc"], "train_seconds": r["train_seconds"]}
 
 
-def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print) -> dict:
+def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print,
+              frameworks=("tinygrad_rad", "torch")) -> dict:
     """The default recipe end to end, each framework and seed in its own process -> per-seed + mean/std."""
     from tinygrad_rad.tasks.classify import TrainConfig
 
@@ -482,7 +493,7 @@ def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print) ->
             cfg.epochs = epochs
         if tiny:
             cfg.epochs, cfg.limit_train, cfg.limit_eval, cfg.batch_size = 1, 256, 128, 32
-        for fw in ("tinygrad_rad", "torch"):
+        for fw in frameworks:
             cmd = [sys.executable, "-m", "benchmarks.parity_train", "--full-worker", fw,
                    "--threads", str(threads), "--worker-config", json.dumps(cfg.to_dict())]
             p = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
@@ -494,7 +505,7 @@ def full_runs(seeds, tiny: bool, threads: int, epochs: int | None, log=print) ->
             log(f"  full {fw} seed {seed}: test AUC {res['test_auc']:.4f} ACC {res['test_acc']:.4f} "
                 f"(best epoch {res['best_epoch']}, {res['train_seconds']:.0f}s)")
     agg = {}
-    for fw in ("tinygrad_rad", "torch"):
+    for fw in frameworks:
         rs = [r for r in runs if r["framework"] == fw]
         agg[fw] = {k: {"mean": float(np.mean([r[k] for r in rs])), "std": float(np.std([r[k] for r in rs]))}
                    for k in ("test_auc", "test_acc", "train_seconds")}
@@ -761,6 +772,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--full", action="store_true", help="full default-recipe runs in each framework")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--frameworks", default="tinygrad_rad,torch", help="--full: which frameworks to run")
     ap.add_argument("--epochs", type=int, default=None, help="--full: epochs (default: the recipe's)")
     ap.add_argument("--probe-val", choices=("tinygrad_rad", "torch"),
                     help="train the default recipe a few epochs (--epochs, default 4) and score validation "
@@ -792,7 +804,7 @@ def main(argv=None) -> int:
         return 0
     if args.full:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        res = full_runs(seeds, args.tiny, threads, args.epochs)
+        res = full_runs(seeds, args.tiny, threads, args.epochs, frameworks=tuple(args.frameworks.split(",")))
         print_table([{"framework": fw, **{f"{k} mean": v["mean"] for k, v in s.items()},
                       **{f"{k} std": v["std"] for k, v in s.items()}} for fw, s in res["summary"].items()],
                     floatfmt=".4f")
