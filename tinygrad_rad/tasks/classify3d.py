@@ -45,18 +45,17 @@ from ..utils import ConfigDictMixin, default_data_dir, json_safe, write_json
 from .classify import (
     ClassifyTask,
     Split,
-    balanced_weights,
     build,
     is_multilabel,
     load_dataset,
     loss_fn,
-    make_ema,
     make_optimizer,
     make_scheduler,
     prediction_rows,
     probabilities,
 )
 from .loop import TrainingInterrupted, resolve_checkpoint, train
+from .recipe import balanced_weights, make_ema
 
 __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "predict_logits",
            "preprocess3d", "load_trained", "is_3d_checkpoint", "is_3d_dataset", "load_volume_for_model",
