@@ -279,12 +279,9 @@ def train(task: Task, resume: bool = False, callbacks: Iterable[Callable] = (),
             return
         extra = {"train_state": json_safe(state), "rng": tr.get_rng_state(), "version": tr.__version__,
                  **json_safe(task.checkpoint_extra(val))}
-        if task.ema is None:
-            save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
-                            config=cfg.to_dict(), extra=extra)
-        elif best:  # the weights that were validated (the average), loadable like any model's
+        if best and task.ema is not None:  # the weights that were validated (the average), loadable as any
             save_checkpoint(str(path), task.ema.module, epoch=epoch, config=cfg.to_dict(), extra=extra)
-        else:  # the trained weights + the average, to resume
+        else:  # the trained weights (+ the average, when there is one), to resume
             save_checkpoint(str(path), model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                             config=cfg.to_dict(), extra=extra, ema=task.ema)
 
