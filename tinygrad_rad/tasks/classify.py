@@ -436,6 +436,11 @@ class ClassifyTask(Task):
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.loader = make_loader(self.train_split, cfg)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
+        self.setup_recipe()
+
+    def setup_recipe(self) -> None:
+        """The recipe's optional state, once model and loader exist: the weight average and class weights."""
+        cfg = self.config
         self.ema = make_ema(cfg, self.model, len(self.loader))
         self.class_weight = (balanced_weights(self.info.task, self.train_split.labels, self.info.n_outputs)
                              if cfg.class_weight == "balanced" else None)

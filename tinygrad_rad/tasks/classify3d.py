@@ -55,7 +55,6 @@ from .classify import (
     probabilities,
 )
 from .loop import TrainingInterrupted, resolve_checkpoint, train
-from .recipe import balanced_weights, make_ema
 
 __all__ = ["Classify3DConfig", "Classify3DTask", "fit", "evaluate", "predict", "predict_logits",
            "preprocess3d", "load_trained", "is_3d_checkpoint", "is_3d_dataset", "load_volume_for_model",
@@ -258,9 +257,7 @@ class Classify3DTask(ClassifyTask):
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.loader = make_loader(self.train_split, cfg, self.flip_axes)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.loader))
-        self.ema = make_ema(cfg, self.model, len(self.loader))
-        self.class_weight = (balanced_weights(self.info.task, self.train_split.labels, self.info.n_outputs)
-                             if cfg.class_weight == "balanced" else None)
+        self.setup_recipe()
 
     def describe(self) -> str:
         cfg, info = self.config, self.info
