@@ -44,6 +44,9 @@ Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md)
 * The weight gradient's GEMM is computed in the orientation that makes the larger side its M.
 * 3x3 stride-1 convs with enough channels skip im2col altogether: all three passes go through Winograd
   F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications.
+* 3x3 stride-1 convs with few channels (a 1-channel stem, a U-Net's outer levels: tiny GEMMs whose im2col
+  copy costs more than the arithmetic) skip im2col too: direct row kernels (``cpu_conv_rows.py``) add the
+  nine taps in one vectorised pass over a block of output rows.
 * Grouped convolutions with very few channels per group (depthwise ones, ``C_in/groups`` small) would
   make many tiny GEMMs, so they use the plain tier's direct Numba loops instead (``cpu_plain.direct_*``).
 
@@ -61,6 +64,7 @@ import numpy as np
 from numba import njit
 
 from . import cpu_winograd as wino
+from .cpu_conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, use_rows
 from .cpu_plain import (  # the direct loops serve depthwise-like convs unchanged
     direct_backward_input,
     direct_backward_weight,
@@ -79,6 +83,9 @@ DIRECT_MAX_CG = 4
 # all three passes (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
 WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 32
+# 3x3 stride-1 convs with few channels (and no Winograd) use the direct row kernels of cpu_conv_rows.py;
+# TGR_CONV_ROWS=0 turns them off
+ROWS = os.environ.get("TGR_CONV_ROWS", "1") != "0"
 # ... and at least this output size: with the channels-last transforms even ResNet's layer4 (512 -> 512 at
 # 4x4) is ~1.8x faster by Winograd than by im2col + GEMM (benchmarks/NOTES.md section 6b)
 WINOGRAD_MIN_SIZE = 4
@@ -367,6 +374,12 @@ def _use_direct(groups, cg):
     return groups > 1 and cg < DIRECT_MAX_CG
 
 
+def _rows(q, cin, cout, out_w, weight_grad=False):
+    """3x3 stride-1 convs with few channels: the direct row kernels of cpu_conv_rows (not Winograd's)."""
+    return ROWS and not q.winograd and use_rows((q.kh, q.kw), (q.sh, q.sw), (q.dh, q.dw), q.groups, cin, cout,
+                                                out_w, weight_grad)
+
+
 def _use_wide(stride, padding, dilation, kw, wo):
     """Stride 1 and at most 15% junk columns: each row has Wp - Wo = (kw - 1) * d junk values."""
     return tuple(stride) == (1, 1) and 20 * (kw - 1) * dilation[1] <= 3 * wo
@@ -523,6 +536,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    if _rows(q, q.cg, q.o, q.wo):
+        return conv2d_forward_rows(x, w, (q.ph, q.pw))
     y = np.empty((q.n, q.o, q.ho, q.wo), dtype=x.dtype)
     if _use_direct(groups, q.cg):
         direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
@@ -555,7 +570,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     qh, qw = q.dh * (q.kh - 1) - q.ph, q.dw * (q.kw - 1) - q.pw
     # the transposed conv has og inputs and cg outputs per group: Winograd if that is big enough
     flip_wino = _use_winograd((q.kh, q.kw), (q.sh, q.sw), (q.dh, q.dw), groups, q.og, q.cg, (q.h, q.wd))
-    if (q.sh, q.sw) == (1, 1) and qh >= 0 and qw >= 0 and (flip_wino or not (q.wide and q.og >= 2 * q.cg)):
+    flip_rows = _rows(q, q.og, q.cg, q.wd)
+    if (q.sh, q.sw) == (1, 1) and qh >= 0 and qw >= 0 and (flip_wino or flip_rows
+                                                           or not (q.wide and q.og >= 2 * q.cg)):
         # NOTE: two ways for stride 1, picked by GEMM shape. GEMM + col2im multiplies (Kg x og) @ (og x b*P):
         # good when og is large next to cg; the conv of gy with flipped weights here is (cg x og*k*k) @ (...),
         # whose M = cg is too small then (up to 2x slower for 32->64 @28), but it wins when og ~ cg (2-4x
@@ -580,6 +597,8 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         gw = np.empty(w_shape, dtype=gy.dtype)
         direct_backward_weight(gy, x, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gw)
         return gw
+    if _rows(q, q.cg, q.o, q.wo, weight_grad=True):
+        return conv2d_backward_weight_rows(gy, x, (q.ph, q.pw))
     part = _winograd_weight_part if q.winograd else _backward_weight_part
     shares = run_parts(q.n, lambda lo, hi: part(gy, x, lo, hi, q), q.parts())
     gw = shares[0]

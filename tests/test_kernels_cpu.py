@@ -321,6 +321,53 @@ def test_winograd_is_used_where_it_pays():
     assert not plan((128, 64, 14, 14), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, 4).winograd  # stride 2
 
 
+ROWS_CASES = [  # (n, c, h, w, o, padding): 3x3 stride 1 with few channels -> cpu_conv_rows
+    (2, 3, 7, 9, 5, 1),
+    (1, 1, 5, 6, 4, 0),
+    (3, 2, 4, 4, 3, 2),
+    (1, 2, 1, 1, 2, 1),     # 1x1 image: every tap but the centre reads padding
+    (2, 4, 31, 28, 6, 1),   # several rows per block (Wo = 28), a short last block
+    (1, 2, 3, 70, 3, (0, 1)),  # wide rows, one row per block; rectangular padding
+    (2, 16, 6, 50, 24, 1),  # 384 channel pairs: the rows path only because the rows are >= 48 wide
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ROWS_CASES)
+def test_conv_rows_matches_reference(case, dtype):
+    """Forward, backward-input (a rows conv of gy with the flipped weights) and backward-weight."""
+    from tinygrad_rad.kernels import cpu_conv_rows
+
+    n, c, h, w_, o, p = case
+    ho, wo = h + 2 * _pair(p)[0] - 2, w_ + 2 * _pair(p)[1] - 2
+    assert cpu_conv_rows.use_rows((3, 3), (1, 1), (1, 1), 1, c, o, wo)
+    test_conv2d_matches_reference((n, c, h, w_, o, 3, 1, p, 1, 1), dtype)
+    assert ho * wo > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES + [(2, 3, 7, 9, 5, 3, 1, 1, 1, 1)])
+def test_conv2d_matches_reference_without_rows(monkeypatch, case, dtype):
+    """The im2col + GEMM paths the row kernels now take over for small 3x3 convs stay correct."""
+    monkeypatch.setattr(cpu_conv, "ROWS", False)
+    test_conv2d_matches_reference(case, dtype)
+
+
+def test_conv_rows_is_used_where_it_pays():
+    from tinygrad_rad.kernels.cpu_conv_rows import use_rows
+
+    s1 = ((3, 3), (1, 1), (1, 1), 1)
+    assert use_rows(*s1, 1, 32, 28) and use_rows(*s1, 1, 64, 28)           # SmallCNN / ResNet-18 stems
+    assert use_rows(*s1, 8, 8, 128) and use_rows(*s1, 16, 8, 128)          # U-Net's outer levels
+    assert use_rows(*s1, 64, 16, 64) and use_rows(*s1, 16, 64, 64)         # many pairs, wide rows
+    assert not use_rows(*s1, 16, 64, 64, weight_grad=True)                 # ... but not its weight gradient
+    assert not use_rows(*s1, 16, 32, 28)                                   # GEMM wins at 28 wide
+    assert not use_rows((3, 3), (2, 2), (1, 1), 1, 1, 32, 14)               # stride 2
+    assert not use_rows((3, 3), (1, 1), (2, 2), 1, 1, 32, 28)               # dilated
+    assert not use_rows((3, 3), (1, 1), (1, 1), 2, 4, 4, 28)                # grouped
+    assert not use_rows((5, 5), (1, 1), (1, 1), 1, 1, 32, 28)               # 5x5
+
+
 def test_blas_thread_control_and_run_parts():
     from tinygrad_rad.kernels import threads
 

@@ -1,0 +1,177 @@
+"""Direct 3x3 stride-1 convolution, one output row at a time: the fast tier's path for few channels.
+
+im2col + GEMM (``cpu_conv.py``) pays for itself when a GEMM has many rows and a deep K; a 3x3 conv with
+8 or 16 channels at 64x64 or 128x128 (a U-Net's outer levels, a network's 1-channel stem) gives BLAS
+(O x 9 C) @ (9 C x H W) products with tiny M and K: the im2col copy (9 C values per output pixel) and
+the GEMM's call and packing overhead then cost more than the arithmetic. These kernels skip both.
+
+For one output row ``i`` of image ``n`` they copy the three input rows it reads (per input channel,
+zero-padded: ``rows[c, u, :]`` = input row ``i - ph + u``) into a small buffer, then, for every pair of
+(output channel o, input channel c), add the nine taps in ONE pass over the row:
+
+    acc[o, j] += sum_{u, v} w[o, c, u, v] * rows[c, u, j + v]            (j = 0 .. Wo - 1)
+
+The inner loop over ``j`` reads the rows in L1 and keeps the nine weights in registers: nine
+multiply-adds per load and store of ``acc`` (LLVM vectorises it over ``j``). Rows are independent, so
+``prange`` spreads the N * Ho rows over the threads.
+
+The weight gradient is the same loop turned into nine dot products per (o, c) and row:
+
+    dL/dw[o, c, u, v] = sum_{n, i, j} gy[n, o, i, j] * rows_(n,i)[c, u, j + v]
+
+each thread summing its share of the rows into its own float64 (O, C, 3, 3) buffer (the caller adds the
+shares). The input gradient of a stride-1 conv is a stride-1 conv of ``gy`` with the flipped,
+transposed weights and padding ``2 - p`` (``cpu_conv.conv2d_backward_input`` calls the forward here).
+
+Used by ``cpu_conv`` for groups = 1, 3x3, stride 1, dilation 1, padding <= 2 and fewer than
+``ROWS_MAX_CHANNELS`` channels on one side (where Winograd does not apply); measurements in
+``benchmarks/NOTES.md`` section 9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+# reassoc: the nine-term sums and the dot products may be regrouped into vector lanes; contract: a * b + c
+# may become one fused multiply-add. No NaN / inf assumptions.
+_FM = {"reassoc", "contract"}
+# a block of rows is one flat loop of about this many outputs (LLVM's vector loop runs 32-64 values per
+# iteration: a single 28-value row would run in its scalar remainder loop)
+ROW_BLOCK_VALUES = 128
+# which convs take this path (cpu_conv.use_rows): at most ROWS_MAX_PAIRS (input, output) channel pairs, or
+# up to ROWS_WIDE_MAX_PAIRS when the output rows are at least ROWS_WIDE_MIN_WIDTH wide (the weight gradient
+# only when it has no more output than input channels there); im2col + GEMM wins above that
+ROWS_MAX_PAIRS = 256
+ROWS_WIDE_MAX_PAIRS = 1024
+ROWS_WIDE_MIN_WIDTH = 48
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _load_rows(x, n, i0, nr, ph, pw, wp, rows):
+    """rows[c, r * wp + jj] = x[n, c, i0 - ph + r, jj - pw] for r < nr + 2 (0 outside the image and in the
+    last few values of the buffer, which only junk outputs read)."""
+    c, h, wd = x.shape[1], x.shape[2], x.shape[3]
+    for ch in range(c):
+        dst = rows[ch]
+        dst[:] = 0
+        for r in range(nr + 2):
+            hi = i0 - ph + r
+            if 0 <= hi < h:
+                dst[r * wp + pw : r * wp + pw + wd] = x[n, ch, hi]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def rows_forward(x, w, ph, pw, nr, y):
+    """y[n, o, i, j] = sum_{c, u, v} w[o, c, u, v] xpad[n, c, i + u, j + v]; y is (N, O, Ho, Wo); blocks of
+    nr output rows."""
+    n_, c_ = x.shape[0], x.shape[1]
+    o_, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    wp = wo + 2
+    nblk = (ho + nr - 1) // nr
+    length = nr * wp
+    for t in prange(n_ * nblk):
+        n, i0 = t // nblk, (t % nblk) * nr
+        rr = min(nr, ho - i0)
+        rows = np.empty((c_, (nr + 2) * wp + 2), dtype=x.dtype)
+        _load_rows(x, n, i0, rr, ph, pw, wp, rows)
+        acc = np.zeros((o_, length), dtype=x.dtype)
+        m = rr * wp
+        for c in range(c_):
+            # the three input rows a block row reads, as views (offsets q + 1, q + 2 only: Numba then knows
+            # every index is >= 0 and emits no negative-index wraparound, which would block vectorisation)
+            r0, r1, r2 = rows[c], rows[c, wp:], rows[c, 2 * wp :]
+            for o in range(o_):
+                k = w[o, c]
+                w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
+                w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
+                w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
+                a = acc[o]
+                for q in range(m):  # q = r * wp + j; j >= Wo are junk outputs, dropped below
+                    a[q] += (w00 * r0[q] + w01 * r0[q + 1] + w02 * r0[q + 2]
+                             + w10 * r1[q] + w11 * r1[q + 1] + w12 * r1[q + 2]
+                             + w20 * r2[q] + w21 * r2[q + 1] + w22 * r2[q + 2])
+        for o in range(o_):
+            for r in range(rr):
+                y[n, o, i0 + r, :] = acc[o, r * wp : r * wp + wo]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def rows_backward_weight(gy, x, ph, pw, nr, shares):
+    """shares[p] (float64, (O, C, 3, 3), zeroed) += this part's row blocks of sum gy[n, o, i, j] xpad[...]."""
+    n_, c_ = x.shape[0], x.shape[1]
+    o_, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    wp = wo + 2
+    nblk = (ho + nr - 1) // nr
+    parts = shares.shape[0]
+    for p in prange(parts):
+        rows = np.empty((c_, (nr + 2) * wp + 2), dtype=x.dtype)
+        g = np.zeros(nr * wp, dtype=x.dtype)  # gy's rows on the wp grid, 0 in the junk columns
+        zero = np.zeros(1, dtype=x.dtype)[0]  # the sums below in x's dtype (vector lanes of float32)
+        gw = shares[p]
+        for t in range(p, n_ * nblk, parts):
+            n, i0 = t // nblk, (t % nblk) * nr
+            rr = min(nr, ho - i0)
+            m = rr * wp
+            _load_rows(x, n, i0, rr, ph, pw, wp, rows)
+            for o in range(o_):
+                for r in range(rr):
+                    g[r * wp : r * wp + wo] = gy[n, o, i0 + r]
+                for c in range(c_):
+                    r0, r1, r2 = rows[c], rows[c, wp:], rows[c, 2 * wp :]
+                    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+                    for q in range(m):
+                        gq = g[q]
+                        s00 += gq * r0[q]
+                        s01 += gq * r0[q + 1]
+                        s02 += gq * r0[q + 2]
+                        s10 += gq * r1[q]
+                        s11 += gq * r1[q + 1]
+                        s12 += gq * r1[q + 2]
+                        s20 += gq * r2[q]
+                        s21 += gq * r2[q + 1]
+                        s22 += gq * r2[q + 2]
+                    k = gw[o, c]
+                    k[0, 0] += s00
+                    k[0, 1] += s01
+                    k[0, 2] += s02
+                    k[1, 0] += s10
+                    k[1, 1] += s11
+                    k[1, 2] += s12
+                    k[2, 0] += s20
+                    k[2, 1] += s21
+                    k[2, 2] += s22
+
+
+def block_rows(wo: int) -> int:
+    """Output rows per block: enough for a flat inner loop of >= ROW_BLOCK_VALUES values."""
+    return max(1, -(-ROW_BLOCK_VALUES // (wo + 2)))
+
+
+def use_rows(kernel, stride, dilation, groups, cin, cout, out_w, weight_grad=False) -> bool:
+    """Whether a conv (cin -> cout channels, output rows out_w wide) runs on these kernels."""
+    if tuple(kernel) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
+        return False
+    pairs = cin * cout
+    if pairs <= ROWS_MAX_PAIRS:
+        return True
+    return (out_w >= ROWS_WIDE_MIN_WIDTH and pairs <= ROWS_WIDE_MAX_PAIRS
+            and (cout <= cin or not weight_grad))
+
+
+def conv2d_forward_rows(x, w, padding):
+    """The forward conv (3x3, stride 1, dilation 1, groups 1) by rows_forward; fresh (N, O, Ho, Wo)."""
+    ph, pw = padding
+    n, _, h, wd = x.shape
+    y = np.empty((n, w.shape[0], h + 2 * ph - 2, wd + 2 * pw - 2), dtype=x.dtype)
+    rows_forward(x, w, ph, pw, min(block_rows(y.shape[3]), max(y.shape[2], 1)), y)
+    return y
+
+
+def conv2d_backward_weight_rows(gy, x, padding):
+    """dL/dw (O, C, 3, 3) by rows_backward_weight, one float64 share per thread, summed here."""
+    parts = max(1, min(get_num_threads(), gy.shape[0] * gy.shape[2]))
+    shares = np.zeros((parts, gy.shape[1], x.shape[1], 3, 3), dtype=np.float64)
+    nr = min(block_rows(gy.shape[3]), max(gy.shape[2], 1))
+    rows_backward_weight(gy, x, padding[0], padding[1], nr, shares)
+    return shares.sum(axis=0).astype(gy.dtype)
