@@ -13,6 +13,8 @@ Read its plain twin in ``cpu_plain.py`` (tier 1) first; what each fast kernel ad
   vectorised pairwise passes); any other window uses the plain loop. The backward is the plain loop.
 * batch norm: one pass for mean and variance (shifted sums) instead of two, ``y = x a + b`` with the
   per-channel a, b folded, vectorised float64 sums (``fastmath={"reassoc"}``); the backward likewise.
+* batch norm + ReLU (``batch_norm_relu_*``): the ReLU inside the batch norm's passes (its mask recomputed
+  from x in the backward), where the other tiers run their batch norm and ReLU kernels in a row.
 * channel affine: the backward's sums vectorised (``fastmath={"reassoc"}``); the forward as plain.
 * Adam: the constants rounded to p's dtype first and the reference's order of operations, so the
   result has the NumPy reference's bits (the plain tier is the textbook formula).
@@ -55,7 +57,8 @@ __all__ = [
     "matmul", "erf", "relu_forward", "relu_backward",
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
+    "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
+    "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
@@ -214,10 +217,10 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
 # backward 1.3-2x faster on SmallCNN's shapes: benchmarks/NOTES.md section 6c). The sums change only by
 # rounding (the same order on every run: one channel is summed by one thread).
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _bn_fwd(x, weight, bias, eps, y, mean, invstd):
+def _bn_fwd(x, weight, bias, eps, relu, y, mean, invstd):
     """x, y: (N, C, M). Per channel: mean and biased variance in ONE pass (float64 sums of x - k and
     (x - k)^2, shifted by the channel's first value k so that a large mean does not cancel the variance),
-    then y = x a + b."""
+    then y = x a + b (relu: y = max(x a + b, 0) in the same pass, batch norm + ReLU fused)."""
     n, c, m = x.shape
     cnt = n * m
     for ch in prange(c):
@@ -237,25 +240,31 @@ def _bn_fwd(x, weight, bias, eps, y, mean, invstd):
         shift = bias[ch] - mu * scale
         for b in range(n):
             for i in range(m):
-                y[b, ch, i] = x[b, ch, i] * scale + shift
+                v = x[b, ch, i] * scale + shift
+                y[b, ch, i] = (v if v > 0 or v != v else 0) if relu else v  # NaN stays NaN, as in relu
         mean[ch] = mu
         invstd[ch] = inv
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _bn_bwd(gy, x, weight, mean, invstd, gx, gw, gb):
-    """dx = w invstd (gy - mean(gy) - xhat mean(gy xhat)); dw = sum gy xhat; db = sum gy."""
+def _bn_bwd(gy, x, weight, bias, mean, invstd, relu, gx, gw, gb):
+    """dx = w invstd (gy - mean(gy) - xhat mean(gy xhat)); dw = sum gy xhat; db = sum gy.
+    relu: the backward of relu(batch_norm(x)): gy is first zeroed where y = x a + b <= 0 (a = w invstd,
+    b = bias - mean a: y recomputed from x, which both passes read anyway)."""
     n, c, m = x.shape
     cnt = n * m
     for ch in prange(c):
         mu, inv = mean[ch], invstd[ch]
+        ya = weight[ch] * inv
+        yb = bias[ch] - mu * ya
         sg = 0.0
         sgx = 0.0
         for b in range(n):
             for k in range(m):
-                g = gy[b, ch, k]
+                xv = x[b, ch, k]
+                g = gy[b, ch, k] if not relu or xv * ya + yb > 0 else 0
                 sg += g
-                sgx += g * (x[b, ch, k] - mu)
+                sgx += g * (xv - mu)
         sgx *= inv  # = sum gy * xhat
         gb[ch] = sg
         gw[ch] = sgx
@@ -264,7 +273,9 @@ def _bn_bwd(gy, x, weight, mean, invstd, gx, gw, gb):
         bq = sgx / cnt * inv  # xhat * mean(gy xhat) = (x - mu) * bq
         for b in range(n):
             for k in range(m):
-                gx[b, ch, k] = scale * (gy[b, ch, k] - a - (x[b, ch, k] - mu) * bq)
+                xv = x[b, ch, k]
+                g = gy[b, ch, k] if not relu or xv * ya + yb > 0 else 0
+                gx[b, ch, k] = scale * (g - a - (xv - mu) * bq)
 
 
 def _bn_view(x):
@@ -273,29 +284,56 @@ def _bn_view(x):
     return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
 
 
-@serialized
-def batch_norm_forward_train(x, weight, bias, eps):
-    """Normalise with the batch's per-channel mean and biased variance -> (y, mean, invstd)."""
-    x3 = _bn_view(x)
+def _affine_params(x, weight, bias):
     c = x.shape[1]
     w = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, dtype=x.dtype)
     b = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    return w, b
+
+
+def _bn_forward(x, weight, bias, eps, relu):
+    x3 = _bn_view(x)
+    c = x.shape[1]
+    w, b = _affine_params(x, weight, bias)
     y = np.empty(x3.shape, dtype=x.dtype)
     mean, invstd = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    _bn_fwd(x3, w, b, float(eps), y, mean, invstd)
+    _bn_fwd(x3, w, b, float(eps), relu, y, mean, invstd)
     return y.reshape(x.shape), mean, invstd
+
+
+def _bn_backward(gy, x, weight, bias, mean, invstd, relu):
+    x3, gy3 = _bn_view(x), _bn_view(gy)
+    c = x.shape[1]
+    w, b = _affine_params(x, weight, bias)
+    gx = np.empty(x3.shape, dtype=x.dtype)
+    gw, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _bn_bwd(gy3, x3, w, b, np.ascontiguousarray(mean), np.ascontiguousarray(invstd), relu, gx, gw, gb)
+    return gx.reshape(x.shape), gw, gb
+
+
+@serialized
+def batch_norm_forward_train(x, weight, bias, eps):
+    """Normalise with the batch's per-channel mean and biased variance -> (y, mean, invstd)."""
+    return _bn_forward(x, weight, bias, eps, False)
 
 
 @serialized
 def batch_norm_backward(gy, x, weight, mean, invstd):
     """-> (gx, gw, gb); gw, gb are per-channel sums (returned even when ``weight`` is None)."""
-    x3, gy3 = _bn_view(x), _bn_view(gy)
-    c = x.shape[1]
-    w = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, dtype=x.dtype)
-    gx = np.empty(x3.shape, dtype=x.dtype)
-    gw, gb = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    _bn_bwd(gy3, x3, w, np.ascontiguousarray(mean), np.ascontiguousarray(invstd), gx, gw, gb)
-    return gx.reshape(x.shape), gw, gb
+    return _bn_backward(gy, x, weight, None, mean, invstd, False)
+
+
+@serialized
+def batch_norm_relu_forward_train(x, weight, bias, eps):
+    """relu(batch_norm(x)) in the batch norm's own passes (no separate ReLU pass) -> (y, mean, invstd)."""
+    return _bn_forward(x, weight, bias, eps, True)
+
+
+@serialized
+def batch_norm_relu_backward(gy, x, weight, bias, mean, invstd):
+    """The backward of relu(batch_norm(x)) -> (gx, gw, gb): the ReLU's mask recomputed from x inside the
+    batch norm's two passes (no separate ReLU pass, no stored output)."""
+    return _bn_backward(gy, x, weight, bias, mean, invstd, True)
 
 
 # ------------------------------------------------------------------------------- channel affine

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import compose
 from .reference import avg_divisor, check_ce, out_size
 from .threads import serialized
 
@@ -28,7 +29,8 @@ __all__ = [
     "matmul", "erf", "relu_forward", "relu_backward",
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
+    "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
+    "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
@@ -664,3 +666,15 @@ from .cpu_plain3d import (  # noqa: E402, F401
     max_pool3d_backward,
     max_pool3d_forward,
 )
+
+
+# ------------------------------------------------------------------------- batch norm + ReLU
+def batch_norm_relu_forward_train(x, weight, bias, eps):
+    """relu(batch_norm(x)) -> (y, mean, invstd): this tier's batch norm, then its ReLU (compose.py)."""
+    return compose.batch_norm_relu_forward(batch_norm_forward_train, relu_forward, x, weight, bias, eps)
+
+
+def batch_norm_relu_backward(gy, x, weight, bias, mean, invstd):
+    """-> (gx, gw, gb): gy masked where the ReLU was off (from x), then this tier's batch-norm backward."""
+    return compose.batch_norm_relu_backward(batch_norm_backward, relu_backward, channel_affine_forward, gy, x,
+                                            weight, bias, mean, invstd)

@@ -203,6 +203,22 @@ def batch_norm_backward(gy, x, weight, mean, invstd):
     return gx.astype(x.dtype), gw.astype(x.dtype), gb.astype(x.dtype)
 
 
+def batch_norm_relu_forward_train(x, weight, bias, eps):
+    """relu(batch_norm(x)) with the batch's statistics: (y, mean, invstd) as batch_norm_forward_train."""
+    y, mean, invstd = batch_norm_forward_train(x, weight, bias, eps)
+    return np.maximum(y, 0).astype(x.dtype, copy=False), mean, invstd
+
+
+def batch_norm_relu_backward(gy, x, weight, bias, mean, invstd):
+    """The backward of relu(batch_norm(x)): gy masked where the ReLU was off, then batch_norm_backward.
+    The mask [y > 0] comes from x, mean and invstd (y is not kept): y = (x - mean) invstd w + b."""
+    shp = _bn_shape(x)
+    y = (x - mean.reshape(shp)) * invstd.reshape(shp)
+    if weight is not None:
+        y = y * weight.reshape(shp) + bias.reshape(shp)
+    return batch_norm_backward(np.where(y > 0, gy, 0).astype(gy.dtype), x, weight, mean, invstd)
+
+
 def channel_affine_forward(x, scale, shift):
     """y = x * scale[c] + shift[c] for each channel c of (N, C, ...) input (batch norm at eval time)."""
     shp = _bn_shape(x)

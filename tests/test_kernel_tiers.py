@@ -29,7 +29,8 @@ INTERFACE = [
     "matmul", "erf", "relu_forward", "relu_backward",
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-    "batch_norm_forward_train", "batch_norm_backward", "channel_affine_forward", "channel_affine_backward",
+    "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
+    "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
 ]
 # the 3-D functions (reference in kernels/reference3d.py); their cases are tests/test_ops_3d.py's test_tier_3d
@@ -247,6 +248,24 @@ def case_batch_norm_backward(mod, d, dtype, rng):
         gy = _rand(rng, x.shape, dtype)
         got = [d.host(a) for a in mod.batch_norm_backward(d(gy), d(x), d(w), d(mean), d(invstd))]
         for g, r, name in zip(got, R.batch_norm_backward(gy, x, w, mean, invstd), ("gx", "gw", "gb")):
+            _close(g, r, dtype, f"{what} {name}")
+
+
+def case_batch_norm_relu_forward_train(mod, d, dtype, rng):
+    for x, w, b, what in _bn_inputs(rng, dtype):
+        got = [d.host(a) for a in mod.batch_norm_relu_forward_train(d(x), d(w), d(b), 1e-5)]
+        ref = R.batch_norm_relu_forward_train(x, w, b, 1e-5)
+        assert (ref[0] == 0).any() and (ref[0] > 0).any(), what  # the ReLU cuts somewhere
+        for g, r, name in zip(got, ref, ("y", "mean", "invstd")):
+            _close(g, r, dtype, f"{what} {name}")
+
+
+def case_batch_norm_relu_backward(mod, d, dtype, rng):
+    for x, w, b, what in _bn_inputs(rng, dtype):
+        _, mean, invstd = R.batch_norm_forward_train(x, w, b, 1e-5)
+        gy = _rand(rng, x.shape, dtype)
+        got = [d.host(a) for a in mod.batch_norm_relu_backward(d(gy), d(x), d(w), d(b), d(mean), d(invstd))]
+        for g, r, name in zip(got, R.batch_norm_relu_backward(gy, x, w, b, mean, invstd), ("gx", "gw", "gb")):
             _close(g, r, dtype, f"{what} {name}")
 
 

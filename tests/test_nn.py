@@ -360,3 +360,48 @@ def test_clip_grad_value_and_nonfinite():
     p.grad = tr.tensor([float("nan"), 1.0, 1.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         nn.utils.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def _bn_relu_stack(mod, affine=True):
+    return mod.Sequential(mod.Conv2d(2, 3, 3, padding=1), mod.BatchNorm2d(3, affine=affine), mod.ReLU(),
+                          mod.BatchNorm2d(3), mod.ReLU(), mod.Conv2d(3, 2, 1))
+
+
+@needs_torch
+@pytest.mark.parametrize("affine", [True, False])
+def test_sequential_fuses_batchnorm_relu_like_torch(affine):
+    """Sequential runs BatchNorm -> ReLU as one op (F.batch_norm_relu): forward, every gradient and the
+    running statistics match PyTorch's separate layers, in training and in eval."""
+    ours, theirs = _bn_relu_stack(nn, affine), _bn_relu_stack(torch.nn, affine)
+    for _ in range(2):
+        _compare(ours, theirs, (4, 2, 5, 5))
+    _compare(ours, theirs, (4, 2, 5, 5), train=False)
+
+
+def test_fused_batchnorm_relu_equals_the_two_ops(monkeypatch):
+    """F.batch_norm_relu == F.relu(F.batch_norm) in float32 (values, gradients, running stats), and the
+    fused op is what Sequential records; a wrapped forward (explain.capture_outputs) turns fusion off."""
+    from tinygrad_rad.explain import capture_outputs
+    from tinygrad_rad.nn import functional as F
+
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((6, 3, 7, 7)).astype(np.float32) * 2 + 1
+    g0 = rng.standard_normal(x0.shape).astype(np.float32)
+    res = []
+    for fused in (True, False):
+        tr.manual_seed(0)
+        bn = nn.BatchNorm2d(3)
+        bn.weight.data = rng.standard_normal(3).astype(np.float32) if not res else res[0][4]
+        x = tr.tensor(x0, requires_grad=True)
+        y = bn.forward_relu(x) if fused else F.relu(bn(x))
+        (y * tr.tensor(g0)).sum().backward()
+        res.append((y.numpy(), x.grad.numpy(), bn.weight.grad.numpy(), bn.running_var.numpy(),
+                    bn.weight.data))
+        assert (type(y._ctx).__name__ == "BatchNormReLUTrain") == fused
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    seq = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU())
+    assert type(seq(tr.tensor(x0))._ctx).__name__ == "BatchNormReLUTrain"
+    with capture_outputs({"1": seq[1]}) as rec:
+        out = seq(tr.tensor(x0))
+    assert type(out._ctx).__name__ != "BatchNormReLUTrain" and len(rec) == 1  # the ReLU ran on its own

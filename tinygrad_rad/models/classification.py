@@ -108,7 +108,7 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = nn.bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1 x)), fused
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
@@ -134,8 +134,8 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = nn.bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1 x)), fused
+        out = nn.bn_relu(self.bn2, self.relu, self.conv2(out))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
@@ -201,7 +201,7 @@ class ResNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """The last conv feature map (N, 8 * width * expansion, h, w) — Grad-CAM's target is ``layer4``."""
         check_input(self, x, self.input_ndim)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(nn.bn_relu(self.bn1, self.relu, self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:

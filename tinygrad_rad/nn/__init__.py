@@ -60,4 +60,5 @@ from .modules import (  # noqa: F401
     Tanh,
     TverskyLoss,
     Upsample,
+    bn_relu,
 )

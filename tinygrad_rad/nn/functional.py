@@ -668,6 +668,22 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     ``running = (1 - momentum) running + momentum batch`` (unbiased variance, as in PyTorch).
     training=False: use running_mean and running_var.
     """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False)
+
+
+def batch_norm_relu(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                    weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+                    momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """``relu(batch_norm(...))`` (not in PyTorch): when training, one fused op (``ops.BatchNormReLUTrain``:
+    the CPU kernels apply the ReLU inside the batch norm's passes). ``nn.Sequential`` calls it for a
+    BatchNorm followed by a ReLU.
+
+    >>> y = F.batch_norm_relu(x, None, None, training=True)   # == F.relu(F.batch_norm(x, ...))
+    """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, True)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, with_relu):
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {input.shape}")
     c = input.shape[1]
@@ -685,8 +701,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input {input.shape}"
             )
-        out = (ops.BatchNormTrain.apply(input, weight, bias, eps=eps) if weight is not None
-               else ops.BatchNormTrain.apply(input, eps=eps))
+        op = ops.BatchNormReLUTrain if with_relu else ops.BatchNormTrain
+        out = op.apply(input, weight, bias, eps=eps) if weight is not None else op.apply(input, eps=eps)
         if running_mean is not None:
             ctx = out._ctx
             # recompute the stats if the graph was not recorded (no_grad), otherwise reuse the op's
@@ -712,11 +728,14 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         shape = (1, c) + (1,) * (input.ndim - 2)
         scale = inv if weight is None else weight * inv
         shift = -mean * inv if weight is None else bias - mean * weight * inv
-        return input * scale.reshape(shape) + shift.reshape(shape)
+        out = input * scale.reshape(shape) + shift.reshape(shape)
+        return relu(out) if with_relu else out
     # one pass over the activations (ChannelAffine); the per-channel constants keep their gradients
     if weight is None:
-        return ops.ChannelAffine.apply(input, inv, -mean * inv)
-    return ops.ChannelAffine.apply(input, weight * inv, bias - mean * weight * inv)
+        out = ops.ChannelAffine.apply(input, inv, -mean * inv)
+    else:
+        out = ops.ChannelAffine.apply(input, weight * inv, bias - mean * weight * inv)
+    return relu(out) if with_relu else out
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:

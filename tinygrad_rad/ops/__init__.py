@@ -16,7 +16,7 @@ matmul.py       MatMul Einsum; ``matmul`` (1-D operands as in NumPy/PyTorch), ``
                 broadcasting and implicit output rewritten to an explicit equation)
 conv.py         Conv2d ConvTranspose2d Conv3d ConvTranspose3d
 pool.py         MaxPool2d AvgPool2d MaxPool3d AvgPool3d
-norm.py         BatchNormTrain ChannelAffine
+norm.py         BatchNormTrain BatchNormReLUTrain ChannelAffine
 loss.py         SoftmaxCrossEntropy
 ==============  ===================================================================================
 
@@ -89,13 +89,14 @@ from .movement import (
     normalize_index,
     pad,
 )
-from .norm import BatchNormTrain, ChannelAffine
+from .norm import BatchNormReLUTrain, BatchNormTrain, ChannelAffine
 from .pool import AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d, MaxUnpool2d
 from .reduce import CumProd, CumSum, LogCumSumExp, LogSoftmax, LogSumExp, Max, Min, Prod, Softmax, Sum
 
 __all__ = [
-    "Abs", "Add", "AvgPool2d", "BatchNormTrain", "Cast", "Cat", "ChannelAffine", "Clamp", "Conv2d",
-    "ConvTranspose2d", "Copy", "Cos", "CumSum", "Div", "Dropout", "Elu", "Exp", "Expand", "Expm1",
+    "Abs", "Add", "AvgPool2d", "BatchNormReLUTrain", "BatchNormTrain", "Cast", "Cat", "ChannelAffine",
+    "Clamp", "Conv2d", "ConvTranspose2d", "Copy", "Cos", "CumSum", "Div", "Dropout", "Elu", "Exp", "Expand",
+    "Expm1",
     "Gelu", "GetItem", "LeakyRelu", "Log", "Log1p", "LogSoftmax", "LogSumExp", "MatMul", "Max",
     "MaxPool2d", "MaxUnpool2d", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pad", "Permute", "Pow",
     "PowScalar", "Relu",

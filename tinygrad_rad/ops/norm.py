@@ -24,6 +24,26 @@ class BatchNormTrain(Function):
         return (gx,)
 
 
+class BatchNormReLUTrain(Function):
+    """relu(batch norm with the batch's statistics) as one op: what ``nn.Sequential`` runs for a BatchNorm
+    followed by a ReLU (the CPU kernels apply the ReLU inside the batch norm's passes)."""
+
+    def forward(self, x, weight=None, bias=None, eps=1e-5):
+        self.x, self.weight, self.bias = x, weight, bias
+        self.has_affine = weight is not None
+        y, self.mean, self.invstd = backend(self.device).batch_norm_relu_forward_train(x, weight, bias, eps)
+        return y
+
+    def backward(self, g):
+        # y = relu(z), z = w xhat + b:  dz = g [z > 0] (z recomputed from x by the kernel), then the
+        # BatchNormTrain rule for dz
+        bk = backend(self.device)
+        gx, gw, gb = bk.batch_norm_relu_backward(g, self.x, self.weight, self.bias, self.mean, self.invstd)
+        if self.has_affine:
+            return gx, gw, gb
+        return (gx,)
+
+
 class ChannelAffine(Function):
     """y = x * scale[c] + shift[c] for each channel c: batch norm at eval time in one pass."""
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from .activation import ReLU
 from .module import Module
 
-__all__ = ["Sequential", "ModuleList", "ModuleDict"]
+__all__ = ["Sequential", "ModuleList", "ModuleDict", "bn_relu"]
 
 
 class Sequential(Module):
@@ -30,8 +31,16 @@ class Sequential(Module):
                 self.register_module(str(i), m)
 
     def forward(self, x):
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            if i + 1 < len(mods) and _fuses_with_relu(m, mods[i + 1]):
+                x = m.forward_relu(x)  # BatchNorm then ReLU as one op: the same values, one pass fewer
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
 
     def __getitem__(self, idx):
@@ -49,6 +58,22 @@ class Sequential(Module):
     def append(self, module: Module) -> Sequential:
         self.register_module(str(len(self._modules)), module)
         return self
+
+
+def _fuses_with_relu(m: Module, nxt: Module) -> bool:
+    """A batch norm (it has ``forward_relu``) followed by a plain ReLU, neither forward wrapped on the
+    instance (``explain.capture_outputs`` does that to record a layer's output: then both run apart)."""
+    return (type(nxt) is ReLU and hasattr(m, "forward_relu") and "forward" not in m.__dict__
+            and "forward" not in nxt.__dict__)
+
+
+def bn_relu(bn: Module, relu: Module, x):
+    """``relu(bn(x))``, as one fused op when Sequential would fuse the pair (not in PyTorch: a model's
+    ``forward`` calls it where it would write ``self.relu(self.bn1(...))``).
+
+    >>> out = nn.bn_relu(self.bn1, self.relu, self.conv1(x))
+    """
+    return bn.forward_relu(x) if _fuses_with_relu(bn, relu) else relu(bn(x))
 
 
 class ModuleList(Module):

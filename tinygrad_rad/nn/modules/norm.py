@@ -57,6 +57,16 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        return self._normalise(input, False)
+
+    def forward_relu(self, input: Tensor) -> Tensor:
+        """``relu(self(input))`` as one fused op (``F.batch_norm_relu``): what ``nn.Sequential`` calls for
+        this module followed by an ``nn.ReLU``. A subclass that changes ``forward`` keeps its own."""
+        if type(self).forward is not _BatchNorm.forward:
+            return F.relu(self(input))
+        return self._normalise(input, True)
+
+    def _normalise(self, input: Tensor, with_relu: bool) -> Tensor:
         if input.ndim not in self._expected_dims:
             dims = " or ".join(f"{d}-D" for d in self._expected_dims)
             raise ValueError(f"{type(self).__name__}: expected a {dims} input, got shape {input.shape}")
@@ -73,7 +83,7 @@ class _BatchNorm(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or not self.track_running_stats
         tracking = self.training and self.track_running_stats
-        return F.batch_norm(
+        return (F.batch_norm_relu if with_relu else F.batch_norm)(
             input,
             self.running_mean if tracking or not use_batch else None,
             self.running_var if tracking or not use_batch else None,
