@@ -26,6 +26,8 @@ larger side is its M (``cpu_conv.accumulate_gw``), and stride-1 backward-data as
   2-D view) when a chunk holds one image.
 * Backward-data with stride > 1 (col2vol) adds into overlapping input depths from neighbouring slabs,
   so there the threads split the batch by whole images.
+* 3x3x3 stride-1 convs with few channels (the 1-channel stem) skip vol2col: the direct row kernels of
+  ``cpu_conv_rows.py`` (27 taps as three passes of nine over a block of output rows).
 
 Every function takes and returns NCDHW float32/float64 arrays, returns fresh arrays, and is tested
 against ``kernels/reference3d.py``.
@@ -39,7 +41,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, SPLIT_MIN_MACS, WGRAD_MIN_COLS, accumulate_gw, scratch
+from .cpu_conv import CHUNK_BYTES, DIRECT_MAX_CG, ROWS, SPLIT_MIN_MACS, WGRAD_MIN_COLS, accumulate_gw, scratch
+from .cpu_conv_rows import conv3d_backward_weight_rows, conv3d_forward_rows, use_rows3
 from .cpu_plain3d import (
     direct_backward_input,
     direct_backward_weight,
@@ -418,6 +421,8 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan3(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    if ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.cg, q.o):
+        return conv3d_forward_rows(x, w, tuple(map(int, padding)))
     y = np.empty((q.n, q.o, *q.out), dtype=x.dtype)
     if _use_direct(q.groups, q.cg):
         direct_forward(x, w, *q.args, q.groups, y)
@@ -440,7 +445,8 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         direct_backward_input(gy, w, *q.args, q.groups, gx)
         return gx
     flipped_pad = tuple(d * (k - 1) - p for k, p, d in zip(q.kernel, padding, dilation))
-    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and q.og < 2 * q.cg:
+    flip_rows = ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.og, q.cg)
+    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and (q.og < 2 * q.cg or flip_rows):
         # dx = conv3d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv whose
         # GEMMs are (C x O*k^3) @ (O*k^3 x voxels), no col2vol scatter.
         # NOTE: the 2-D rule (cpu_conv.conv2d_backward_input): when og >= 2 cg that GEMM's M = cg is too
@@ -474,6 +480,8 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         gw = np.empty(tuple(w_shape), dtype=gy.dtype)
         direct_backward_weight(gy, x, *q.args, q.groups, gw)
         return gw
+    if ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.cg, q.o, weight_grad=True):
+        return conv3d_backward_weight_rows(gy, x, tuple(map(int, padding)))
     shares = _run_items(q, lambda items: _backward_weight_part(gy, x, items, q))
     gw = shares[0]
     for share in shares[1:]:

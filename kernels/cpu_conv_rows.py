@@ -45,6 +45,9 @@ ROW_BLOCK_VALUES = 128
 ROWS_MAX_PAIRS = 256
 ROWS_WIDE_MAX_PAIRS = 1024
 ROWS_WIDE_MIN_WIDTH = 48
+# conv3d (use_rows3): at most this many channel pairs (the weight gradient: ROWS3_MAX_PAIRS_WGRAD)
+ROWS3_MAX_PAIRS = 512
+ROWS3_MAX_PAIRS_WGRAD = 256
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -174,4 +177,134 @@ def conv2d_backward_weight_rows(gy, x, padding):
     shares = np.zeros((parts, gy.shape[1], x.shape[1], 3, 3), dtype=np.float64)
     nr = min(block_rows(gy.shape[3]), max(gy.shape[2], 1))
     rows_backward_weight(gy, x, padding[0], padding[1], nr, shares)
+    return shares.sum(axis=0).astype(gy.dtype)
+
+
+# ------------------------------------------------------------------------------ 3-D (NCDHW, 3x3x3)
+# The same scheme one axis up: a block of output rows of one output depth slice d reads, per input channel,
+# three input depth slices d - pd + t (t = 0, 1, 2) of nr + 2 rows each; the 27 taps are added as three
+# passes of nine (one per depth tap t: nine weights in registers, as in 2-D).
+@njit(nogil=True, cache=True, inline="always")
+def _load_rows3(x, n, d, i0, nr, pd, ph, pw, wp, rows):
+    """rows[c, t, r * wp + jj] = x[n, c, d - pd + t, i0 - ph + r, jj - pw] (0 outside the volume)."""
+    c, dd, h, wd = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    for ch in range(c):
+        for t in range(3):
+            dst = rows[ch, t]
+            dst[:] = 0
+            z = d - pd + t
+            if z < 0 or z >= dd:
+                continue
+            for r in range(nr + 2):
+                hi = i0 - ph + r
+                if 0 <= hi < h:
+                    dst[r * wp + pw : r * wp + pw + wd] = x[n, ch, z, hi]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def rows_forward3(x, w, pd, ph, pw, nr, y):
+    """y[n, o, d, i, j] = sum_{c, t, u, v} w[o, c, t, u, v] xpad[n, c, d + t, i + u, j + v]."""
+    n_, c_ = x.shape[0], x.shape[1]
+    o_, do, ho, wo = y.shape[1], y.shape[2], y.shape[3], y.shape[4]
+    wp = wo + 2
+    nblk = (ho + nr - 1) // nr
+    length = nr * wp
+    for t_ in prange(n_ * do * nblk):
+        n, rest = t_ // (do * nblk), t_ % (do * nblk)
+        d, i0 = rest // nblk, (rest % nblk) * nr
+        rr = min(nr, ho - i0)
+        rows = np.empty((c_, 3, (nr + 2) * wp + 2), dtype=x.dtype)
+        _load_rows3(x, n, d, i0, rr, pd, ph, pw, wp, rows)
+        acc = np.zeros((o_, length), dtype=x.dtype)
+        m = rr * wp
+        for c in range(c_):
+            for t in range(3):
+                r0, r1, r2 = rows[c, t], rows[c, t, wp:], rows[c, t, 2 * wp :]
+                for o in range(o_):
+                    k = w[o, c, t]
+                    w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
+                    w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
+                    w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
+                    a = acc[o]
+                    for q in range(m):
+                        a[q] += (w00 * r0[q] + w01 * r0[q + 1] + w02 * r0[q + 2]
+                                 + w10 * r1[q] + w11 * r1[q + 1] + w12 * r1[q + 2]
+                                 + w20 * r2[q] + w21 * r2[q + 1] + w22 * r2[q + 2])
+        for o in range(o_):
+            for r in range(rr):
+                y[n, o, d, i0 + r, :] = acc[o, r * wp : r * wp + wo]
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def rows_backward_weight3(gy, x, pd, ph, pw, nr, shares):
+    """shares[p] (float64, (O, C, 3, 3, 3), zeroed) += this part's row blocks of sum gy xpad."""
+    n_, c_ = x.shape[0], x.shape[1]
+    o_, do, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3], gy.shape[4]
+    wp = wo + 2
+    nblk = (ho + nr - 1) // nr
+    parts = shares.shape[0]
+    for p in prange(parts):
+        rows = np.empty((c_, 3, (nr + 2) * wp + 2), dtype=x.dtype)
+        g = np.zeros(nr * wp, dtype=x.dtype)
+        zero = np.zeros(1, dtype=x.dtype)[0]
+        gw = shares[p]
+        for t_ in range(p, n_ * do * nblk, parts):
+            n, rest = t_ // (do * nblk), t_ % (do * nblk)
+            d, i0 = rest // nblk, (rest % nblk) * nr
+            rr = min(nr, ho - i0)
+            m = rr * wp
+            _load_rows3(x, n, d, i0, rr, pd, ph, pw, wp, rows)
+            for o in range(o_):
+                for r in range(rr):
+                    g[r * wp : r * wp + wo] = gy[n, o, d, i0 + r]
+                for c in range(c_):
+                    for t in range(3):
+                        r0, r1, r2 = rows[c, t], rows[c, t, wp:], rows[c, t, 2 * wp :]
+                        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+                        for q in range(m):
+                            gq = g[q]
+                            s00 += gq * r0[q]
+                            s01 += gq * r0[q + 1]
+                            s02 += gq * r0[q + 2]
+                            s10 += gq * r1[q]
+                            s11 += gq * r1[q + 1]
+                            s12 += gq * r1[q + 2]
+                            s20 += gq * r2[q]
+                            s21 += gq * r2[q + 1]
+                            s22 += gq * r2[q + 2]
+                        k = gw[o, c, t]
+                        k[0, 0] += s00
+                        k[0, 1] += s01
+                        k[0, 2] += s02
+                        k[1, 0] += s10
+                        k[1, 1] += s11
+                        k[1, 2] += s12
+                        k[2, 0] += s20
+                        k[2, 1] += s21
+                        k[2, 2] += s22
+
+
+def use_rows3(kernel, stride, dilation, groups, cin, cout, weight_grad=False) -> bool:
+    """Whether a conv3d runs on the 3-D row kernels: 3x3x3, stride 1, dilation 1, groups 1 and at most
+    ROWS3_MAX_PAIRS channel pairs (ROWS3_MAX_PAIRS_WGRAD for the weight gradient)."""
+    if tuple(kernel) != (3, 3, 3) or tuple(stride) != (1, 1, 1) or tuple(dilation) != (1, 1, 1):
+        return False
+    return groups == 1 and cin * cout <= (ROWS3_MAX_PAIRS_WGRAD if weight_grad else ROWS3_MAX_PAIRS)
+
+
+def conv3d_forward_rows(x, w, padding):
+    """conv3d (3x3x3, stride 1, dilation 1, groups 1) by rows_forward3; fresh (N, O, Do, Ho, Wo)."""
+    pd, ph, pw = padding
+    n, _, dd, h, wd = x.shape
+    y = np.empty((n, w.shape[0], dd + 2 * pd - 2, h + 2 * ph - 2, wd + 2 * pw - 2), dtype=x.dtype)
+    rows_forward3(x, w, pd, ph, pw, min(block_rows(y.shape[4]), max(y.shape[3], 1)), y)
+    return y
+
+
+def conv3d_backward_weight_rows(gy, x, padding):
+    """dL/dw (O, C, 3, 3, 3) by rows_backward_weight3, one float64 share per thread, summed here."""
+    parts = max(1, min(get_num_threads(), gy.shape[0] * gy.shape[2] * gy.shape[3]))
+    shares = np.zeros((parts, gy.shape[1], x.shape[1], 3, 3, 3), dtype=np.float64)
+    nr = min(block_rows(gy.shape[4]), max(gy.shape[3], 1))
+    rows_backward_weight3(gy, x, *padding, nr, shares)
     return shares.sum(axis=0).astype(gy.dtype)

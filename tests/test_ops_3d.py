@@ -359,6 +359,7 @@ def test_fast_cpu_conv3d_chunks_and_threads(fn, monkeypatch):
     cases = [((3, 3, 6, 4, 5), (4, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
              ((3, 4, 7, 5, 4), (6, 2, 3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2),
              ((2, 2, 5, 6, 12), (4, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)]  # wide rows
+    monkeypatch.setattr(cpu_conv3d, "ROWS", False)  # the vol2col path, not the row kernels
     for chunk in (1, 41000, 1 << 22):  # one depth per chunk, a few depths, whole volumes of several images
         monkeypatch.setattr(cpu_conv3d, "CHUNK_BYTES", chunk)
         monkeypatch.setattr(cpu_conv3d, "SPLIT_MIN_MACS", 0)
@@ -369,6 +370,26 @@ def test_fast_cpu_conv3d_chunks_and_threads(fn, monkeypatch):
         n_items = {1: 3 * 6, 41000: 3 * 2, 1 << 22: min(3, numba.get_num_threads())}[chunk]
         assert len(q.items) == n_items, q.items
         _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(0), fn, cases)
+
+
+ROWS3_CONVS = [  # 3x3x3 stride 1, few channels: the fast CPU tier's row kernels (cpu_conv_rows.py)
+    ((2, 2, 4, 5, 6), (3, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    ((1, 1, 3, 3, 3), (2, 1, 3, 3, 3), (1, 1, 1), (0, 1, 2), (1, 1, 1), 1),
+    ((1, 3, 5, 11, 28), (2, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),  # several rows per block
+]
+
+
+@pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
+@pytest.mark.parametrize("rows", [True, False])
+def test_fast_cpu_conv3d_rows_and_vol2col(fn, rows, monkeypatch):
+    """Every TIER_CONVS / ROWS3_CONVS case with the row kernels on (where they apply) and off (vol2col)."""
+    from tinygrad_rad.kernels import cpu_conv3d
+    from tinygrad_rad.kernels.cpu_conv_rows import use_rows3
+
+    assert all(use_rows3(ws[2:], s, dl, g, ws[1], ws[0]) for _, ws, s, _, dl, g in ROWS3_CONVS)
+    monkeypatch.setattr(cpu_conv3d, "ROWS", rows)
+    for dtype in (np.float32, np.float64):
+        _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(3), fn, TIER_CONVS + ROWS3_CONVS)
 
 
 def test_fast_cpu_conv3d_plan():
