@@ -83,7 +83,10 @@ def _ours_kind(op: str, direction: str, ins: list[tuple]) -> str | None:
     nd = len(ins[0]) if ins else 0
     if op in ("Conv2d", "ConvTranspose2d"):
         return None
-    table = {"BatchNormTrain": "batch norm", "ChannelAffine": "batch norm", "Relu": "relu",
+    # NOTE: BatchNormReLUTrain (a BatchNorm followed by a ReLU, fused by nn.Sequential / nn.bn_relu) counts
+    # as batch norm: its ReLU costs no pass of its own; PyTorch's ReLUs after batch norms are "relu" rows
+    table = {"BatchNormTrain": "batch norm", "BatchNormReLUTrain": "batch norm",
+             "ChannelAffine": "batch norm", "Relu": "relu",
              "MaxPool2d": "max pool", "AvgPool2d": "global avg pool", "SoftmaxCrossEntropy": "loss",
              "Dropout": "dropout", "MatMul": "linear", "Permute": "linear", "Reshape": "views"}
     kind = table.get(op)

@@ -240,7 +240,9 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
     if ptab:
         lines.append("Where one training step's time goes (`benchmarks/profile_step.py`; each framework in "
                      "its own process; tinygrad_rad through `tr.trace` and timed kernel calls, PyTorch "
-                     "through `torch.profiler`; per layer shape in `benchmarks/results/profile_step.json`):")
+                     "through `torch.profiler`; per layer shape in `benchmarks/results/profile_step.json`; "
+                     "ours fuses each BatchNorm -> ReLU pair into one op, counted under batch norm, so its "
+                     "relu rows are the ReLUs after residual adds only):")
         lines.append("")
         lines += ptab
     kern = [(k, v) for k, v in summary.items() if k.startswith(("matmul_vs", "kernel_")) and v is not None]

@@ -6,7 +6,10 @@
 The same recipe as ``tinygrad-rad train --dataset vesselmnist3d`` (library version:
 tinygrad_rad/tasks/classify3d.py), written out as one readable script: SmallCNN3D (four 3x3x3
 conv-BN-ReLU stages 16 -> 128 channels, two max-pools, global pool, dropout), Adam 1e-3 with a cosine
-learning rate stepped every batch, random flips along each of the three axes, model selection on the
+learning rate stepped every batch, random flips along each of the three axes; what is validated and kept
+is an exponential moving average of the weights (time constant one epoch) whose batch-norm statistics are
+recomputed on 512 clean training volumes before each validation ("precise BN"), scored with test-time
+augmentation (the mean logits over the volume and its flips along D, H and W); model selection on the
 validation AUC, and one final evaluation of the selected model on the test split.
 """
 
@@ -28,6 +31,7 @@ from tinygrad_rad.data.transforms import Compose
 from tinygrad_rad.data.transforms3d import Normalize3d, RandomFlip3d
 from tinygrad_rad.metrics import roc_auc_score
 from tinygrad_rad.models import SmallCNN3D
+from tinygrad_rad.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 # ----------------------------------------------------------------------------------------- settings
 DATASET = "vesselmnist3d"  # any 3D flag: organmnist3d nodulemnist3d adrenalmnist3d fracturemnist3d ...
@@ -39,6 +43,9 @@ BATCH_SIZE = 32
 LR = 1e-3
 SEED = 0
 AUGMENT = True  # flip each volume along D, H and W, each with probability 0.5
+EMA_EPOCHS = 1.0  # time constant of the weight average that is validated and kept (in epochs)
+PRECISE_BN = 512  # clean training volumes its batch-norm statistics are recomputed on
+TTA = True  # validate / test on the mean logits over the volume and its three flips
 DEVICE = "cpu"
 NUM_THREADS = None  # None: all cores; 1 on a machine that other jobs keep busy
 # ---------------------------------------------------------------------------------------------------
@@ -73,23 +80,36 @@ train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=S
 print(f"{DATASET}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test volumes of {SIZE}^3, "
       f"labels {train_set.label_names}")
 
+# the same random draw of clean (not flipped) training volumes for every precise-BN pass
+pick = np.random.default_rng((SEED, 11)).permutation(len(train_set))[:PRECISE_BN]
+bn_batches = [np.asarray(train_set.images[np.sort(pick[i:i + batch_size])], np.float32)[:, None] / 255.0
+              for i in range(0, len(pick), batch_size)]
+bn_batches = [tr.tensor((b - 0.5) / 0.5, device=DEVICE) for b in bn_batches if len(b) > 1]
+
 # ---- model, optimiser, schedule (cosine from LR to 0 over all steps, stepped after every batch)
 model = SmallCNN3D(in_channels=1, num_classes=2).to(DEVICE)
 optimizer = optim.Adam(model.parameters(), lr=LR)
 total_steps = epochs * len(train_loader)
 scheduler = optim.lr_scheduler.LambdaLR(optimizer,
                                         lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+# the weight average: ema = decay * ema + (1 - decay) * weights after every step (its own BN statistics
+# come from precise BN, so use_buffers=False)
+decay = 1.0 - 1.0 / max(1.0, EMA_EPOCHS * len(train_loader))
+ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 n_params = sum(p.numel() for p in model.parameters())
 print(f"SmallCNN3D: {n_params:,} parameters, {len(train_loader)} steps/epoch")
 
 
-def positive_probability(ds) -> np.ndarray:
-    """P(aneurysm) for every volume of a split, in eval mode without building a graph."""
-    model.eval()
+def positive_probability(net, ds) -> np.ndarray:
+    """P(aneurysm) for every volume of a split, in eval mode without building a graph (with TTA: the mean
+    logits over the volume and its flips along D, H and W)."""
+    net.eval()
     probs = []
     with tr.no_grad():
         for x, _ in DataLoader(ds, batch_size=64, device=DEVICE):
-            probs.append(model(x).softmax(1).numpy()[:, 1])
+            views = [x] + ([x.flip(axis) for axis in (2, 3, 4)] if TTA else [])
+            logits = sum(net(v) for v in views) / len(views)
+            probs.append(logits.softmax(1).numpy()[:, 1])
     return np.concatenate(probs)
 
 
@@ -105,23 +125,25 @@ for epoch in range(epochs):
         loss.backward()
         optimizer.step()
         scheduler.step()
+        ema.update_parameters(model)
         loss_sum += loss.item() * len(y)
         correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
         n += len(y)
     seen += n
-    val_auc = roc_auc_score(val_set.targets, positive_probability(val_set))
+    update_bn(bn_batches, ema.module)  # the average's own batch-norm statistics, on clean volumes
+    val_auc = roc_auc_score(val_set.targets, positive_probability(ema.module, val_set))
     mark = ""
     if val_auc > best_auc:
         best_auc, best_epoch, mark = val_auc, epoch + 1, " *best*"
-        save_checkpoint(out / "best.safetensors", model, epoch=epoch + 1, config={"dataset": DATASET})
+        save_checkpoint(out / "best.safetensors", ema.module, epoch=epoch + 1, config={"dataset": DATASET})
     dt = time.perf_counter() - t0
     print(f"epoch {epoch + 1:2d}/{epochs}  loss {loss_sum / n:.4f}  acc {correct / n:.3f}  "
           f"val AUC {val_auc:.4f}{mark}  {n / dt:.0f} volumes/s")
 train_seconds = time.perf_counter() - t_start
 
 # ---- test the selected model once (threshold 0.5 on P(aneurysm), i.e. argmax)
-load_checkpoint(out / "best.safetensors", model)
-p = positive_probability(test_set)
+load_checkpoint(out / "best.safetensors", ema.module)
+p = positive_probability(ema.module, test_set)
 y = test_set.targets
 pred = (p >= 0.5).astype(np.int64)
 tp, tn = int(((pred == 1) & (y == 1)).sum()), int(((pred == 0) & (y == 0)).sum())
