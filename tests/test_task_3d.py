@@ -202,7 +202,9 @@ def test_predict_a_nifti_file_and_a_dicom_folder(run, tmp_path):
     data, out, arrays, _ = run
     vols = arrays["test_images"][:2]
     model, meta = C3.load_trained(out)
-    direct = C3.predict(model, vols, meta["task"])
+    # predict_files applies the run's test-time augmentation (flips, part of the default recipe): so here
+    direct = C3.predict(model, vols, meta["task"], **C3.tta_options(meta["config"], meta["label_names"]))
+    assert C3.tta_options(meta["config"], meta["label_names"])["flip_axes"]
     nii = [_nifti(tmp_path / f"v{i}.nii.gz", v) for i, v in enumerate(vols)]
     dcm = _dicom_folder(tmp_path / "dicom", vols[1])
     # the window (127.5, 255) maps 0..255 to [0, 1] exactly: the volume read back is the training volume
