@@ -242,7 +242,9 @@ def section(combined: dict, chart: str | None = "benchmarks/results/ratios.png")
                      "its own process; tinygrad_rad through `tr.trace` and timed kernel calls, PyTorch "
                      "through `torch.profiler`; per layer shape in `benchmarks/results/profile_step.json`; "
                      "ours fuses each BatchNorm -> ReLU pair into one op, counted under batch norm, so its "
-                     "relu rows are the ReLUs after residual adds only):")
+                     "relu rows are the ReLUs after residual adds only; PyTorch's profiled events include "
+                     "the profiler's own cost, which varies from run to run, mostly in backward: a negative "
+                     "framework overhead is that excess, so compare its rows with care):")
         lines.append("")
         lines += ptab
     kern = [(k, v) for k, v in summary.items() if k.startswith(("matmul_vs", "kernel_")) and v is not None]
