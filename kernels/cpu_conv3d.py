@@ -297,7 +297,9 @@ def _plan3(x_shape, w_shape, stride, padding, dilation, groups, itemsize, allow_
     else:  # cols + the GEMM's output for one output depth
         per_depth = (k + o) * plane * itemsize
     nz = max(1, min(do, CHUNK_BYTES // max(per_depth, 1)))
-    if nz == do:  # whole volumes fit: several images per chunk
+    if n == 0:  # an empty batch: no chunks (the outputs are empty, the weight gradient zero)
+        items = ()
+    elif nz == do:  # whole volumes fit: several images per chunk
         nb = max(1, min(n, CHUNK_BYTES // max(per_depth * do, 1)))
         # the weight gradient's GEMM reduces over the chunk's columns: at least min_cols of them (as 2-D)
         nb = max(nb, min(n, -(-min_cols // (do * (hp * wp if wide else plane)))))
@@ -421,6 +423,8 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan3(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    if q.n == 0:  # an empty batch (PyTorch returns the empty output)
+        return np.empty((0, q.o, *q.out), dtype=x.dtype)
     if ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.cg, q.o):
         return conv3d_forward_rows(x, w, tuple(map(int, padding)))
     y = np.empty((q.n, q.o, *q.out), dtype=x.dtype)
@@ -440,6 +444,8 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     q = _plan3(tuple(x_shape), w.shape, stride, padding, dilation, groups, gy.itemsize, allow_wide=False)
     if gy.shape != (q.n, q.o, *q.out):
         raise ValueError(f"conv3d_backward_input: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
+    if q.n == 0:
+        return np.zeros(tuple(x_shape), dtype=gy.dtype)
     if _use_direct(q.groups, q.cg):
         gx = np.empty(tuple(x_shape), dtype=gy.dtype)
         direct_backward_input(gy, w, *q.args, q.groups, gx)
@@ -482,6 +488,8 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         return gw
     if ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.cg, q.o, weight_grad=True):
         return conv3d_backward_weight_rows(gy, x, tuple(map(int, padding)))
+    if not q.items:
+        return np.zeros(tuple(w_shape), dtype=gy.dtype)
     shares = _run_items(q, lambda items: _backward_weight_part(gy, x, items, q))
     gw = shares[0]
     for share in shares[1:]:

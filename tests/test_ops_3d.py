@@ -567,3 +567,16 @@ def test_cuda_3d_kernels_compile_for_the_gpu():
     if p.stdout.startswith("SKIP"):
         pytest.skip(p.stdout.strip())
     assert p.stdout.strip().endswith("OK")
+
+
+@pytest.mark.parametrize("cin,stride", [(1, 1), (2, 2), (16, 1)])  # row kernels, vol2col, vol2col wide
+def test_conv3d_on_an_empty_batch(cin, stride):
+    """As in PyTorch: an empty output of the right shape, zero weight gradient, empty input gradient (the
+    fast CPU tier's chunk plan used to divide by zero)."""
+    w = tr.ones(4, cin, 3, 3, 3, requires_grad=True)
+    x = tr.zeros(0, cin, 5, 5, 5, requires_grad=True)
+    y = F.conv3d(x, w, padding=1, stride=stride)
+    y.sum().backward()
+    out = 5 if stride == 1 else 3
+    assert y.shape == (0, 4, out, out, out) and x.grad.shape == x.shape
+    assert w.grad.shape == w.shape and not w.grad.numpy().any()
