@@ -1,31 +1,35 @@
-"""Direct 3x3 stride-1 convolution, one output row at a time: the fast tier's path for few channels.
+"""Direct 3x3 stride-1 convolution, a block of output rows at a time: the fast tier's path for few channels.
 
 im2col + GEMM (``cpu_conv.py``) pays for itself when a GEMM has many rows and a deep K; a 3x3 conv with
 8 or 16 channels at 64x64 or 128x128 (a U-Net's outer levels, a network's 1-channel stem) gives BLAS
 (O x 9 C) @ (9 C x H W) products with tiny M and K: the im2col copy (9 C values per output pixel) and
 the GEMM's call and packing overhead then cost more than the arithmetic. These kernels skip both.
 
-For one output row ``i`` of image ``n`` they copy the three input rows it reads (per input channel,
-zero-padded: ``rows[c, u, :]`` = input row ``i - ph + u``) into a small buffer, then, for every pair of
-(output channel o, input channel c), add the nine taps in ONE pass over the row:
+For a block of ``nr`` output rows ``i0 .. i0 + nr - 1`` of image ``n`` they copy the ``nr + 2`` input rows
+the block reads (per input channel, zero-padded, each row ``wp = Wo + 2`` values long, flat:
+``rows[c, r * wp + jj]`` = input row ``i0 - ph + r``, column ``jj - pw``) into a small buffer. On that
+flat grid output ``(i0 + r, j)`` is position ``q = r * wp + j`` and tap ``(u, v)`` reads
+``rows[c, q + u * wp + v]``, so for every pair of (output channel o, input channel c) ONE pass over the
+block adds all nine taps:
 
-    acc[o, j] += sum_{u, v} w[o, c, u, v] * rows[c, u, j + v]            (j = 0 .. Wo - 1)
+    acc[o, q] += sum_{u, v} w[o, c, u, v] * rows[c, q + u * wp + v]          (q = 0 .. nr * wp - 1)
 
-The inner loop over ``j`` reads the rows in L1 and keeps the nine weights in registers: nine
-multiply-adds per load and store of ``acc`` (LLVM vectorises it over ``j``). Rows are independent, so
-``prange`` spreads the N * Ho rows over the threads.
+(the two last columns of each grid row are junk outputs, dropped when the block is stored). The loop over
+``q`` reads the rows in L1 and keeps the nine weights in registers: nine multiply-adds per load and store
+of ``acc`` (LLVM vectorises it over ``q``). Blocks are independent, so ``prange`` spreads them over the
+threads. A block holds at least ``ROW_BLOCK_VALUES`` outputs, so narrow images still give long vector loops.
 
-The weight gradient is the same loop turned into nine dot products per (o, c) and row:
+The weight gradient is the same loop turned into nine dot products per (o, c) and block:
 
-    dL/dw[o, c, u, v] = sum_{n, i, j} gy[n, o, i, j] * rows_(n,i)[c, u, j + v]
+    dL/dw[o, c, u, v] = sum_{n, blocks, q} gy[n, o, q] * rows[c, q + u * wp + v]      (gy 0 in junk columns)
 
-each thread summing its share of the rows into its own float64 (O, C, 3, 3) buffer (the caller adds the
+each thread summing its share of the blocks into its own float64 (O, C, 3, 3) buffer (the caller adds the
 shares). The input gradient of a stride-1 conv is a stride-1 conv of ``gy`` with the flipped,
 transposed weights and padding ``2 - p`` (``cpu_conv.conv2d_backward_input`` calls the forward here).
 
-Used by ``cpu_conv`` for groups = 1, 3x3, stride 1, dilation 1, padding <= 2 and fewer than
-``ROWS_MAX_CHANNELS`` channels on one side (where Winograd does not apply); measurements in
-``benchmarks/NOTES.md`` section 9.
+Used by ``cpu_conv`` for groups = 1, 3x3, stride 1, dilation 1 and few channel pairs (``use_rows``; where
+Winograd does not apply) and, with 27 taps as three passes of nine, by ``cpu_conv3d`` (``use_rows3``);
+measurements in ``benchmarks/NOTES.md`` section 9.
 """
 
 from __future__ import annotations
