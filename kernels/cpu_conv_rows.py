@@ -68,6 +68,44 @@ def _load_rows(x, n, i0, nr, ph, pw, wp, rows):
                 dst[r * wp + pw : r * wp + pw + wd] = x[n, ch, hi]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _add_taps(a, r0, r1, r2, k, m):
+    """a[q] += the nine taps of the 3x3 kernel k over rows r0, r1, r2 (u = 0, 1, 2), for q < m."""
+    w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
+    w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
+    w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
+    for q in range(m):  # q = r * wp + j; j >= Wo are junk outputs, dropped by the caller
+        a[q] += (w00 * r0[q] + w01 * r0[q + 1] + w02 * r0[q + 2]
+                 + w10 * r1[q] + w11 * r1[q + 1] + w12 * r1[q + 2]
+                 + w20 * r2[q] + w21 * r2[q + 1] + w22 * r2[q + 2])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_dots(g, r0, r1, r2, k, m, zero):
+    """k[u, v] (3x3, float64) += sum_{q < m} g[q] r_u[q + v]: the nine dot products of a weight gradient."""
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+    for q in range(m):
+        gq = g[q]
+        s00 += gq * r0[q]
+        s01 += gq * r0[q + 1]
+        s02 += gq * r0[q + 2]
+        s10 += gq * r1[q]
+        s11 += gq * r1[q + 1]
+        s12 += gq * r1[q + 2]
+        s20 += gq * r2[q]
+        s21 += gq * r2[q + 1]
+        s22 += gq * r2[q + 2]
+    k[0, 0] += s00
+    k[0, 1] += s01
+    k[0, 2] += s02
+    k[1, 0] += s10
+    k[1, 1] += s11
+    k[1, 2] += s12
+    k[2, 0] += s20
+    k[2, 1] += s21
+    k[2, 2] += s22
+
+
 @njit(parallel=True, cache=True, fastmath=_FM)
 def rows_forward(x, w, ph, pw, nr, y):
     """y[n, o, i, j] = sum_{c, u, v} w[o, c, u, v] xpad[n, c, i + u, j + v]; y is (N, O, Ho, Wo); blocks of
@@ -89,15 +127,7 @@ def rows_forward(x, w, ph, pw, nr, y):
             # every index is >= 0 and emits no negative-index wraparound, which would block vectorisation)
             r0, r1, r2 = rows[c], rows[c, wp:], rows[c, 2 * wp :]
             for o in range(o_):
-                k = w[o, c]
-                w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
-                w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
-                w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
-                a = acc[o]
-                for q in range(m):  # q = r * wp + j; j >= Wo are junk outputs, dropped below
-                    a[q] += (w00 * r0[q] + w01 * r0[q + 1] + w02 * r0[q + 2]
-                             + w10 * r1[q] + w11 * r1[q + 1] + w12 * r1[q + 2]
-                             + w20 * r2[q] + w21 * r2[q + 1] + w22 * r2[q + 2])
+                _add_taps(acc[o], r0, r1, r2, w[o, c], m)
         for o in range(o_):
             for r in range(rr):
                 y[n, o, i0 + r, :] = acc[o, r * wp : r * wp + wo]
@@ -126,28 +156,7 @@ def rows_backward_weight(gy, x, ph, pw, nr, shares):
                     g[r * wp : r * wp + wo] = gy[n, o, i0 + r]
                 for c in range(c_):
                     r0, r1, r2 = rows[c], rows[c, wp:], rows[c, 2 * wp :]
-                    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
-                    for q in range(m):
-                        gq = g[q]
-                        s00 += gq * r0[q]
-                        s01 += gq * r0[q + 1]
-                        s02 += gq * r0[q + 2]
-                        s10 += gq * r1[q]
-                        s11 += gq * r1[q + 1]
-                        s12 += gq * r1[q + 2]
-                        s20 += gq * r2[q]
-                        s21 += gq * r2[q + 1]
-                        s22 += gq * r2[q + 2]
-                    k = gw[o, c]
-                    k[0, 0] += s00
-                    k[0, 1] += s01
-                    k[0, 2] += s02
-                    k[1, 0] += s10
-                    k[1, 1] += s11
-                    k[1, 2] += s12
-                    k[2, 0] += s20
-                    k[2, 1] += s21
-                    k[2, 2] += s22
+                    _add_dots(g, r0, r1, r2, gw[o, c], m, zero)
 
 
 def block_rows(wo: int) -> int:
@@ -225,15 +234,7 @@ def rows_forward3(x, w, pd, ph, pw, nr, y):
             for t in range(3):
                 r0, r1, r2 = rows[c, t], rows[c, t, wp:], rows[c, t, 2 * wp :]
                 for o in range(o_):
-                    k = w[o, c, t]
-                    w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
-                    w10, w11, w12 = k[1, 0], k[1, 1], k[1, 2]
-                    w20, w21, w22 = k[2, 0], k[2, 1], k[2, 2]
-                    a = acc[o]
-                    for q in range(m):
-                        a[q] += (w00 * r0[q] + w01 * r0[q + 1] + w02 * r0[q + 2]
-                                 + w10 * r1[q] + w11 * r1[q + 1] + w12 * r1[q + 2]
-                                 + w20 * r2[q] + w21 * r2[q + 1] + w22 * r2[q + 2])
+                    _add_taps(acc[o], r0, r1, r2, w[o, c, t], m)
         for o in range(o_):
             for r in range(rr):
                 y[n, o, d, i0 + r, :] = acc[o, r * wp : r * wp + wo]
@@ -264,28 +265,7 @@ def rows_backward_weight3(gy, x, pd, ph, pw, nr, shares):
                 for c in range(c_):
                     for t in range(3):
                         r0, r1, r2 = rows[c, t], rows[c, t, wp:], rows[c, t, 2 * wp :]
-                        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
-                        for q in range(m):
-                            gq = g[q]
-                            s00 += gq * r0[q]
-                            s01 += gq * r0[q + 1]
-                            s02 += gq * r0[q + 2]
-                            s10 += gq * r1[q]
-                            s11 += gq * r1[q + 1]
-                            s12 += gq * r1[q + 2]
-                            s20 += gq * r2[q]
-                            s21 += gq * r2[q + 1]
-                            s22 += gq * r2[q + 2]
-                        k = gw[o, c, t]
-                        k[0, 0] += s00
-                        k[0, 1] += s01
-                        k[0, 2] += s02
-                        k[1, 0] += s10
-                        k[1, 1] += s11
-                        k[1, 2] += s12
-                        k[2, 0] += s20
-                        k[2, 1] += s21
-                        k[2, 2] += s22
+                        _add_dots(g, r0, r1, r2, gw[o, c, t], m, zero)
 
 
 def use_rows3(kernel, stride, dilation, groups, cin, cout, weight_grad=False) -> bool:
