@@ -69,6 +69,14 @@ def _load_rows(x, n, i0, nr, ph, pw, wp, rows):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _block(t, nblk, nr, ho):
+    """Block t of nr output rows -> (plane, first row, rows): plane = t // nblk is the image (2-D) or the
+    (image, output depth) pair n * Do + d (3-D); the last block of a plane may be short."""
+    plane, i0 = t // nblk, (t % nblk) * nr
+    return plane, i0, min(nr, ho - i0)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _add_taps(a, r0, r1, r2, k, m):
     """a[q] += the nine taps of the 3x3 kernel k over rows r0, r1, r2 (u = 0, 1, 2), for q < m."""
     w00, w01, w02 = k[0, 0], k[0, 1], k[0, 2]
@@ -116,8 +124,7 @@ def rows_forward(x, w, ph, pw, nr, y):
     nblk = (ho + nr - 1) // nr
     length = nr * wp
     for t in prange(n_ * nblk):
-        n, i0 = t // nblk, (t % nblk) * nr
-        rr = min(nr, ho - i0)
+        n, i0, rr = _block(t, nblk, nr, ho)
         rows = np.empty((c_, (nr + 2) * wp + 2), dtype=x.dtype)
         _load_rows(x, n, i0, rr, ph, pw, wp, rows)
         acc = np.zeros((o_, length), dtype=x.dtype)
@@ -147,8 +154,7 @@ def rows_backward_weight(gy, x, ph, pw, nr, shares):
         zero = np.zeros(1, dtype=x.dtype)[0]  # the sums below in x's dtype (vector lanes of float32)
         gw = shares[p]
         for t in range(p, n_ * nblk, parts):
-            n, i0 = t // nblk, (t % nblk) * nr
-            rr = min(nr, ho - i0)
+            n, i0, rr = _block(t, nblk, nr, ho)
             m = rr * wp
             _load_rows(x, n, i0, rr, ph, pw, wp, rows)
             for o in range(o_):
@@ -159,9 +165,9 @@ def rows_backward_weight(gy, x, ph, pw, nr, shares):
                     _add_dots(g, r0, r1, r2, gw[o, c], m, zero)
 
 
-def block_rows(wo: int) -> int:
-    """Output rows per block: enough for a flat inner loop of >= ROW_BLOCK_VALUES values."""
-    return max(1, -(-ROW_BLOCK_VALUES // (wo + 2)))
+def block_rows(wo: int, ho: int) -> int:
+    """Output rows per block: enough for a flat inner loop of >= ROW_BLOCK_VALUES values (at most Ho)."""
+    return min(max(1, -(-ROW_BLOCK_VALUES // (wo + 2))), max(ho, 1))
 
 
 def use_rows(kernel, stride, dilation, groups, cin, cout, out_w, weight_grad=False) -> bool:
@@ -180,7 +186,7 @@ def conv2d_forward_rows(x, w, padding):
     ph, pw = padding
     n, _, h, wd = x.shape
     y = np.empty((n, w.shape[0], h + 2 * ph - 2, wd + 2 * pw - 2), dtype=x.dtype)
-    rows_forward(x, w, ph, pw, min(block_rows(y.shape[3]), max(y.shape[2], 1)), y)
+    rows_forward(x, w, ph, pw, block_rows(y.shape[3], y.shape[2]), y)
     return y
 
 
@@ -188,7 +194,7 @@ def conv2d_backward_weight_rows(gy, x, padding):
     """dL/dw (O, C, 3, 3) by rows_backward_weight, one float64 share per thread, summed here."""
     parts = max(1, min(get_num_threads(), gy.shape[0] * gy.shape[2]))
     shares = np.zeros((parts, gy.shape[1], x.shape[1], 3, 3), dtype=np.float64)
-    nr = min(block_rows(gy.shape[3]), max(gy.shape[2], 1))
+    nr = block_rows(gy.shape[3], gy.shape[2])
     rows_backward_weight(gy, x, padding[0], padding[1], nr, shares)
     return shares.sum(axis=0).astype(gy.dtype)
 
@@ -223,9 +229,8 @@ def rows_forward3(x, w, pd, ph, pw, nr, y):
     nblk = (ho + nr - 1) // nr
     length = nr * wp
     for t_ in prange(n_ * do * nblk):
-        n, rest = t_ // (do * nblk), t_ % (do * nblk)
-        d, i0 = rest // nblk, (rest % nblk) * nr
-        rr = min(nr, ho - i0)
+        nd, i0, rr = _block(t_, nblk, nr, ho)
+        n, d = nd // do, nd % do
         rows = np.empty((c_, 3, (nr + 2) * wp + 2), dtype=x.dtype)
         _load_rows3(x, n, d, i0, rr, pd, ph, pw, wp, rows)
         acc = np.zeros((o_, length), dtype=x.dtype)
@@ -254,9 +259,8 @@ def rows_backward_weight3(gy, x, pd, ph, pw, nr, shares):
         zero = np.zeros(1, dtype=x.dtype)[0]
         gw = shares[p]
         for t_ in range(p, n_ * do * nblk, parts):
-            n, rest = t_ // (do * nblk), t_ % (do * nblk)
-            d, i0 = rest // nblk, (rest % nblk) * nr
-            rr = min(nr, ho - i0)
+            nd, i0, rr = _block(t_, nblk, nr, ho)
+            n, d = nd // do, nd % do
             m = rr * wp
             _load_rows3(x, n, d, i0, rr, pd, ph, pw, wp, rows)
             for o in range(o_):
@@ -281,7 +285,7 @@ def conv3d_forward_rows(x, w, padding):
     pd, ph, pw = padding
     n, _, dd, h, wd = x.shape
     y = np.empty((n, w.shape[0], dd + 2 * pd - 2, h + 2 * ph - 2, wd + 2 * pw - 2), dtype=x.dtype)
-    rows_forward3(x, w, pd, ph, pw, min(block_rows(y.shape[4]), max(y.shape[3], 1)), y)
+    rows_forward3(x, w, pd, ph, pw, block_rows(y.shape[4], y.shape[3]), y)
     return y
 
 
@@ -289,6 +293,6 @@ def conv3d_backward_weight_rows(gy, x, padding):
     """dL/dw (O, C, 3, 3, 3) by rows_backward_weight3, one float64 share per thread, summed here."""
     parts = max(1, min(get_num_threads(), gy.shape[0] * gy.shape[2] * gy.shape[3]))
     shares = np.zeros((parts, gy.shape[1], x.shape[1], 3, 3, 3), dtype=np.float64)
-    nr = min(block_rows(gy.shape[4]), max(gy.shape[3], 1))
+    nr = block_rows(gy.shape[4], gy.shape[3])
     rows_backward_weight3(gy, x, *padding, nr, shares)
     return shares.sum(axis=0).astype(gy.dtype)
