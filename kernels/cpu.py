@@ -11,6 +11,7 @@ Read its plain twin in ``cpu_plain.py`` (tier 1) first; what each fast kernel ad
   (``cpu_winograd.py``); depthwise-like convs keep the plain direct loops.
 * max pool forward: two specialisations - no padding (no bounds checks) and 2x2 / stride 2 (two
   vectorised pairwise passes); any other window uses the plain loop. The backward is the plain loop.
+  In 3-D, 2x2x2 / stride 2 has its own forward (three pairwise passes) and backward (one write per voxel).
 * batch norm: one pass for mean and variance (shifted sums) instead of two, ``y = x a + b`` with the
   per-channel a, b folded, vectorised float64 sums (``fastmath={"reassoc"}``); the backward likewise.
 * batch norm + ReLU (``batch_norm_relu_*``): the ReLU inside the batch norm's passes (its mask recomputed
@@ -440,6 +441,108 @@ from .cpu_conv3d import (  # noqa: E402, F401
 from .cpu_plain3d import (  # noqa: E402, F401
     avg_pool3d_backward,
     avg_pool3d_forward,
-    max_pool3d_backward,
-    max_pool3d_forward,
 )
+from .cpu_plain3d import max_pool3d_backward as _plain_max_pool3d_backward  # noqa: E402
+from .cpu_plain3d import max_pool3d_forward as _plain_max_pool3d_forward  # noqa: E402
+
+
+@njit(parallel=True, cache=True)
+def _max_pool3d_fwd_2x2x2(x, y, idx):
+    """2x2x2 windows, stride 2, no padding, in two passes per volume (as the 2-D kernel): the max of each
+    horizontal pair of every row (one flat loop), then per output row the vertical pairs of the front and
+    the back depth and the max of those two. idx = 4 a + 2 u + v (depth, row, column inside the window);
+    the pairwise order keeps the generic loop's rule (the first maximum wins, a NaN beats everything).
+
+    # NOTE: the generic loop (cpu_plain3d) ran SmallCNN3D's 16 x 28^3 pool at batch 32 in ~50 ms (0.9 GB/s);
+    # see benchmarks/NOTES.md section 10b for this one.
+    """
+    n, c, d, h, w = x.shape
+    do, ho, wo = y.shape[2], y.shape[3], y.shape[4]
+    planes = n * c
+    xf = x.reshape(planes * d * h * w)
+    yf = y.reshape(planes * do * ho * wo)
+    idf = idx.reshape(planes * do * ho * wo)
+    nchunks = min(planes, 64)
+    for chunk in prange(nchunks):
+        hm = np.empty(2 * do * 2 * ho * wo, dtype=x.dtype)  # pass 1: max of each horizontal pair
+        hb = np.empty(2 * do * 2 * ho * wo, dtype=np.int32)  # 0 left, 1 right
+        for t in range(chunk * planes // nchunks, (chunk + 1) * planes // nchunks):
+            base = t * d * h * w
+            if w == 2 * wo and h == 2 * ho:  # the rows used lie end to end: one flat loop
+                _max_pairs(xf, base, hm, hb, 0, 2 * do * 2 * ho * wo)
+            else:
+                for z in range(2 * do):
+                    for r in range(2 * ho):
+                        _max_pairs(xf, base + (z * h + r) * w, hm, hb, (z * 2 * ho + r) * wo, wo)
+            out = t * do * ho * wo
+            for z in range(do):
+                for i in range(ho):
+                    front = (2 * z * 2 * ho + 2 * i) * wo  # pair rows (2z, 2i) and (2z, 2i + 1)
+                    back = ((2 * z + 1) * 2 * ho + 2 * i) * wo  # (2z + 1, 2i) and (2z + 1, 2i + 1)
+                    o = out + (z * ho + i) * wo
+                    for j in range(wo):
+                        a, b = hm[front + j], hm[front + wo + j]
+                        take = (b > a) | ((b != b) & (a == a))
+                        f = b if take else a
+                        fi = (2 + hb[front + wo + j]) if take else hb[front + j]
+                        a, b = hm[back + j], hm[back + wo + j]
+                        take = (b > a) | ((b != b) & (a == a))
+                        g = b if take else a
+                        gi = (6 + hb[back + wo + j]) if take else (4 + hb[back + j])
+                        take = (g > f) | ((g != g) & (f == f))
+                        yf[o + j] = g if take else f
+                        idf[o + j] = gi if take else fi
+
+
+@njit(parallel=True, cache=True)
+def _max_pool3d_bwd_2x2x2(gy, idx, gx):
+    """gx[z, i, j] = gy[z//2, i//2, j//2] where that window's argmax is (z%2, i%2, j%2), else 0: the
+    windows do not overlap, so each input voxel is written once (no zeroing pass, no scatter)."""
+    n, c, d, h, w = gx.shape
+    do, ho, wo = gy.shape[2], gy.shape[3], gy.shape[4]
+    for t in prange(n * c):
+        b, ch = t // c, t % c
+        for zi in range(d):
+            for hi in range(h):
+                row = gx[b, ch, zi, hi]
+                if zi >= 2 * do or hi >= 2 * ho:  # a trailing odd depth / row no window covers
+                    row[:] = 0
+                    continue
+                gyr, ir = gy[b, ch, zi // 2, hi // 2], idx[b, ch, zi // 2, hi // 2]
+                k0 = 4 * (zi % 2) + 2 * (hi % 2)
+                for j in range(wo):
+                    g, k = gyr[j], ir[j] - k0
+                    row[2 * j] = g if k == 0 else 0
+                    row[2 * j + 1] = g if k == 1 else 0
+                for wi in range(2 * wo, w):
+                    row[wi] = 0
+
+
+def _is_2x2x2(kernel, stride, padding, dilation):
+    return (tuple(kernel) == tuple(stride) == (2, 2, 2) and tuple(padding) == (0, 0, 0)
+            and tuple(dilation) == (1, 1, 1))
+
+
+@serialized
+def max_pool3d_forward(x, kernel, stride, padding, dilation=(1, 1, 1)):
+    """Max over each window -> (y, idx) (int32 position inside the window); 2x2x2 / stride 2 has its own
+    kernel, any other window the plain loop. Example: ``max_pool3d_forward(x, (2,) * 3, (2,) * 3, (0,) * 3)``.
+    """
+    if not (x.ndim == 5 and _is_2x2x2(kernel, stride, padding, dilation) and min(x.shape[2:]) >= 2):
+        return _plain_max_pool3d_forward(x, kernel, stride, padding, dilation)
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape[:2] + tuple(s // 2 for s in x.shape[2:]), dtype=x.dtype)
+    idx = np.empty(y.shape, dtype=np.int32)
+    _max_pool3d_fwd_2x2x2(x, y, idx)
+    return y, idx
+
+
+@serialized
+def max_pool3d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 1, 1)):
+    """Route each output gradient to its window's max: gx[argmax] = gy (2x2x2 windows do not overlap)."""
+    if not (len(x_shape) == 5 and _is_2x2x2(kernel, stride, padding, dilation) and min(x_shape[2:]) >= 2):
+        return _plain_max_pool3d_backward(gy, idx, x_shape, kernel, stride, padding, dilation)
+    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
+    gx = np.empty(tuple(x_shape), dtype=gy.dtype)
+    _max_pool3d_bwd_2x2x2(gy, idx, gx)
+    return gx

@@ -28,6 +28,11 @@ larger side is its M (``cpu_conv.accumulate_gw``), and stride-1 backward-data as
   so there the threads split the batch by whole images.
 * 3x3x3 stride-1 convs with few channels (the 1-channel stem) skip vol2col: the direct row kernels of
   ``cpu_conv_rows.py`` (27 taps as three passes of nine over a block of output rows).
+* Convs of one group with >= CL_MIN_C input channels build their columns transposed and channels-last
+  (``cols_cl[voxel, tap*C + c]``, from a padded channels-last copy of the chunk): a column row is then a few
+  runs of kw*C contiguous values instead of K scattered ones, and the GEMM ``y.T = cols_cl @ w_cl`` reads a
+  row-major matrix, the orientation OpenBLAS runs fastest here; the weight gradient is ``gy @ cols_cl``.
+  With it, stride-1 backward-data of up to CL_FLIP_MAX_O gy channels is the flipped forward.
 
 Every function takes and returns NCDHW float32/float64 arrays, returns fresh arrays, and is tested
 against ``kernels/reference3d.py``.
@@ -35,6 +40,7 @@ against ``kernels/reference3d.py``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numba
@@ -52,6 +58,8 @@ from .cpu_plain3d import (
     valid_range,
 )
 from .threads import run_parts, serialized
+
+CL = os.environ.get("TGR_CONV3D_CL", "1") != "0"  # channels-last columns for many-channel convs
 
 __all__ = ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"]
 
@@ -231,6 +239,58 @@ def _widen(gy, n0, nb, z0, nz, hp, wp, out):
                     dst[base : base + wo] = gy[n0 + bb, oc, z0 + t, i]
 
 
+# ------------------------------------------------------ channels-last columns (groups 1, many channels)
+# With C >= CL_MIN_C channels, the columns are built transposed and channels-last: one ROW per output voxel,
+# K = kd*kh*kw*C values ordered (tap, channel). The chunk's input is first copied once into a zero-padded
+# channels-last block xcl[bb, z, i, j, c]; a column row is then kd*kh runs of kw*C contiguous floats
+# (stride 1) instead of K single values, and the GEMM reads a row-major A (m x K) — the orientation
+# OpenBLAS runs fastest for these shapes (benchmarks/NOTES.md 10a).
+CL_MIN_C = 16
+CL_FLIP_MAX_O = 64  # backward-data as the flipped forward up to this many gy channels (see below)
+
+
+@njit(nogil=True, cache=True)
+def _to_cl_padded(x, n0, nb, zlo, nzin, pd, ph, pw, xcl):
+    """xcl[bb, t, i, j, c] = xpad[n0 + bb, c, zlo + t, i, j] (padded coordinates, 0 in the padding)."""
+    c, dep, h, wd = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    for bb in range(nb):
+        xcl[bb, :nzin] = 0
+        for t in range(nzin):
+            zi = zlo + t - pd
+            if zi < 0 or zi >= dep:
+                continue
+            for i in range(h):
+                dst = xcl[bb, t, i + ph]
+                for ch in range(c):
+                    src = x[n0 + bb, ch, zi, i]
+                    for j in range(wd):
+                        dst[j + pw, ch] = src[j]
+
+
+@njit(nogil=True, cache=True)
+def _vol2col_cl(xcl, nb, nz, kd, kh, kw, sd, sh, sw, dd, dh, dw, ho, wo, cols):
+    """cols[bb*L + (t*ho + i)*wo + j, ((a*kh + u)*kw + v)*C + c] = xcl[bb, t*sd + a*dd, i*sh + u*dh,
+    j*sw + v*dw, c] with L = nz*ho*wo."""
+    c, wp = xcl.shape[4], xcl.shape[3]
+    length = nz * ho * wo
+    for bb in range(nb):
+        for t in range(nz):
+            for i in range(ho):
+                r0 = bb * length + (t * ho + i) * wo
+                for a in range(kd):
+                    for u in range(kh):
+                        src = xcl[bb, t * sd + a * dd, i * sh + u * dh].reshape(wp * c)
+                        base = (a * kh + u) * kw * c
+                        for j in range(wo):
+                            if dw == 1:  # the kw taps are one run of kw*C floats
+                                s0 = j * sw * c
+                                cols[r0 + j, base : base + kw * c] = src[s0 : s0 + kw * c]
+                            else:
+                                for v in range(kw):
+                                    s0 = (j * sw + v * dw) * c
+                                    cols[r0 + j, base + v * c : base + (v + 1) * c] = src[s0 : s0 + c]
+
+
 # ------------------------------------------------------------------------------------------ plan
 @dataclass(frozen=True)
 class _Plan3:
@@ -344,6 +404,57 @@ def _pad_buffer(q, dtype):
     return scratch("xpad3d", (nb, q.c, q.pad_len), dtype) if q.wide else None
 
 
+def _use_cl(q):
+    """Channels-last columns: one group (grouped convs keep the per-group K-row layout) and many channels."""
+    return q.groups == 1 and q.c >= CL_MIN_C
+
+
+def _cl_input_depths(q, nz):
+    return (nz - 1) * q.args[0] + (q.kernel[0] - 1) * q.args[6] + 1
+
+
+def _cl_buffers(q, dtype):
+    nb = max(nb for _, nb, _, _ in q.items)
+    nzin = max(_cl_input_depths(q, nz) for *_, nz in q.items)
+    cols = scratch("cols3d_cl", (q.max_cols, q.k), dtype)
+    return cols, scratch("xcl3d", (nb, nzin, q.hp, q.wp, q.c), dtype)
+
+
+def _fill_cols_cl(x, n0, nb, z0, nz, q, cols, xcl):
+    """cols (nb*nz*plane, K) <- the chunk's channels-last columns."""
+    _to_cl_padded(x, n0, nb, z0 * q.args[0], _cl_input_depths(q, nz), *q.args[3:6], xcl)
+    _vol2col_cl(xcl, nb, nz, *q.kernel, *q.args[0:3], *q.args[6:9], q.out[1], q.out[2], cols)
+
+
+def _forward_part_cl(x, wcl, y, items, q):
+    cols, xcl = _cl_buffers(q, x.dtype)
+    yw = scratch("out3d_cl", (q.max_cols, q.o), x.dtype)
+    for n0, nb, z0, nz in items:
+        m = nb * nz * q.plane
+        _fill_cols_cl(x, n0, nb, z0, nz, q, cols, xcl)
+        np.matmul(cols[:m], wcl, out=yw[:m])  # y.T (m, O) = cols (m, K) @ w_cl (K, O)
+        _store(yw, True, n0, nb, z0, nz * q.plane, y)
+
+
+def _backward_weight_part_cl(gy, x, items, q):
+    """This thread's share of gw in the (O, K) tap-major layout: the sum over its chunks of gy @ cols."""
+    gw = np.zeros((q.o, q.k), dtype=gy.dtype)
+    part = scratch("gw3d_cl_part", (q.o, q.k), gy.dtype)
+    cols, xcl = _cl_buffers(q, x.dtype)
+    for n0, nb, z0, nz in items:
+        m = nb * nz * q.plane
+        _fill_cols_cl(x, n0, nb, z0, nz, q, cols, xcl)
+        np.matmul(_gy_chunk(gy, n0, nb, z0, nz, q, "gy3d"), cols[:m], out=part)  # (O, m) @ (m, K)
+        gw += part
+    return gw
+
+
+def _cl_weight(w):
+    """w (O, C, kd, kh, kw) -> (kd*kh*kw*C, O), rows ordered (tap, channel) like the columns."""
+    return np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)).reshape(-1, w.shape[0])
+
+
+
 # Each *_part function does the chunks items[lo:hi] on the calling thread (run_parts calls one per thread).
 def _forward_part(x, wm, y, items, q):
     og, kg = q.og, q.kg
@@ -431,6 +542,11 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     if _use_direct(q.groups, q.cg):
         direct_forward(x, w, *q.args, q.groups, y)
         return y
+    if CL and _use_cl(q):
+        q = _plan3(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize, allow_wide=False)
+        wcl = _cl_weight(w)
+        _run_items(q, lambda items: _forward_part_cl(x, wcl, y, items, q))
+        return y
     wm = w.reshape(q.o, q.kg)
     _run_items(q, lambda items: _forward_part(x, wm, y, items, q))
     return y
@@ -452,7 +568,10 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         return gx
     flipped_pad = tuple(d * (k - 1) - p for k, p, d in zip(q.kernel, padding, dilation))
     flip_rows = ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.og, q.cg)
-    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and (q.og < 2 * q.cg or flip_rows):
+    # NOTE: with channels-last columns the flipped forward beat GEMM + col2vol for gy of 32 and 64 channels,
+    # not for 128 (its columns are 27 x 128 wide): benchmarks/NOTES.md 10a
+    flip_cl = CL and q.groups == 1 and CL_MIN_C <= q.o <= CL_FLIP_MAX_O
+    if tuple(stride) == (1, 1, 1) and min(flipped_pad) >= 0 and (q.og < 2 * q.cg or flip_rows or flip_cl):
         # dx = conv3d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv whose
         # GEMMs are (C x O*k^3) @ (O*k^3 x voxels), no col2vol scatter.
         # NOTE: the 2-D rule (cpu_conv.conv2d_backward_input): when og >= 2 cg that GEMM's M = cg is too
@@ -490,6 +609,16 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         return conv3d_backward_weight_rows(gy, x, tuple(map(int, padding)))
     if not q.items:
         return np.zeros(tuple(w_shape), dtype=gy.dtype)
+    if CL and _use_cl(q):
+        q = _plan3(x.shape, tuple(w_shape), stride, padding, dilation, groups, gy.itemsize, allow_wide=False,
+                   min_cols=WGRAD_MIN_COLS)
+        shares = _run_items(q, lambda items: _backward_weight_part_cl(gy, x, items, q))
+        gw = shares[0]
+        for share in shares[1:]:
+            gw += share
+        kd, kh, kw = q.kernel
+        gw = gw.reshape(q.o, kd, kh, kw, q.c).transpose(0, 4, 1, 2, 3)
+        return np.ascontiguousarray(gw)
     shares = _run_items(q, lambda items: _backward_weight_part(gy, x, items, q))
     gw = shares[0]
     for share in shares[1:]:

@@ -424,6 +424,35 @@ def test_max_pool_2x2_fast_path(dtype, shape):
                                   reference.max_pool2d_backward(gy, ridx, x.shape, (2, 2), (2, 2), (0, 0)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6, 8), (2, 2, 5, 7, 3), (1, 2, 2, 3, 2), (3, 1, 2, 2, 2)])
+def test_max_pool3d_2x2x2_fast_path(dtype, shape):
+    """The 2x2x2 / stride 2 forward (pairwise passes) and backward (one write per voxel) against the
+    reference, for even and odd sizes (a trailing odd depth / row / column is dropped forward, 0 backward),
+    with ties, NaNs and -inf."""
+    from tinygrad_rad.kernels import reference3d
+
+    rng = np.random.default_rng(7)
+    x = _rand(rng, shape, dtype)
+    x[0, 0, 0, 0, :2] = 2.0                 # tie along a row: the first maximum wins
+    x[-1, -1, 0:2, 0:2, 0:2] = 3.0          # an eight-way tie
+    x[0, -1, 1, 1, 1] = np.nan              # NaN wins its window
+    x[-1, 0, 1, 0, 0] = x[-1, 0, 0, 1, 1] = np.nan  # the first of two NaNs (in window order) wins
+    x[0, 0, -2:, -2:, 0:2] = -np.inf
+    args = ((2, 2, 2), (2, 2, 2), (0, 0, 0), (1, 1, 1))
+    assert cpu._is_2x2x2(*args)
+    y, idx = cpu.max_pool3d_forward(x, *args)
+    ry, ridx = reference3d.max_pool3d_forward(x, *args)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    gy = _rand(rng, y.shape, dtype)
+    np.testing.assert_array_equal(cpu.max_pool3d_backward(gy, idx, x.shape, *args),
+                                  reference3d.max_pool3d_backward(gy, ridx, x.shape, *args))
+    # any other window keeps the plain loops (and a 1-voxel axis falls back rather than pooling nothing)
+    assert not cpu._is_2x2x2((2, 2, 2), (1, 2, 2), (0, 0, 0), (1, 1, 1))
+
+
+
 def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     import sys
 

@@ -392,6 +392,42 @@ def test_fast_cpu_conv3d_rows_and_vol2col(fn, rows, monkeypatch):
         _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(3), fn, TIER_CONVS + ROWS3_CONVS)
 
 
+CL_CONVS = [  # C >= CL_MIN_C, one group: the fast CPU tier's channels-last columns (cpu_conv3d._use_cl)
+    ((2, 16, 4, 5, 3), (5, 16, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    ((1, 17, 5, 6, 6), (3, 17, 2, 3, 1), (2, 1, 2), (1, 0, 1), (1, 2, 1), 1),  # strides, dilation, kd != kh
+    ((2, 16, 3, 5, 7), (4, 16, 3, 2, 3), (1, 1, 1), (0, 1, 2), (1, 1, 2), 1),  # dilated columns: runs of C
+    ((1, 20, 3, 3, 3), (18, 20, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),  # the flipped fwd
+    ((1, 16, 4, 4, 4), (4, 8, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 2),  # groups: not channels-last
+]
+
+
+@pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
+def test_fast_cpu_conv3d_channels_last_columns(fn, monkeypatch):
+    """The channels-last columns (one row per output voxel, K ordered (tap, channel)) against the reference,
+    in both dtypes, on its own shapes and, with CL_MIN_C lowered, on the slab / multi-image chunks and the
+    thread split of the chunk test; TGR_CONV3D_CL's switch gives the same numbers through vol2col."""
+    from tinygrad_rad.kernels import cpu_conv3d
+
+    assert cpu_conv3d.CL and all(cpu_conv3d.CL_MIN_C <= xs[1] for xs, *_ in CL_CONVS)
+    monkeypatch.setattr(cpu_conv3d, "ROWS", False)  # these channel counts would take the row kernels
+    calls = []
+    for name in ("_forward_part_cl", "_backward_weight_part_cl"):
+        real = getattr(cpu_conv3d, name)
+        monkeypatch.setattr(cpu_conv3d, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    for dtype in (np.float32, np.float64):
+        _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(5), fn, CL_CONVS)
+    assert calls, "the channels-last path was not taken"
+    chunked = [((3, 3, 6, 4, 5), (4, 3, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+               ((2, 2, 5, 6, 12), (4, 2, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)]
+    monkeypatch.setattr(cpu_conv3d, "CL_MIN_C", 1)
+    monkeypatch.setattr(cpu_conv3d, "SPLIT_MIN_MACS", 0)
+    for chunk in (1, 41000, 1 << 22):
+        monkeypatch.setattr(cpu_conv3d, "CHUNK_BYTES", chunk)
+        _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(0), fn, chunked)
+    monkeypatch.setattr(cpu_conv3d, "CL", False)
+    _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(0), fn, CL_CONVS)
+
+
 def test_fast_cpu_conv3d_plan():
     """Big volumes are split into slabs of depths of one image; small ones batch whole images."""
     from tinygrad_rad.kernels import cpu_conv3d
