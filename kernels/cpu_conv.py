@@ -332,7 +332,7 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_col
     n, c, h, wd, o, cg, kh, kw, ho, wo = geometry(x_shape, w_shape, stride, padding, dilation, groups)
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     k = c * kh * kw
-    if _use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
+    if use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
         th, tw = wino.tiles(ho, wo)
         nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_cols // (th * tw))))
         return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
@@ -362,7 +362,7 @@ def _images_per_chunk(n, per_image_bytes):
     return max(1, min(n, CHUNK_BYTES // max(per_image_bytes, 1)))
 
 
-def _use_winograd(kernel, stride, dilation, groups, cg, og, out_hw):
+def use_winograd(kernel, stride, dilation, groups, cg, og, out_hw):
     """3x3, stride 1, no dilation, enough channels per group in and out for the 16 GEMMs to pay, and an
     output big enough for the transforms to pay."""
     return (WINOGRAD and tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
@@ -569,7 +569,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         return gx
     qh, qw = q.dh * (q.kh - 1) - q.ph, q.dw * (q.kw - 1) - q.pw
     # the transposed conv has og inputs and cg outputs per group: Winograd if that is big enough
-    flip_wino = _use_winograd((q.kh, q.kw), (q.sh, q.sw), (q.dh, q.dw), groups, q.og, q.cg, (q.h, q.wd))
+    flip_wino = use_winograd((q.kh, q.kw), (q.sh, q.sw), (q.dh, q.dw), groups, q.og, q.cg, (q.h, q.wd))
     flip_rows = _rows(q, q.og, q.cg, q.wd)
     if (q.sh, q.sw) == (1, 1) and qh >= 0 and qw >= 0 and (flip_wino or flip_rows
                                                            or not (q.wide and q.og >= 2 * q.cg)):

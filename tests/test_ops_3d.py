@@ -428,6 +428,32 @@ def test_fast_cpu_conv3d_channels_last_columns(fn, monkeypatch):
     _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(0), fn, CL_CONVS)
 
 
+STACK_CONVS = [  # (kd, 3, 3), stride 1, kd*C and O >= 32: depth taps stacked as channels, 2-D Winograd
+    ((2, 11, 3, 4, 5), (32, 11, 3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    ((1, 16, 5, 6, 4), (33, 16, 2, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), 1),  # kd = 2, no depth padding
+    ((1, 12, 2, 6, 6), (32, 12, 3, 3, 3), (1, 1, 1), (2, 0, 1), (1, 1, 1), 1),  # depth padding > kd - 1 - pd
+]
+
+
+@pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
+def test_fast_cpu_conv3d_stacked_depths(fn, monkeypatch):
+    """kd x 3 x 3 stride-1 convs as 2-D Winograd convs of the depth-stacked slices (cpu_conv3d._use_stack),
+    all three passes against the reference in both dtypes; TGR_CONV3D_STACK's switch gives the same numbers
+    through the 3-D paths."""
+    from tinygrad_rad.kernels import cpu_conv3d
+
+    calls = []
+    for name in ("_stacked_forward", "_stacked_backward_input", "_stacked_backward_weight"):
+        real = getattr(cpu_conv3d, name)
+        monkeypatch.setattr(cpu_conv3d, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    for dtype in (np.float32, np.float64):
+        _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(8), fn, STACK_CONVS)
+    assert len(calls) == 2 * len(STACK_CONVS), calls
+    monkeypatch.setattr(cpu_conv3d, "STACK", False)
+    _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(8), fn, STACK_CONVS)
+    assert len(calls) == 2 * len(STACK_CONVS)
+
+
 def test_fast_cpu_conv3d_plan():
     """Big volumes are split into slabs of depths of one image; small ones batch whole images."""
     from tinygrad_rad.kernels import cpu_conv3d
