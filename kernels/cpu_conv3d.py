@@ -317,6 +317,9 @@ def _vol2col_cl(xcl, nb, nz, kd, kh, kw, sd, sh, sw, dd, dh, dw, ho, wo, cols):
 # so the N*Do slices run through the 2-D fast path (cpu_conv), whose Winograd F(2x2, 3x3) needs 2.25x fewer
 # multiplications than the GEMM of vol2col. The backward passes turn around the same way: dxs by the 2-D
 # backward-data, added back over the kd depths it was copied from; dw2 by the 2-D weight gradient.
+STACK_BYTES = 64 << 20  # the stacked slices (kd x the input) are built for chunks of images of at most this
+
+
 def _use_stack(kernel, stride, dilation, groups, c, o, out):
     """Where the 2-D Winograd applies to the stacked slices (cpu_conv.use_winograd's rule)."""
     return (STACK and tuple(stride) == (1, 1, 1) and tuple(dilation) == (1, 1, 1)
@@ -346,30 +349,48 @@ def _slices(gy):
     return np.ascontiguousarray(gy.transpose(0, 2, 1, 3, 4)).reshape(n * do, o, *gy.shape[3:])
 
 
+def _stack_chunks(n, slice_values, itemsize):
+    """Image ranges whose stacked slices (slice_values values per image) stay under STACK_BYTES."""
+    nb = max(1, STACK_BYTES // max(slice_values * itemsize, 1))
+    return [(n0, min(n, n0 + nb)) for n0 in range(0, n, nb)]
+
+
 def _stacked_forward(x, w, padding, out):
-    n, o, kd = x.shape[0], w.shape[0], w.shape[2]
-    y2 = conv2d_forward(_stack_depths(x, kd, padding[0], out[0]), _stacked_weight(w), (1, 1), padding[1:],
-                        (1, 1), 1)
-    return np.ascontiguousarray(y2.reshape(n, out[0], o, *out[1:]).transpose(0, 2, 1, 3, 4))
+    n, c, _, h, wd = x.shape
+    o, kd = w.shape[0], w.shape[2]
+    w2 = _stacked_weight(w)
+    y = np.empty((n, o, *out), dtype=x.dtype)
+    for n0, n1 in _stack_chunks(n, out[0] * kd * c * h * wd, x.itemsize):
+        xs = _stack_depths(x[n0:n1], kd, padding[0], out[0])
+        y2 = conv2d_forward(xs, w2, (1, 1), padding[1:], (1, 1), 1)
+        y[n0:n1] = y2.reshape(n1 - n0, out[0], o, *out[1:]).transpose(0, 2, 1, 3, 4)
+    return y
 
 
 def _stacked_backward_input(gy, w, x_shape, padding):
     n, c, d, h, wd = x_shape
     kd, pd, do = w.shape[2], padding[0], gy.shape[2]
-    gxs = conv2d_backward_input(_slices(gy), _stacked_weight(w), (n * do, kd * c, h, wd), (1, 1), padding[1:],
-                                (1, 1), 1).reshape(n, do, kd, c, h, wd)
+    w2 = _stacked_weight(w)
     gx = np.zeros(tuple(x_shape), dtype=gy.dtype)
-    for a in range(kd):  # the adjoint of the stacking copy: add each tap's slices back to its input depths
-        lo, hi = max(0, pd - a), min(do, d + pd - a)
-        if hi > lo:
-            gx[:, :, lo + a - pd : hi + a - pd] += gxs[:, lo:hi, a].transpose(0, 2, 1, 3, 4)
+    for n0, n1 in _stack_chunks(n, do * kd * c * h * wd, gy.itemsize):
+        xs_shape = ((n1 - n0) * do, kd * c, h, wd)
+        gxs = conv2d_backward_input(_slices(gy[n0:n1]), w2, xs_shape, (1, 1), padding[1:], (1, 1), 1)
+        gxs = gxs.reshape(n1 - n0, do, kd, c, h, wd)
+        for a in range(kd):  # the adjoint of the stacking copy: add each tap's slices back to their depths
+            lo, hi = max(0, pd - a), min(do, d + pd - a)
+            if hi > lo:
+                gx[n0:n1, :, lo + a - pd : hi + a - pd] += gxs[:, lo:hi, a].transpose(0, 2, 1, 3, 4)
     return gx
 
 
 def _stacked_backward_weight(gy, x, w_shape, padding):
     o, c, kd = w_shape[:3]
-    xs = _stack_depths(x, kd, padding[0], gy.shape[2])
-    gw2 = conv2d_backward_weight(_slices(gy), xs, (o, kd * c, 3, 3), (1, 1), padding[1:], (1, 1), 1)
+    n, _, _, h, wd = x.shape
+    do = gy.shape[2]
+    gw2 = np.zeros((o, kd * c, 3, 3), dtype=gy.dtype)
+    for n0, n1 in _stack_chunks(n, do * kd * c * h * wd, gy.itemsize):
+        xs = _stack_depths(x[n0:n1], kd, padding[0], do)
+        gw2 += conv2d_backward_weight(_slices(gy[n0:n1]), xs, gw2.shape, (1, 1), padding[1:], (1, 1), 1)
     return np.ascontiguousarray(gw2.reshape(o, kd, c, 3, 3).transpose(0, 2, 1, 3, 4))
 
 

@@ -449,9 +449,11 @@ def test_fast_cpu_conv3d_stacked_depths(fn, monkeypatch):
     for dtype in (np.float32, np.float64):
         _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(8), fn, STACK_CONVS)
     assert len(calls) == 2 * len(STACK_CONVS), calls
+    monkeypatch.setattr(cpu_conv3d, "STACK_BYTES", 1)  # one image per chunk of stacked slices
+    _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(8), fn, STACK_CONVS)
     monkeypatch.setattr(cpu_conv3d, "STACK", False)
     _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(8), fn, STACK_CONVS)
-    assert len(calls) == 2 * len(STACK_CONVS)
+    assert len(calls) == 3 * len(STACK_CONVS)
 
 
 def test_fast_cpu_conv3d_plan():
