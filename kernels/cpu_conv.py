@@ -64,6 +64,12 @@ import numpy as np
 from numba import njit
 
 from . import cpu_winograd as wino
+from .cpu_conv_patch import (
+    conv2d_backward_input_patch,
+    conv2d_backward_weight_patch,
+    conv2d_forward_patch,
+    use_patch,
+)
 from .cpu_conv_rows import conv2d_backward_weight_rows, conv2d_forward_rows, use_rows
 from .cpu_plain import (  # the direct loops serve depthwise-like convs unchanged
     direct_backward_input,
@@ -83,12 +89,15 @@ DIRECT_MAX_CG = 4
 # all three passes (cpu_winograd.py); TGR_WINOGRAD=0 turns it off (im2col + GEMM for every conv)
 WINOGRAD = os.environ.get("TGR_WINOGRAD", "1") != "0"
 WINOGRAD_MIN_CHANNELS = 32
-# 3x3 stride-1 convs with few channels (and no Winograd) use the direct row kernels of cpu_conv_rows.py;
-# TGR_CONV_ROWS=0 turns them off
-ROWS = os.environ.get("TGR_CONV_ROWS", "1") != "0"
 # ... and at least this output size: with the channels-last transforms even ResNet's layer4 (512 -> 512 at
 # 4x4) is ~1.8x faster by Winograd than by im2col + GEMM (benchmarks/NOTES.md section 6b)
 WINOGRAD_MIN_SIZE = 4
+# 3x3 stride-1 convs with few channels (and no Winograd) use the direct row kernels of cpu_conv_rows.py;
+# TGR_CONV_ROWS=0 turns them off
+ROWS = os.environ.get("TGR_CONV_ROWS", "1") != "0"
+# kernel == stride convs (a U-Net's 2x2 transposed convs) as space-to-depth + one batched GEMM
+# (cpu_conv_patch.py); TGR_CONV_PATCH=0 turns it off
+PATCH = os.environ.get("TGR_CONV_PATCH", "1") != "0"
 # the weight gradient's GEMM reduces over the chunk's columns (images x positions): keep at least this many
 # so that writing and accumulating the (O, K) result does not dominate (ResNet's 512x512 @4x4: 16 per image)
 WGRAD_MIN_COLS = 1024
@@ -536,6 +545,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    if PATCH and q.n and use_patch((q.kh, q.kw), stride, padding, dilation, groups):
+        return conv2d_forward_patch(x, w)
     if _rows(q, q.cg, q.o, q.wo):
         return conv2d_forward_rows(x, w, (q.ph, q.pw))
     y = np.empty((q.n, q.o, q.ho, q.wo), dtype=x.dtype)
@@ -563,6 +574,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if gy.shape != (q.n, q.o, q.ho, q.wo):
         raise ValueError(f"conv2d_backward_input: gy has shape {gy.shape}, "
                          f"expected {(q.n, q.o, q.ho, q.wo)}")
+    if PATCH and q.n and use_patch((q.kh, q.kw), stride, padding, dilation, groups):
+        return conv2d_backward_input_patch(gy, w, (q.n, q.c, q.h, q.wd))
     gx = np.empty((q.n, q.c, q.h, q.wd), dtype=gy.dtype)
     if _use_direct(groups, q.cg):
         direct_backward_input(gy, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gx)
@@ -593,6 +606,8 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     if gy.shape != (q.n, q.o, q.ho, q.wo):
         raise ValueError(f"conv2d_backward_weight: gy has shape {gy.shape}, "
                          f"expected {(q.n, q.o, q.ho, q.wo)}")
+    if PATCH and q.n and use_patch((q.kh, q.kw), stride, padding, dilation, groups):
+        return conv2d_backward_weight_patch(gy, x, tuple(w_shape))
     if _use_direct(groups, q.cg):
         gw = np.empty(w_shape, dtype=gy.dtype)
         direct_backward_weight(gy, x, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gw)

@@ -453,6 +453,41 @@ def test_max_pool3d_2x2x2_fast_path(dtype, shape):
 
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_patch_matches_reference(dtype, monkeypatch):
+    """kernel == stride convs (space to depth + batched GEMMs, cpu_conv_patch.py): all three passes against
+    the reference, for sizes the windows tile and sizes with trailing rows / columns no window covers (0 in
+    dL/dx), and the same numbers with TGR_CONV_PATCH's switch off."""
+    from tinygrad_rad.kernels import cpu_conv_patch
+
+    cases = [((2, 3, 8, 8), (4, 3, 2, 2)), ((1, 2, 9, 7), (3, 2, 2, 2)), ((2, 4, 9, 10), (5, 4, 3, 3)),
+             ((1, 1, 6, 9), (2, 1, 2, 4))]
+    used = []
+    real = cpu_conv_patch.conv2d_forward_patch
+    monkeypatch.setattr(cpu_conv, "conv2d_forward_patch", lambda *a: used.append(1) or real(*a))
+    rng = np.random.default_rng(9)
+    for patch in (True, False):
+        monkeypatch.setattr(cpu_conv, "PATCH", patch)
+        for xs, ws in cases:
+            k, args = ws[2:], ((0, 0), (1, 1), 1)
+            assert cpu_conv_patch.use_patch(k, k, *args)
+            x, w = _rand(rng, xs, dtype), _rand(rng, ws, dtype)
+            y = cpu.conv2d_forward(x, w, k, *args)
+            tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+            np.testing.assert_allclose(y, reference.conv2d_forward(x, w, k, *args), **tol)
+            gy = _rand(rng, y.shape, dtype)
+            gx = cpu.conv2d_backward_input(gy, w, xs, k, *args)
+            np.testing.assert_allclose(gx, reference.conv2d_backward_input(gy, w, xs, k, *args), **tol)
+            np.testing.assert_allclose(cpu.conv2d_backward_weight(gy, x, ws, k, *args),
+                                       reference.conv2d_backward_weight(gy, x, ws, k, *args), **tol)
+            assert gx.dtype == dtype and gx.flags.c_contiguous
+    assert len(used) == len(cases)  # only while the switch was on
+    assert not cpu_conv_patch.use_patch((2, 2), (2, 2), (1, 1), (1, 1), 1)  # padding: the general path
+    assert not cpu_conv_patch.use_patch((2, 2), (2, 2), (0, 0), (1, 1), 2)  # groups
+    assert not cpu_conv_patch.use_patch((1, 1), (1, 1), (0, 0), (1, 1), 1)  # a 1x1 conv: im2col is a copy
+
+
+
 def test_tune_malloc_is_idempotent_and_can_be_disabled(monkeypatch):
     import sys
 
