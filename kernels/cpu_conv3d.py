@@ -322,9 +322,9 @@ STACK_BYTES = 64 << 20  # the stacked slices (kd x the input) are built for chun
 
 def _use_stack(kernel, stride, dilation, groups, c, o, out):
     """Where the 2-D Winograd applies to the stacked slices (cpu_conv.use_winograd's rule)."""
-    return (STACK and tuple(stride) == (1, 1, 1) and tuple(dilation) == (1, 1, 1)
+    return (STACK and groups == 1 and tuple(stride) == (1, 1, 1) and tuple(dilation) == (1, 1, 1)
             and tuple(kernel[1:]) == (3, 3)
-            and use_winograd(kernel[1:], (1, 1), (1, 1), groups, kernel[0] * c, o, out[1:]))
+            and use_winograd(kernel[1:], (1, 1), (1, 1), 1, kernel[0] * c, o, out[1:]))
 
 
 def _stack_depths(x, kd, pd, do):
