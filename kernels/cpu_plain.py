@@ -356,8 +356,8 @@ def max_pool2d_backward(gy, idx, x_shape, kernel, stride, padding, dilation=(1, 
     """Route each output gradient to the element that was its window's max: gx[argmax] += gy."""
     gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int32)
     gx = np.empty(x_shape, dtype=gy.dtype)
-    # NOTE: a 2x2 version writing each cell once (gy or 0, no zeroing pass) measured 2x slower than this
-    # zero-then-scatter loop: its stride-2 stores over rows of 7-14 windows do not vectorise (NOTES.md 6d)
+    # NOTE: the fast tier has a 2x2 version writing each cell once (cpu._max_pool_bwd_2x2; a first one,
+    # gathering per cell, was 2x slower than this zero-then-scatter loop: NOTES.md 6d, 10g)
     _max_pool_bwd(gy, idx, *pool_args(kernel, stride, padding, dilation), gx)
     return gx
 

@@ -405,8 +405,8 @@ def test_run_parts_reraises_and_restores():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3, 8, 6), (2, 3, 9, 7), (1, 2, 6, 9), (3, 1, 2, 2)])
 def test_max_pool_2x2_fast_path(dtype, shape):
-    """The 2x2 / stride 2 forward (two pairwise passes), for even and odd sizes (the last odd row / column
-    is dropped forward and gets 0 backward)."""
+    """The 2x2 / stride 2 forward (two pairwise passes) and backward (one write per cell), for even and odd
+    sizes (the last odd row / column is dropped forward and gets 0 backward)."""
     rng = np.random.default_rng(6)
     x = _rand(rng, shape, dtype)
     x[0, 0, 0, :2] = 2.0          # tie: the first maximum wins
