@@ -213,6 +213,18 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     return y, idx
 
 
+@njit(cache=True, inline="always")
+def _route_pairs(row, gyr, ir, k0, wo):
+    """One input row of a 2-wide-window max pool's backward: row[2j + v] = gyr[j] where the window's argmax
+    ir[j] is k0 + v, else 0 (and 0 past the last window)."""
+    for j in range(wo):
+        g, k = gyr[j], ir[j] - k0
+        row[2 * j] = g if k == 0 else 0
+        row[2 * j + 1] = g if k == 1 else 0
+    for wi in range(2 * wo, row.shape[0]):
+        row[wi] = 0
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_bwd_2x2(gy, idx, gx):
     """gx[2i + u, 2j + v] = gy[i, j] where (u, v) was that window's argmax, else 0: 2x2 windows do not
@@ -231,14 +243,7 @@ def _max_pool_bwd_2x2(gy, idx, gx):
             if hi >= 2 * ho:  # a trailing odd row no window covers
                 row[:] = 0
                 continue
-            gyr, ir = gy[b, ch, hi // 2], idx[b, ch, hi // 2]
-            k0 = 2 * (hi % 2)
-            for j in range(wo):
-                g, k = gyr[j], ir[j] - k0
-                row[2 * j] = g if k == 0 else 0
-                row[2 * j + 1] = g if k == 1 else 0
-            for wi in range(2 * wo, w):
-                row[wi] = 0
+            _route_pairs(row, gy[b, ch, hi // 2], idx[b, ch, hi // 2], 2 * (hi % 2), wo)
 
 
 @serialized
@@ -551,14 +556,8 @@ def _max_pool3d_bwd_2x2x2(gy, idx, gx):
                 if zi >= 2 * do or hi >= 2 * ho:  # a trailing odd depth / row no window covers
                     row[:] = 0
                     continue
-                gyr, ir = gy[b, ch, zi // 2, hi // 2], idx[b, ch, zi // 2, hi // 2]
                 k0 = 4 * (zi % 2) + 2 * (hi % 2)
-                for j in range(wo):
-                    g, k = gyr[j], ir[j] - k0
-                    row[2 * j] = g if k == 0 else 0
-                    row[2 * j + 1] = g if k == 1 else 0
-                for wi in range(2 * wo, w):
-                    row[wi] = 0
+                _route_pairs(row, gy[b, ch, zi // 2, hi // 2], idx[b, ch, zi // 2, hi // 2], k0, wo)
 
 
 def _is_2x2x2(kernel, stride, padding, dilation):
