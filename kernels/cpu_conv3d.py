@@ -29,8 +29,8 @@ larger side is its M (``cpu_conv.accumulate_gw``), and stride-1 backward-data as
 * 3x3x3 stride-1 convs with few channels (the 1-channel stem) skip vol2col: the direct row kernels of
   ``cpu_conv_rows.py`` (27 taps as three passes of nine over a block of output rows).
 * (kd, 3, 3) stride-1 convs with kd*C and O >= 32 (SmallCNN3D's 16->32, 32->64, 64->128 layers) are 2-D
-  convs of the depth taps stacked as channels, run by the 2-D fast path's Winograd F(2x2, 3x3) (the section
-  "depth taps stacked as channels" below).
+  convs of the depth taps stacked as channels, run by the 2-D fast path's Winograd F(2x2, 3x3)
+  (``cpu_conv3d_stack.py``).
 * Other convs of one group with >= CL_MIN_C input channels build their columns transposed and channels-last
   (``cols_cl[voxel, tap*C + c]``, from a padded channels-last copy of the chunk): a column row is then a few
   runs of kw*C contiguous values instead of K scattered ones, and the GEMM ``y.T = cols_cl @ w_cl`` reads a
@@ -50,6 +50,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from . import cpu_conv3d_stack as stack
 from .cpu_conv import (
     CHUNK_BYTES,
     DIRECT_MAX_CG,
@@ -57,11 +58,7 @@ from .cpu_conv import (
     SPLIT_MIN_MACS,
     WGRAD_MIN_COLS,
     accumulate_gw,
-    conv2d_backward_input,
-    conv2d_backward_weight,
-    conv2d_forward,
     scratch,
-    use_winograd,
 )
 from .cpu_conv_rows import conv3d_backward_weight_rows, conv3d_forward_rows, use_rows3
 from .cpu_plain3d import (
@@ -75,7 +72,6 @@ from .cpu_plain3d import (
 from .threads import run_parts, serialized
 
 CL = os.environ.get("TGR_CONV3D_CL", "1") != "0"  # channels-last columns for many-channel convs
-STACK = os.environ.get("TGR_CONV3D_STACK", "1") != "0"  # kd x 3 x 3 convs as 2-D Winograd on stacked depths
 
 __all__ = ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"]
 
@@ -305,93 +301,6 @@ def _vol2col_cl(xcl, nb, nz, kd, kh, kw, sd, sh, sw, dd, dh, dw, ho, wo, cols):
                                 for v in range(kw):
                                     s0 = (j * sw + v * dw) * c
                                     cols[r0 + j, base + v * c : base + (v + 1) * c] = src[s0 : s0 + c]
-
-
-# ---------------------------------------- depth taps stacked as channels: a 2-D Winograd conv per depth
-# A conv with a (kd, 3, 3) kernel, stride 1 and no dilation is, for each output depth z, a 2-D 3x3 conv of
-# the kd input depths z .. z + kd - 1 (of the depth-padded input) stacked as kd*C channels:
-#
-#     y[n, :, z] = conv2d(xs[n, z], w2)   with   xs[n, z, a*C + c] = xpad[n, c, z + a],
-#                                                 w2[o, a*C + c] = w[o, c, a]
-#
-# so the N*Do slices run through the 2-D fast path (cpu_conv), whose Winograd F(2x2, 3x3) needs 2.25x fewer
-# multiplications than the GEMM of vol2col. The backward passes turn around the same way: dxs by the 2-D
-# backward-data, added back over the kd depths it was copied from; dw2 by the 2-D weight gradient.
-STACK_BYTES = 64 << 20  # the stacked slices (kd x the input) are built for chunks of images of at most this
-
-
-def _use_stack(kernel, stride, dilation, groups, c, o, out):
-    """Where the 2-D Winograd applies to the stacked slices (cpu_conv.use_winograd's rule)."""
-    return (STACK and groups == 1 and tuple(stride) == (1, 1, 1) and tuple(dilation) == (1, 1, 1)
-            and tuple(kernel[1:]) == (3, 3)
-            and use_winograd(kernel[1:], (1, 1), (1, 1), 1, kernel[0] * c, o, out[1:]))
-
-
-def _stack_depths(x, kd, pd, do):
-    """xs (N*Do, kd*C, H, W): xs[n*Do + z, a*C + c] = x[n, c, z + a - pd] (0 outside the volume)."""
-    n, c, d, h, w = x.shape
-    xs = np.zeros((n, do, kd, c, h, w), dtype=x.dtype)
-    for a in range(kd):
-        lo, hi = max(0, pd - a), min(do, d + pd - a)  # output depths whose input depth z + a - pd exists
-        if hi > lo:
-            xs[:, lo:hi, a] = x[:, :, lo + a - pd : hi + a - pd].transpose(0, 2, 1, 3, 4)
-    return xs.reshape(n * do, kd * c, h, w)
-
-
-def _stacked_weight(w):
-    o, c, kd = w.shape[:3]
-    return np.ascontiguousarray(w.transpose(0, 2, 1, 3, 4)).reshape(o, kd * c, 3, 3)
-
-
-def _slices(gy):
-    """gy (N, O, Do, Ho, Wo) -> (N*Do, O, Ho, Wo), the 2-D convs' output gradient."""
-    n, o, do = gy.shape[:3]
-    return np.ascontiguousarray(gy.transpose(0, 2, 1, 3, 4)).reshape(n * do, o, *gy.shape[3:])
-
-
-def _stack_chunks(n, slice_values, itemsize):
-    """Image ranges whose stacked slices (slice_values values per image) stay under STACK_BYTES."""
-    nb = max(1, STACK_BYTES // max(slice_values * itemsize, 1))
-    return [(n0, min(n, n0 + nb)) for n0 in range(0, n, nb)]
-
-
-def _stacked_forward(x, w, padding, out):
-    n, c, _, h, wd = x.shape
-    o, kd = w.shape[0], w.shape[2]
-    w2 = _stacked_weight(w)
-    y = np.empty((n, o, *out), dtype=x.dtype)
-    for n0, n1 in _stack_chunks(n, out[0] * kd * c * h * wd, x.itemsize):
-        xs = _stack_depths(x[n0:n1], kd, padding[0], out[0])
-        y2 = conv2d_forward(xs, w2, (1, 1), padding[1:], (1, 1), 1)
-        y[n0:n1] = y2.reshape(n1 - n0, out[0], o, *out[1:]).transpose(0, 2, 1, 3, 4)
-    return y
-
-
-def _stacked_backward_input(gy, w, x_shape, padding):
-    n, c, d, h, wd = x_shape
-    kd, pd, do = w.shape[2], padding[0], gy.shape[2]
-    w2 = _stacked_weight(w)
-    gx = np.zeros(tuple(x_shape), dtype=gy.dtype)
-    for n0, n1 in _stack_chunks(n, do * kd * c * h * wd, gy.itemsize):
-        xs_shape = ((n1 - n0) * do, kd * c, h, wd)
-        gxs = conv2d_backward_input(_slices(gy[n0:n1]), w2, xs_shape, (1, 1), padding[1:], (1, 1), 1)
-        gxs = gxs.reshape(n1 - n0, do, kd, c, h, wd)
-        for a in range(kd):  # the adjoint of the stacking copy: add each tap's slices back to their depths
-            lo, hi = max(0, pd - a), min(do, d + pd - a)
-            if hi > lo:
-                gx[n0:n1, :, lo + a - pd : hi + a - pd] += gxs[:, lo:hi, a].transpose(0, 2, 1, 3, 4)
-    return gx
-
-
-def _stacked_backward_weight(gy, x, w_shape, padding):
-    o, c, kd = w_shape[:3]
-    n, _, _, h, wd = x.shape
-    do = gy.shape[2]
-    gw2 = np.zeros((o, kd * c, 3, 3), dtype=gy.dtype)
-    for n0, n1 in _stack_chunks(n, do * kd * c * h * wd, gy.itemsize):
-        xs = _stack_depths(x[n0:n1], kd, padding[0], do)
-        gw2 += conv2d_backward_weight(_slices(gy[n0:n1]), xs, gw2.shape, (1, 1), padding[1:], (1, 1), 1)
-    return np.ascontiguousarray(gw2.reshape(o, kd, c, 3, 3).transpose(0, 2, 1, 3, 4))
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -639,8 +548,8 @@ def conv3d_forward(x, w, stride, padding, dilation, groups):
     q = _plan3(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
     if q.n == 0:  # an empty batch (PyTorch returns the empty output)
         return np.empty((0, q.o, *q.out), dtype=x.dtype)
-    if _use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):  # (before the row kernels: 10c)
-        return _stacked_forward(x, w, tuple(map(int, padding)), q.out)
+    if stack.use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):  # (before the rows: 10c)
+        return stack.stacked_forward(x, w, tuple(map(int, padding)), q.out)
     if ROWS and use_rows3(q.kernel, stride, dilation, q.groups, q.cg, q.o):
         return conv3d_forward_rows(x, w, tuple(map(int, padding)))
     y = np.empty((q.n, q.o, *q.out), dtype=x.dtype)
@@ -667,8 +576,8 @@ def conv3d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         raise ValueError(f"conv3d_backward_input: gy has shape {gy.shape}, expected {(q.n, q.o, *q.out)}")
     if q.n == 0:
         return np.zeros(tuple(x_shape), dtype=gy.dtype)
-    if _use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):
-        return _stacked_backward_input(gy, w, tuple(x_shape), tuple(map(int, padding)))
+    if stack.use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):
+        return stack.stacked_backward_input(gy, w, tuple(x_shape), tuple(map(int, padding)))
     if _use_direct(q.groups, q.cg):
         gx = np.empty(tuple(x_shape), dtype=gy.dtype)
         direct_backward_input(gy, w, *q.args, q.groups, gx)
@@ -716,8 +625,8 @@ def conv3d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         return conv3d_backward_weight_rows(gy, x, tuple(map(int, padding)))
     if not q.items:
         return np.zeros(tuple(w_shape), dtype=gy.dtype)
-    if _use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):
-        return _stacked_backward_weight(gy, x, tuple(w_shape), tuple(map(int, padding)))
+    if stack.use_stack(q.kernel, stride, dilation, q.groups, q.c, q.o, q.out):
+        return stack.stacked_backward_weight(gy, x, tuple(w_shape), tuple(map(int, padding)))
     if CL and _use_cl(q):
         q = _plan3(x.shape, tuple(w_shape), stride, padding, dilation, groups, gy.itemsize, allow_wide=False,
                    min_cols=WGRAD_MIN_COLS)

@@ -438,21 +438,21 @@ STACK_CONVS = [  # (kd, 3, 3), stride 1, kd*C and O >= 32: depth taps stacked as
 
 @pytest.mark.parametrize("fn", ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight"])
 def test_fast_cpu_conv3d_stacked_depths(fn, monkeypatch):
-    """kd x 3 x 3 stride-1 convs as 2-D Winograd convs of the depth-stacked slices (cpu_conv3d._use_stack),
-    all three passes against the reference in both dtypes; TGR_CONV3D_STACK's switch gives the same numbers
-    through the 3-D paths."""
-    from tinygrad_rad.kernels import cpu_conv3d
+    """kd x 3 x 3 stride-1 convs as 2-D Winograd convs of the depth-stacked slices
+    (cpu_conv3d_stack.use_stack), all three passes against the reference in both dtypes; TGR_CONV3D_STACK's
+    switch gives the same numbers through the 3-D paths."""
+    from tinygrad_rad.kernels import cpu_conv3d, cpu_conv3d_stack
 
     calls = []
-    for name in ("_stacked_forward", "_stacked_backward_input", "_stacked_backward_weight"):
-        real = getattr(cpu_conv3d, name)
-        monkeypatch.setattr(cpu_conv3d, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
+    for name in ("stacked_forward", "stacked_backward_input", "stacked_backward_weight"):
+        real = getattr(cpu_conv3d_stack, name)
+        monkeypatch.setattr(cpu_conv3d_stack, name, lambda *a, _f=real, _n=name: calls.append(_n) or _f(*a))
     for dtype in (np.float32, np.float64):
         _conv_case(cpu_conv3d, Dev("cpu"), dtype, np.random.default_rng(8), fn, STACK_CONVS)
     assert len(calls) == 2 * (len(STACK_CONVS) - 1), calls
-    monkeypatch.setattr(cpu_conv3d, "STACK_BYTES", 1)  # one image per chunk of stacked slices
+    monkeypatch.setattr(cpu_conv3d_stack, "STACK_BYTES", 1)  # one image per chunk of stacked slices
     _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(8), fn, STACK_CONVS)
-    monkeypatch.setattr(cpu_conv3d, "STACK", False)
+    monkeypatch.setattr(cpu_conv3d_stack, "STACK", False)
     _conv_case(cpu_conv3d, Dev("cpu"), np.float64, np.random.default_rng(8), fn, STACK_CONVS)
     assert len(calls) == 3 * (len(STACK_CONVS) - 1)
 
