@@ -92,6 +92,10 @@ WINOGRAD_MIN_CHANNELS = 32
 # ... and at least this output size: with the channels-last transforms even ResNet's layer4 (512 -> 512 at
 # 4x4) is ~1.8x faster by Winograd than by im2col + GEMM (benchmarks/NOTES.md section 6b)
 WINOGRAD_MIN_SIZE = 4
+# a Winograd chunk holds at least this many tiles per channel (of the larger of C, O): each chunk's 16 GEMMs
+# (tiles x C) @ (C x O) stream all of U, 16 C O values, which a 4 MB chunk of 64 tiles barely used for
+# ResNet's layer4 (16 MB of U; 1.2-1.4x faster with 512 tiles: benchmarks/NOTES.md section 11a)
+WINOGRAD_TILES_PER_CHANNEL = 1
 # 3x3 stride-1 convs with few channels (and no Winograd) use the direct row kernels of cpu_conv_rows.py;
 # TGR_CONV_ROWS=0 turns them off
 ROWS = os.environ.get("TGR_CONV_ROWS", "1") != "0"
@@ -343,7 +347,8 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_col
     k = c * kh * kw
     if use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
         th, tw = wino.tiles(ho, wo)
-        nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_cols // (th * tw))))
+        min_tiles = max(min_cols, WINOGRAD_TILES_PER_CHANNEL * max(c, o))
+        nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_tiles // (th * tw))))
         return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
                      False, wo, ho * wo, 0, nb, winograd=True)
     wide = not _use_direct(groups, cg) and _use_wide(stride, padding, dilation, kw, wo)
