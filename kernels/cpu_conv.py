@@ -94,7 +94,7 @@ WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_SIZE = 4
 # a Winograd chunk holds at least this many tiles per channel (of the larger of C, O): each chunk's 16 GEMMs
 # (tiles x C) @ (C x O) stream all of U, 16 C O values, which a 4 MB chunk of 64 tiles barely used for
-# ResNet's layer4 (16 MB of U; 1.2-1.4x faster with 512 tiles: benchmarks/NOTES.md section 11a)
+# ResNet's layer4 (16 MB of U; ~1.2x faster with 512 tiles: benchmarks/NOTES.md section 11a)
 WINOGRAD_TILES_PER_CHANNEL = 1
 # 3x3 stride-1 convs with few channels (and no Winograd) use the direct row kernels of cpu_conv_rows.py;
 # TGR_CONV_ROWS=0 turns them off
