@@ -92,6 +92,9 @@ WINOGRAD_MIN_CHANNELS = 32
 # ... and at least this output size: with the channels-last transforms even ResNet's layer4 (512 -> 512 at
 # 4x4) is ~1.8x faster by Winograd than by im2col + GEMM (benchmarks/NOTES.md section 6b)
 WINOGRAD_MIN_SIZE = 4
+# 3x3 stride-2 convs use the stride-2 Winograd scheme (cpu_winograd.F2X2_3X3_S2, 25 products per 2x2 output
+# tile instead of 36) under the same rules; TGR_WINOGRAD_S2=0 keeps them on im2col + GEMM
+WINOGRAD_S2 = os.environ.get("TGR_WINOGRAD_S2", "1") != "0"
 # a Winograd chunk holds at least this many tiles per channel (of the larger of C, O): each chunk's 16 GEMMs
 # (tiles x C) @ (C x O) stream all of U, 16 C O values, which a 4 MB chunk of 64 tiles barely used for
 # ResNet's layer4 (16 MB of U; ~1.2x faster with 512 tiles: benchmarks/NOTES.md section 11a)
@@ -321,8 +324,12 @@ class _Plan:
     p: int  # GEMM columns per image: Ho * wp
     plane: int  # flat padded-plane length (wide only)
     nb: int  # images per chunk
-    winograd: bool = False  # 3x3 stride 1 by Winograd F(2x2, 3x3); then nb is sized for its V and M, and
-    # wide/wp/p/plane describe the plain grid (for the im2col fallback of conv2d_backward_input)
+    winograd: bool = False  # 3x3 stride 1 or 2 by Winograd (stride 1: F(2x2, 3x3)); then nb is sized for its
+    # V and M, and wide/wp/p/plane describe the plain grid (for the im2col fallback of conv2d_backward_input)
+
+    @property
+    def scheme(self):
+        return wino.scheme_for(self.sh)
 
     @property
     def k(self):
@@ -348,7 +355,9 @@ def _plan(x_shape, w_shape, stride, padding, dilation, groups, itemsize, min_col
     if use_winograd((kh, kw), stride, dilation, groups, cg, o // groups, (ho, wo)):
         th, tw = wino.tiles(ho, wo)
         min_tiles = max(min_cols, WINOGRAD_TILES_PER_CHANNEL * max(c, o))
-        nb = max(_images_per_chunk(n, 16 * (c + o) * th * tw * itemsize), min(n, -(-min_tiles // (th * tw))))
+        planes = wino.scheme_for(sh).planes
+        nb = max(_images_per_chunk(n, planes * (c + o) * th * tw * itemsize),
+                 min(n, -(-min_tiles // (th * tw))))
         return _Plan(n, c, h, wd, o, cg, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, groups,
                      False, wo, ho * wo, 0, nb, winograd=True)
     wide = not _use_direct(groups, cg) and _use_wide(stride, padding, dilation, kw, wo)
@@ -377,9 +386,10 @@ def _images_per_chunk(n, per_image_bytes):
 
 
 def use_winograd(kernel, stride, dilation, groups, cg, og, out_hw):
-    """3x3, stride 1, no dilation, enough channels per group in and out for the 16 GEMMs to pay, and an
-    output big enough for the transforms to pay."""
-    return (WINOGRAD and tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+    """3x3, stride 1 (or 2), no dilation, enough channels per group in and out for the 16 (25) GEMMs to
+    pay, and an output big enough for the transforms to pay."""
+    strides = ((1, 1), (2, 2)) if WINOGRAD_S2 else ((1, 1),)
+    return (WINOGRAD and tuple(kernel) == (3, 3) and tuple(stride) in strides and tuple(dilation) == (1, 1)
             and not _use_direct(groups, cg) and min(cg, og) >= WINOGRAD_MIN_CHANNELS
             and min(out_hw) >= WINOGRAD_MIN_SIZE)
 
@@ -491,9 +501,9 @@ def _backward_weight_part(gy, x, lo, hi, q):
     return gw
 
 
-def _planes(name, rows, cols, dtype):
-    """Winograd's V or M: the flat (16, rows*cols + pad) scratch the transforms write, and its (16, rows,
-    cols) view for the GEMMs (rows = tiles, cols = channels).
+def _planes(name, rows, cols, dtype, planes=16):
+    """Winograd's V or M: the flat (planes, rows*cols + pad) scratch the transforms write, and its (planes,
+    rows, cols) view for the GEMMs (rows = tiles, cols = channels; 16 planes, 25 for stride 2).
 
     # NOTE: the 16 planes are NOT a multiple of 4 KiB apart: the output transform reads several planes at
     # the same offset, and when planes were a multiple of 4 KiB apart (256 channels x 1024 tiles: ResNet's
@@ -501,45 +511,64 @@ def _planes(name, rows, cols, dtype):
     # transform ran 3-8x slower: benchmarks/NOTES.md section 5g). One extra cache line per plane
     # (PLANE_PAD_BYTES) spreads them out.
     """
-    flat = scratch(name, (16, rows * cols + PLANE_PAD_BYTES // np.dtype(dtype).itemsize), dtype)
-    return flat, flat[:, : rows * cols].reshape(16, rows, cols)
+    flat = scratch(name, (planes, rows * cols + PLANE_PAD_BYTES // np.dtype(dtype).itemsize), dtype)
+    return flat, flat[:, : rows * cols].reshape(planes, rows, cols)
 
 
 def _winograd_forward_part(x, u, y, lo, hi, q):
     """Winograd: V = input transform, M[xi] = V[xi] @ U[xi].T (16 GEMMs per group), y = output transform."""
     th, tw = wino.tiles(q.ho, q.wo)
-    nb, og, cg = q.nb, q.og, q.cg
-    vflat, v = _planes("wino_v", nb * th * tw, q.c, x.dtype)
-    mflat, m = _planes("wino_m", nb * th * tw, q.o, x.dtype)
+    nb, og, cg, sc = q.nb, q.og, q.cg, q.scheme
+    vflat, v = _planes("wino_v", nb * th * tw, q.c, x.dtype, sc.planes)
+    mflat, m = _planes("wino_m", nb * th * tw, q.o, x.dtype, sc.planes)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
         tiles = b * th * tw
-        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat)
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat, sc)
         for g in range(q.groups):
             # M_g[xi] (tiles, og) = V_g[xi] (tiles, cg) @ U_g[xi].T (cg, og), the 16 xi in ONE stacked matmul
             # call (NumPy runs one BLAS GEMM per xi, without 16 trips through Python)
             np.matmul(v[:, :tiles, g * cg : (g + 1) * cg], u[:, g * og : (g + 1) * og].transpose(0, 2, 1),
                       out=m[:, :tiles, g * og : (g + 1) * og])
-        wino.output_transform(mflat, n0, b, th, tw, y)
+        wino.output_transform(mflat, n0, b, th, tw, y, sc)
+
+
+def _winograd_input_part(gy, u, gx, lo, hi, q):
+    """Input gradient of a stride-2 Winograd conv, the forward run backwards: dM = A dY A^T (adjoint of the
+    output transform), dV[xi] (tiles, cg) = dM[xi] (tiles, og) @ U[xi] (og, cg), gx = the adjoint of the
+    input transform (overlapping patches add up). (Stride 1 does not need it: its input gradient is a
+    forward conv with flipped weights.)"""
+    th, tw = wino.tiles(q.ho, q.wo)
+    nb, og, cg, sc = q.nb, q.og, q.cg, q.scheme
+    vflat, dv = _planes("wino_v", nb * th * tw, q.c, gy.dtype, sc.planes)
+    mflat, dm = _planes("wino_m", nb * th * tw, q.o, gy.dtype, sc.planes)
+    for n0 in range(lo, hi, nb):
+        b = min(nb, hi - n0)
+        tiles = b * th * tw
+        wino.output_transform_adjoint(gy, n0, b, th, tw, mflat, sc)
+        for g in range(q.groups):
+            np.matmul(dm[:, :tiles, g * og : (g + 1) * og], u[:, g * og : (g + 1) * og],
+                      out=dv[:, :tiles, g * cg : (g + 1) * cg])
+        wino.input_transform_adjoint(vflat, n0, b, q.ph, q.pw, th, tw, gx, sc)
 
 
 def _winograd_weight_part(gy, x, lo, hi, q):
     """This thread's share of dU (16, O, cg): sum over tiles of dM[xi].T @ V[xi], dM = A dY A^T."""
     th, tw = wino.tiles(q.ho, q.wo)
-    nb, o = q.nb, q.o
-    du = np.zeros((16, o, q.cg), dtype=gy.dtype)
-    vflat, v = _planes("wino_v", nb * th * tw, q.c, gy.dtype)
-    mflat, dm = _planes("wino_m", nb * th * tw, o, gy.dtype)
+    nb, o, sc = q.nb, q.o, q.scheme
+    du = np.zeros((sc.planes, o, q.cg), dtype=gy.dtype)
+    vflat, v = _planes("wino_v", nb * th * tw, q.c, gy.dtype, sc.planes)
+    mflat, dm = _planes("wino_m", nb * th * tw, o, gy.dtype, sc.planes)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
         tiles = b * th * tw
-        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat)
-        wino.output_transform_adjoint(gy, n0, b, th, tw, mflat)
+        wino.input_transform(x, n0, b, q.ph, q.pw, th, tw, vflat, sc)
+        wino.output_transform_adjoint(gy, n0, b, th, tw, mflat, sc)
         if q.groups == 1:  # dU[xi] += dM[xi].T (O, tiles) @ V[xi] (tiles, C), the 16 xi in one stacked call
             du += np.matmul(dm[:, :tiles].transpose(0, 2, 1), v[:, :tiles],
                             out=scratch("wino_du", du.shape, du.dtype))
         else:
-            for xi in range(16):
+            for xi in range(sc.planes):
                 accumulate_gw(du[xi], dm[xi, :tiles].T, v[xi, :tiles].T, q.og, q.cg, q.groups, "gw_part")
     return du
 
@@ -562,7 +591,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         # NOTE: a small GEMM: on one BLAS thread, or OpenBLAS's woken worker keeps spinning through the
         # batch-split conv that follows (3 busy threads on 2 cores: benchmarks/NOTES.md section 5f)
         with blas_threads(1):
-            u = wino.weight_transform(w)
+            u = wino.weight_transform(w, q.scheme)
         run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q), q.parts())
         return y
     wm = w.reshape(q.o, q.kg)
@@ -584,6 +613,11 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     gx = np.empty((q.n, q.c, q.h, q.wd), dtype=gy.dtype)
     if _use_direct(groups, q.cg):
         direct_backward_input(gy, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, gx)
+        return gx
+    if q.winograd and q.sh == 2:  # stride 2 by the adjoint of its Winograd forward
+        with blas_threads(1):
+            u = wino.weight_transform(w, q.scheme)
+        run_parts(q.n, lambda lo, hi: _winograd_input_part(gy, u, gx, lo, hi, q), q.parts())
         return gx
     qh, qw = q.dh * (q.kh - 1) - q.ph, q.dw * (q.kw - 1) - q.pw
     # the transposed conv has og inputs and cg outputs per group: Winograd if that is big enough
@@ -626,5 +660,5 @@ def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
         gw += share
     if q.winograd:
         with blas_threads(1):
-            return wino.weight_transform_adjoint(gw, gy.dtype)  # dL/dw = G^T dU G
+            return wino.weight_transform_adjoint(gw, gy.dtype, q.scheme)  # dL/dw = G^T dU G
     return gw.reshape(w_shape)

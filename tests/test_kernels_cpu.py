@@ -280,15 +280,19 @@ WINO_CASES = [  # (N, C, H, W, O, padding, groups): 3x3 stride 1, odd and even s
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", WINO_CASES)
-def test_winograd_conv_matches_reference(monkeypatch, split_always, case, dtype):
-    """Forward, backward-input and backward-weight by Winograd F(2x2, 3x3)."""
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("case", WINO_CASES + [(2, 3, 10, 7, 4, 1, 1), (2, 2, 6, 6, 2, 0, 1)])
+def test_winograd_conv_matches_reference(monkeypatch, split_always, case, stride, dtype):
+    """Forward, backward-input and backward-weight by Winograd F(2x2, 3x3) and its stride-2 twin (odd and
+    even sizes: patches that hang over the edge, input rows no patch reaches)."""
     monkeypatch.setattr(cpu_conv, "WINOGRAD", True)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_S2", True)
     monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_SIZE", 1)
     n, c, h, w_, o, p, g = case
-    assert cpu_conv._plan((n, c, h, w_), (o, c // g, 3, 3), (1, 1), (p, p), (1, 1), g, 8).winograd
-    test_conv2d_matches_reference((n, c, h, w_, o, 3, 1, p, 1, g), dtype)
+    s = (stride, stride)
+    assert cpu_conv._plan((n, c, h, w_), (o, c // g, 3, 3), s, (p, p), (1, 1), g, 8).winograd
+    test_conv2d_matches_reference((n, c, h, w_, o, 3, stride, p, 1, g), dtype)
 
 
 def test_winograd_transforms_are_the_textbook_matrices():
@@ -309,6 +313,32 @@ def test_winograd_transforms_are_the_textbook_matrices():
     np.testing.assert_allclose(dm.reshape(4, 4), wino.AT.T @ y[0, 0] @ wino.AT, atol=1e-12)
     g = rng.standard_normal((1, 1, 3, 3))
     np.testing.assert_allclose(wino.weight_transform(g)[:, 0, 0].reshape(4, 4), wino.G @ g[0, 0] @ wino.G.T)
+    du = rng.standard_normal((16, 1, 1))
+    np.testing.assert_allclose(wino.weight_transform_adjoint(du, np.float64)[0, 0],
+                               wino.G.T @ du.reshape(4, 4) @ wino.G, atol=1e-12)
+
+
+def test_winograd_stride2_scheme_is_the_polyphase_algorithm():
+    """The stride-2 scheme: A^T [(G g G^T) * (B^T d B)] A is the 2x2 output of a stride-2 3x3 correlation of
+    a 5x5 patch d, and its transforms (and the input transform's adjoint) match the matrices."""
+    from tinygrad_rad.kernels import cpu_winograd as wino
+
+    sc, rng = wino.F2X2_3X3_S2, np.random.default_rng(6)
+    d, g = rng.standard_normal((1, 1, 5, 5)), rng.standard_normal((1, 1, 3, 3))
+    direct = [[(g[0, 0] * d[0, 0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]).sum() for j in range(2)]
+              for i in range(2)]
+    tile = sc.at @ ((sc.g @ g[0, 0] @ sc.g.T) * (sc.bt @ d[0, 0] @ sc.bt.T)) @ sc.at.T
+    np.testing.assert_allclose(tile, direct, atol=1e-12)
+    v = np.empty((25, 1))
+    wino.input_transform(d, 0, 1, 0, 0, 1, 1, v, sc)
+    np.testing.assert_allclose(v.reshape(5, 5), sc.bt @ d[0, 0] @ sc.bt.T, atol=1e-12)
+    np.testing.assert_allclose(wino.weight_transform(g, sc)[:, 0, 0].reshape(5, 5), sc.g @ g[0, 0] @ sc.g.T)
+    dv, gx = rng.standard_normal((25, 1)), np.empty((1, 1, 5, 5))
+    wino.input_transform_adjoint(dv, 0, 1, 0, 0, 1, 1, gx, sc)
+    np.testing.assert_allclose(gx[0, 0], sc.bt.T @ dv.reshape(5, 5) @ sc.bt, atol=1e-12)
+    m, y = rng.standard_normal((25, 1)), np.empty((1, 1, 2, 2))
+    wino.output_transform(m, 0, 1, 1, 1, y, sc)
+    np.testing.assert_allclose(y[0, 0], sc.at @ m.reshape(5, 5) @ sc.at.T, atol=1e-12)
 
 
 def test_winograd_is_used_where_it_pays():
@@ -318,7 +348,9 @@ def test_winograd_is_used_where_it_pays():
     assert not plan((128, 1, 28, 28), (32, 1, 3, 3), *args).winograd      # one input channel
     assert plan((128, 512, 4, 4), (512, 512, 3, 3), *args).winograd == cpu_conv.WINOGRAD  # 4x4 output
     assert not plan((128, 512, 2, 2), (512, 512, 3, 3), *args).winograd   # 2x2 output
-    assert not plan((128, 64, 14, 14), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, 4).winograd  # stride 2
+    s2 = plan((128, 64, 14, 14), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, 4)  # stride 2: its own scheme
+    assert s2.winograd == (cpu_conv.WINOGRAD and cpu_conv.WINOGRAD_S2) and s2.scheme.planes == 25
+    assert not plan((128, 64, 14, 14), (128, 64, 3, 3), (3, 3), (1, 1), (1, 1), 1, 4).winograd  # stride 3
 
 
 ROWS_CASES = [  # (n, c, h, w, o, padding): 3x3 stride 1 with few channels -> cpu_conv_rows
