@@ -1,4 +1,4 @@
-"""Kernels written as two of a tier's own kernels in a row, for tiers that have no fused version.
+"""Kernels written as two (or more) of a tier's own kernels in a row, for tiers that have no fused version.
 
 ``batch_norm_relu_*`` is relu(batch_norm(x)): the fast CPU tier fuses it into its batch-norm passes
 (``cpu.py``); ``cpu_plain``, ``cuda_plain`` and ``cuda`` call these with their own kernels, so each tier
@@ -24,3 +24,12 @@ def batch_norm_relu_backward(bn_backward, relu_backward, affine_forward, gy, x, 
     shift = -mean * scale if bias is None else bias - mean * scale
     y = affine_forward(x, scale, shift)
     return bn_backward(relu_backward(gy, y), x, weight, mean, invstd)
+
+
+def conv2d_affine_forward(conv_forward, affine_forward, relu_forward, x, w, stride, padding, dilation, groups,
+                          scale, shift, residual, relu):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]) as the tier's kernels one after the other."""
+    y = affine_forward(conv_forward(x, w, stride, padding, dilation, groups), scale, shift)
+    if residual is not None:
+        y = y + residual
+    return relu_forward(y) if relu else y

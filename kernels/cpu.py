@@ -36,7 +36,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .cpu_conv import conv2d_backward_input, conv2d_backward_weight, conv2d_forward  # noqa: F401
+from .cpu_conv import (  # noqa: F401
+    conv2d_affine_forward,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+)
 from .cpu_plain import (  # noqa: F401  (the plain kernels that are already the fast ones: see above)
     avg_pool2d_backward,
     avg_pool2d_forward,
@@ -61,6 +66,7 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
     "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
+    "conv2d_affine_forward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",

@@ -61,7 +61,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import cpu_winograd as wino
 from .cpu_conv_patch import (
@@ -515,7 +515,7 @@ def _planes(name, rows, cols, dtype, planes=16):
     return flat, flat[:, : rows * cols].reshape(planes, rows, cols)
 
 
-def _winograd_forward_part(x, u, y, lo, hi, q):
+def _winograd_forward_part(x, u, y, lo, hi, q, epilogue=None):
     """Winograd: V = input transform, M[xi] = V[xi] @ U[xi].T (16 GEMMs per group), y = output transform."""
     th, tw = wino.tiles(q.ho, q.wo)
     nb, og, cg, sc = q.nb, q.og, q.cg, q.scheme
@@ -530,7 +530,7 @@ def _winograd_forward_part(x, u, y, lo, hi, q):
             # call (NumPy runs one BLAS GEMM per xi, without 16 trips through Python)
             np.matmul(v[:, :tiles, g * cg : (g + 1) * cg], u[:, g * og : (g + 1) * og].transpose(0, 2, 1),
                       out=m[:, :tiles, g * og : (g + 1) * og])
-        wino.output_transform(mflat, n0, b, th, tw, y, sc)
+        wino.output_transform(mflat, n0, b, th, tw, y, sc, epilogue)
 
 
 def _winograd_input_part(gy, u, gx, lo, hi, q):
@@ -576,6 +576,52 @@ def _winograd_weight_part(gy, x, lo, hi, q):
 @serialized
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
+    return _conv2d_forward(x, w, stride, padding, dilation, groups)
+
+
+@serialized
+def conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale, shift, residual, relu):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]) (inference: an eval-time batch norm, a ResNet
+    block's residual add and ReLU after the conv). Winograd convs apply it in their output transform, as
+    each value is stored; the other paths in one pass over the conv's output."""
+    x = prep(x)
+    scale, shift = prep(scale, x.dtype), prep(shift, x.dtype)
+    residual = None if residual is None else prep(residual, x.dtype)
+    q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    if residual is not None and residual.shape != (q.n, q.o, q.ho, q.wo):
+        raise ValueError(f"conv2d_affine_forward: residual has shape {residual.shape}, "
+                         f"expected {(q.n, q.o, q.ho, q.wo)}")
+    if scale.shape != (q.o,) or shift.shape != (q.o,):
+        raise ValueError(f"conv2d_affine_forward: scale and shift have shapes {scale.shape}, {shift.shape}, "
+                         f"expected ({q.o},)")
+    ep = (scale, shift, residual, bool(relu))
+    y, fused = _conv2d_forward(x, w, stride, padding, dilation, groups, ep), False
+    if isinstance(y, tuple):
+        y, fused = y
+    if not fused:
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)
+        r3 = y3 if residual is None else residual.reshape(y3.shape)
+        _epilogue(y3, scale, shift, r3, residual is not None, bool(relu))
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _epilogue(y, scale, shift, res, has_res, relu):
+    """y[n, o] = [relu](y[n, o] * scale[o] + shift[o] [+ res[n, o]]) in place, over (N, O, H*W) arrays."""
+    for no in prange(y.shape[0] * y.shape[1]):
+        n, o = no // y.shape[1], no % y.shape[1]
+        row, rrow, s, t = y[n, o], res[n, o], scale[o], shift[o]
+        for i in range(row.shape[0]):
+            val = row[i] * s + t
+            if has_res:
+                val += rrow[i]
+            if relu and val < 0:
+                val = 0
+            row[i] = val
+
+
+def _conv2d_forward(x, w, stride, padding, dilation, groups, epilogue=None):
+    """conv2d_forward; with an ``epilogue`` a Winograd conv applies it and returns (y, True)."""
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
@@ -592,8 +638,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         # batch-split conv that follows (3 busy threads on 2 cores: benchmarks/NOTES.md section 5f)
         with blas_threads(1):
             u = wino.weight_transform(w, q.scheme)
-        run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q), q.parts())
-        return y
+        run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q, epilogue), q.parts())
+        return y if epilogue is None else (y, True)
     wm = w.reshape(q.o, q.kg)
     run_parts(q.n, lambda lo, hi: _forward_part(x, wm, y, lo, hi, q), q.parts())
     return y
@@ -630,7 +676,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         # whose M = cg is too small then (up to 2x slower for 32->64 @28), but it wins when og ~ cg (2-4x
         # faster than the shallow K = og GEMM for 64->64 @28; benchmarks/NOTES.md section 1d).
         # dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
-        return conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
+        return _conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
     wm = w.reshape(q.o, q.kg)
     run_parts(q.n, lambda lo, hi: _backward_input_part(gy, wm, gx, lo, hi, q), q.parts())
     return gx

@@ -219,11 +219,22 @@ def input_transform_adjoint(dv, n0, nb, ph, pw, th, tw, gx, scheme: Scheme = F2X
     _input_transform_adjoint(dv, n0, nb, ph, pw, th, tw, gx, ci, cv.astype(gx.dtype), scheme.step)
 
 
-def output_transform(m, n0, nb, th, tw, y, scheme: Scheme = F2X2_3X3):
+def output_transform(m, n0, nb, th, tw, y, scheme: Scheme = F2X2_3X3, epilogue=None):
     """y[n0 + k, o, 2 ti + r, 2 tj + s] = (A^T M A)[r, s] with M[a, b] = m[p a + b, t*O + o] for tile
-    t = (k*th + ti)*tw + tj (the parts of the last tiles that hang over the edge are dropped)."""
+    t = (k*th + ti)*tw + tj (the parts of the last tiles that hang over the edge are dropped).
+
+    ``epilogue = (scale, shift, residual, relu)`` stores [relu](Y * scale[o] + shift[o] [+ residual]) instead
+    (an eval-time batch norm, a ResNet block's residual add and its ReLU, applied as each value is stored).
+    """
     (ai, av) = _TABLES[id(scheme)][2]
-    _output_transform(m, n0, nb, th, tw, y, ai, av.astype(y.dtype), scheme.p)
+    if epilogue is None:
+        scale = shift = np.empty(0, dtype=y.dtype)
+        res, mode = y, 0
+    else:
+        scale, shift, residual, relu = epilogue
+        res = y if residual is None else residual
+        mode = 1 + (2 if residual is not None else 0) + (4 if relu else 0)
+    _output_transform(m, n0, nb, th, tw, y, ai, av.astype(y.dtype), scheme.p, scale, shift, res, mode)
 
 
 def output_transform_adjoint(gy, n0, nb, th, tw, dm, scheme: Scheme = F2X2_3X3):
@@ -324,13 +335,13 @@ def _input_transform_adjoint(dv, n0, nb, ph, pw, th, tw, gx, ci, cv, step):
 
 
 @njit(nogil=True, cache=True)
-def _output_transform(m, n0, nb, th, tw, y, ai, av, p_):
+def _output_transform(m, n0, nb, th, tw, y, ai, av, p_, scale, shift, res, mode):
     o_, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     n = tw * o_
     sr = np.empty((p_, n), dtype=y.dtype)  # row r of A^T M, for every tile of the row and channel
     q = np.empty((2, n), dtype=y.dtype)  # q[s, tj*O + o] = Y[r, s]
     for k in range(nb):
-        img = y[n0 + k]
+        img, rimg = y[n0 + k], res[n0 + k]
         for ti in range(th):
             src = (k * th + ti) * n
             for r in range(min(2, ho - 2 * ti)):
@@ -343,8 +354,17 @@ def _output_transform(m, n0, nb, th, tw, y, ai, av, p_):
                 row = 2 * ti + r
                 for j in range(wo):  # channels-last -> NCHW: contiguous loads, one strided store each
                     src_j = q[j & 1, (j >> 1) * o_ : (j >> 1) * o_ + o_]
-                    for o in range(o_):
-                        img[o, row, j] = src_j[o]
+                    if mode == 0:
+                        for o in range(o_):
+                            img[o, row, j] = src_j[o]
+                        continue
+                    for o in range(o_):  # the epilogue: y * scale + shift [+ residual] [relu]
+                        val = src_j[o] * scale[o] + shift[o]
+                        if mode & 2:
+                            val += rimg[o, row, j]
+                        if mode & 4 and val < 0:  # NaN stays NaN, as relu_forward
+                            val = 0
+                        img[o, row, j] = val
 
 
 @njit(nogil=True, cache=True)

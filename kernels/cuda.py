@@ -59,6 +59,7 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
     "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
+    "conv2d_affine_forward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
@@ -191,6 +192,12 @@ def channel_affine_forward(x, scale, shift):
     plane = int(np.prod(x.shape[2:], dtype=np.int64))  # values per (image, channel)
     return _elementwise(_affine_kernel, x.shape, x, scale.astype(x.dtype), shift.astype(x.dtype),
                         scalars=(plane,))
+
+
+def conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale, shift, residual, relu):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]), this tier's conv, affine and ReLU in a row."""
+    return compose.conv2d_affine_forward(conv2d_forward, channel_affine_forward, relu_forward, x, w, stride,
+                                         padding, dilation, groups, scale, shift, residual, relu)
 
 
 def channel_affine_backward(g, x, scale):

@@ -34,6 +34,7 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
     "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
+    "conv2d_affine_forward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
     "conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight",
     "max_pool3d_forward", "max_pool3d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
@@ -523,6 +524,12 @@ def channel_affine_forward(x, scale, shift):
     launch(_affine_kernel, y.size, x3, _per_channel(scale, c, xp, x.dtype, 1),
             _per_channel(shift, c, xp, x.dtype, 0), y)
     return y.reshape(x.shape)
+
+
+def conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale, shift, residual, relu):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]), this tier's conv, affine and ReLU in a row."""
+    return compose.conv2d_affine_forward(conv2d_forward, channel_affine_forward, relu_forward, x, w, stride,
+                                         padding, dilation, groups, scale, shift, residual, relu)
 
 
 def channel_affine_backward(g, x, scale):

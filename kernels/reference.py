@@ -225,6 +225,16 @@ def channel_affine_forward(x, scale, shift):
     return (x * scale.reshape(shp) + shift.reshape(shp)).astype(x.dtype, copy=False)
 
 
+def conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale, shift, residual, relu):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]): a conv followed by an eval-time batch norm,
+    the residual add of a ResNet block and the ReLU, one kernel call (inference only; ``residual`` may be
+    None, ``relu`` a bool)."""
+    y = channel_affine_forward(conv2d_forward(x, w, stride, padding, dilation, groups), scale, shift)
+    if residual is not None:
+        y = (y + residual).astype(y.dtype, copy=False)
+    return relu_forward(y) if relu else y
+
+
 def channel_affine_backward(g, x, scale):
     """dx = g * scale[c]; dscale[c] = sum g x; dshift[c] = sum g (sums over all but the channel axis)."""
     axes, shp = bn_axes(x), _bn_shape(x)

@@ -30,7 +30,7 @@ INTERFACE = [
     "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward_train", "batch_norm_backward", "batch_norm_relu_forward_train",
-    "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward",
+    "batch_norm_relu_backward", "channel_affine_forward", "channel_affine_backward", "conv2d_affine_forward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward", "adam_step",
 ]
 # the 3-D functions (reference in kernels/reference3d.py); their cases are tests/test_ops_3d.py's test_tier_3d
@@ -144,6 +144,17 @@ def _conv_inputs(rng, dtype):
 def case_conv2d_forward(mod, d, dtype, rng):
     for x, w, args, what in _conv_inputs(rng, dtype):
         _close(d.host(mod.conv2d_forward(d(x), d(w), *args)), R.conv2d_forward(x, w, *args), dtype, what)
+
+
+def case_conv2d_affine_forward(mod, d, dtype, rng):
+    for i, (x, w, args, what) in enumerate(_conv_inputs(rng, dtype)):
+        shape = R.conv2d_forward(x, w, *args).shape
+        scale, shift = _rand(rng, shape[1:2], dtype), _rand(rng, shape[1:2], dtype)
+        res = _rand(rng, shape, dtype) if i % 2 else None
+        dres = None if res is None else d(res)
+        got = mod.conv2d_affine_forward(d(x), d(w), *args, d(scale), d(shift), dres, i % 3 != 1)
+        _close(d.host(got), R.conv2d_affine_forward(x, w, *args, scale, shift, res, i % 3 != 1), dtype,
+               f"{what} residual={res is not None} relu={i % 3 != 1}")
 
 
 def case_conv2d_backward_input(mod, d, dtype, rng):

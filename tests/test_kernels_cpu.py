@@ -295,6 +295,31 @@ def test_winograd_conv_matches_reference(monkeypatch, split_always, case, stride
     test_conv2d_matches_reference((n, c, h, w_, o, 3, stride, p, 1, g), dtype)
 
 
+@pytest.mark.parametrize("winograd", [True, False])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_affine_forward_fused_in_the_winograd_store(monkeypatch, split_always, winograd, stride):
+    """conv -> eval batch norm (-> + residual) (-> relu) in one call: in Winograd's output transform, or as a
+    pass after the other conv paths; the same values as the reference's ops one after the other."""
+    from tinygrad_rad.kernels import reference
+
+    monkeypatch.setattr(cpu_conv, "WINOGRAD", winograd)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_MIN_SIZE", 1)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((3, 5, 9, 8)), rng.standard_normal((6, 5, 3, 3))
+    args = ((stride, stride), (1, 1), (1, 1), 1)
+    assert cpu_conv._plan(x.shape, w.shape, *args, 8).winograd == winograd
+    y = reference.conv2d_forward(x, w, *args)
+    scale, shift, res = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(y.shape)
+    for residual in (None, res):
+        for relu in (False, True):
+            got = cpu_conv.conv2d_affine_forward(x, w, *args, scale, shift, residual, relu)
+            want = reference.conv2d_affine_forward(x, w, *args, scale, shift, residual, relu)
+            np.testing.assert_allclose(got, want, atol=1e-12)
+    with pytest.raises(ValueError, match="residual has shape"):
+        cpu_conv.conv2d_affine_forward(x, w, *args, scale, shift, res[:, :3], True)
+
+
 def test_winograd_transforms_are_the_textbook_matrices():
     """The hand-written transforms equal B^T d B, A^T M A and A dY A^T with the module's matrices."""
     from tinygrad_rad.kernels import cpu_winograd as wino

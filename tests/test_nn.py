@@ -405,3 +405,52 @@ def test_fused_batchnorm_relu_equals_the_two_ops(monkeypatch):
     with capture_outputs({"1": seq[1]}) as rec:
         out = seq(tr.tensor(x0))
     assert type(out._ctx).__name__ != "BatchNormReLUTrain" and len(rec) == 1  # the ReLU ran on its own
+
+
+@pytest.mark.parametrize("dtype", [tr.float32, tr.float64])
+def test_conv_bn_fuses_at_inference_with_the_same_values(monkeypatch, dtype):
+    """nn.conv_bn and Sequential's Conv2d -> BatchNorm2d (-> ReLU) run as one op (ops.Conv2dAffineEval) in
+    eval mode under no_grad, with a residual, a conv bias, affine=False; the values equal the modules run
+    apart; with a gradient needed, or in training, the modules run apart."""
+    import tinygrad_rad.nn.modules.containers as C
+    from tinygrad_rad import ops
+    from tinygrad_rad.models import ResNet18
+
+    calls = []
+    real = ops.Conv2dAffineEval.apply
+    monkeypatch.setattr(ops.Conv2dAffineEval, "apply", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tr.manual_seed(0)
+    models = [ResNet18(in_channels=1, num_classes=3, width=8).to(dtype),
+              nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+                            nn.Conv2d(4, 3, 3, stride=2, bias=False), nn.BatchNorm2d(3)).to(dtype)]
+    for m in models:
+        x = tr.randn(4, m.conv1.in_channels if hasattr(m, "conv1") else 2, 12, 12, dtype=dtype)
+        m.train()
+        for _ in range(2):
+            m(x)  # running statistics away from (0, 1)
+        m.eval()
+        calls.clear()
+        with tr.no_grad():
+            fused = m(x).numpy()
+        assert calls, "the fused op did not run"
+        monkeypatch.setattr(C, "_fuses_conv_bn", lambda *a: False)
+        with tr.no_grad():
+            apart = m(x).numpy()
+        monkeypatch.undo()
+        monkeypatch.setattr(ops.Conv2dAffineEval, "apply", lambda *a, **k: calls.append(1) or real(*a, **k))
+        np.testing.assert_allclose(fused, apart, rtol=1e-6, atol=1e-6)
+        calls.clear()
+        out = m(x)  # eval mode, gradients on: the modules one by one
+        out.sum().backward()
+        assert not calls and next(iter(m.parameters())).grad is not None
+
+
+def test_conv_affine_eval_op_refuses_backward():
+    from tinygrad_rad import ops
+
+    x = tr.randn(1, 2, 5, 5, requires_grad=True)
+    w, s, t = tr.randn(3, 2, 3, 3), tr.ones(3), tr.zeros(3)
+    y = ops.Conv2dAffineEval.apply(x, w, s, t, padding=(1, 1), relu=True)
+    assert y.shape == (1, 3, 5, 5) and float(y.numpy().min()) >= 0
+    with pytest.raises(RuntimeError, match="inference-only"):
+        y.sum().backward()

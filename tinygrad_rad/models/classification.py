@@ -108,10 +108,10 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        out = nn.bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1 x)), fused
-        out = self.bn2(self.conv2(out))
+        # relu(bn1(conv1 x)) and relu(bn2(conv2 out) + identity); nn.conv_bn fuses each at inference
+        out = nn.conv_bn(self.conv1, self.bn1, x, self.relu)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return nn.conv_bn(self.conv2, self.bn2, out, self.relu, residual=identity)
 
 
 class Bottleneck(nn.Module):
@@ -134,11 +134,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        out = nn.bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1 x)), fused
-        out = nn.bn_relu(self.bn2, self.relu, self.conv2(out))
-        out = self.bn3(self.conv3(out))
+        out = nn.conv_bn(self.conv1, self.bn1, x, self.relu)  # relu(bn1(conv1 x)); fused at inference
+        out = nn.conv_bn(self.conv2, self.bn2, out, self.relu)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return nn.conv_bn(self.conv3, self.bn3, out, self.relu, residual=identity)
 
 
 class ResNet(nn.Module):
@@ -201,7 +200,7 @@ class ResNet(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """The last conv feature map (N, 8 * width * expansion, h, w) — Grad-CAM's target is ``layer4``."""
         check_input(self, x, self.input_ndim)
-        x = self.maxpool(nn.bn_relu(self.bn1, self.relu, self.conv1(x)))
+        x = self.maxpool(nn.conv_bn(self.conv1, self.bn1, x, self.relu))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -61,4 +61,5 @@ from .modules import (  # noqa: F401
     TverskyLoss,
     Upsample,
     bn_relu,
+    conv_bn,
 )

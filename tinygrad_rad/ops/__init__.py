@@ -14,7 +14,7 @@ movement.py     Reshape Permute Expand GetItem Cat Pad Roll Gather Scatter Scatt
                 and ``pad`` (tensor-level helpers), ``along`` (the index of gather/scatter)
 matmul.py       MatMul Einsum; ``matmul`` (1-D operands as in NumPy/PyTorch), ``einsum`` (ellipsis,
                 broadcasting and implicit output rewritten to an explicit equation)
-conv.py         Conv2d ConvTranspose2d Conv3d ConvTranspose3d
+conv.py         Conv2d Conv2dAffineEval ConvTranspose2d Conv3d ConvTranspose3d
 pool.py         MaxPool2d AvgPool2d MaxPool3d AvgPool3d
 norm.py         BatchNormTrain BatchNormReLUTrain ChannelAffine
 loss.py         SoftmaxCrossEntropy
@@ -28,7 +28,7 @@ against ``xp`` (NumPy or CuPy).
 from __future__ import annotations
 
 from .activation import Clamp, Elu, Gelu, LeakyRelu, Relu, Sigmoid, Softplus, Tanh
-from .conv import Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d
+from .conv import Conv2d, Conv2dAffineEval, Conv3d, ConvTranspose2d, ConvTranspose3d
 from .elementwise import (
     Abs,
     Acos,
@@ -95,7 +95,9 @@ from .reduce import CumProd, CumSum, LogCumSumExp, LogSoftmax, LogSumExp, Max, M
 
 __all__ = [
     "Abs", "Add", "AvgPool2d", "BatchNormReLUTrain", "BatchNormTrain", "Cast", "Cat", "ChannelAffine",
-    "Clamp", "Conv2d", "ConvTranspose2d", "Copy", "Cos", "CumSum", "Div", "Dropout", "Elu", "Exp", "Expand",
+    "Clamp", "Conv2d", "Conv2dAffineEval", "ConvTranspose2d", "Copy", "Cos", "CumSum", "Div", "Dropout",
+    "Elu",
+    "Exp", "Expand",
     "Expm1",
     "Gelu", "GetItem", "LeakyRelu", "Log", "Log1p", "LogSoftmax", "LogSumExp", "MatMul", "Max",
     "MaxPool2d", "MaxUnpool2d", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pad", "Permute", "Pow",

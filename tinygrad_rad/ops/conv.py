@@ -31,6 +31,21 @@ class Conv2d(Function):
         return gx, gw
 
 
+class Conv2dAffineEval(Function):
+    """[relu](conv2d(x, w) * scale[o] + shift[o] [+ residual]): a conv, an eval-time batch norm, a ResNet
+    block's residual add and its ReLU as one kernel call (``nn.conv_bn`` at inference). Inference only:
+    ``nn.conv_bn`` applies it when no gradient is needed, and runs the ops apart otherwise."""
+
+    def forward(self, x, w, scale, shift, residual=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                groups=1, relu=False):
+        return backend(self.device).conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale,
+                                                          shift, residual, relu)
+
+    def backward(self, g):
+        raise RuntimeError("Conv2dAffineEval is inference-only: nn.conv_bn uses it only when no gradient "
+                           "is needed (model.eval() under no_grad)")
+
+
 class ConvTranspose2d(Function):
     """The adjoint of Conv2d: forward is conv2d's backward-input, so the same kernels serve both."""
 

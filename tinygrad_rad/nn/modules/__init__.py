@@ -13,7 +13,7 @@ names, argument names and default initialisations follow PyTorch, so ``state_dic
 | file | layers |
 | --- | --- |
 | module.py | Parameter, Module |
-| containers.py | Sequential, ModuleList, ModuleDict, bn_relu (BatchNorm + ReLU fused) |
+| containers.py | Sequential, ModuleList, ModuleDict, bn_relu, conv_bn (fused BatchNorm + ReLU, Conv + BN) |
 | linear.py | Identity, Linear |
 | conv.py | Conv1d, Conv2d, ConvTranspose2d |
 | pool.py | MaxPool2d, AvgPool2d, MaxUnpool2d, AdaptiveAvgPool2d |
@@ -45,7 +45,7 @@ from .activation import (
     Softplus,
     Tanh,
 )
-from .containers import ModuleDict, ModuleList, Sequential, bn_relu
+from .containers import ModuleDict, ModuleList, Sequential, bn_relu, conv_bn
 from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .conv3d import Conv3d, ConvTranspose3d
 from .dropout import Dropout, Dropout2d
@@ -72,7 +72,8 @@ from .pool3d import AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, MaxPool3d
 from .upsampling import Upsample
 
 __all__ = [
-    "Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "bn_relu", "Identity", "Linear",
+    "Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "bn_relu", "conv_bn", "Identity",
+    "Linear",
     "Conv2d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout2d", "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d", "Upsample", "Flatten", "ReLU", "LeakyReLU", "ELU", "GELU", "Sigmoid", "Tanh",

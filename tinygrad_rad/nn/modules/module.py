@@ -288,7 +288,8 @@ class Module:
         The Parameter objects stay the same (an optimizer made before ``to`` keeps working); only
         floating-point tensors change dtype (``num_batches_tracked`` stays int64).
         """
-        is_dev = isinstance(device, str) or hasattr(device, "type")
+        # NOTE: a NumPy dtype (tr.float64) has a ``.type`` attribute too: it is a dtype, not a device
+        is_dev = isinstance(device, str) or (hasattr(device, "type") and not isinstance(device, np.dtype))
         if dtype is None and device is not None and not is_dev:
             device, dtype = None, device  # model.to(float64)
         dev = canonical_device(device) if device is not None else None
