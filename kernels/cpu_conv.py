@@ -6,7 +6,7 @@ output, read straight from the input, with no cache blocking or vectorised GEMM.
 code for depthwise-like convs and adds, for everything else: (1) the batch split across threads,
 (2) im2col so that each chunk of images is one BLAS GEMM (cache-blocked and vectorised by OpenBLAS),
 with "wide rows" copies for stride 1, (3) a choice of GEMM shape per pass, and (4) Winograd F(2x2, 3x3)
-for 3x3 stride-1 convs.
+for 3x3 stride-1 and stride-2 convs.
 
 How a convolution becomes a matrix product (the scheme, for learners)
 ---------------------------------------------------------------------
@@ -43,7 +43,10 @@ Where the time goes, and what we do about it (measurements: benchmarks/NOTES.md)
   flipped, transposed weights, whichever gives BLAS the better-shaped product.
 * The weight gradient's GEMM is computed in the orientation that makes the larger side its M.
 * 3x3 stride-1 convs with enough channels skip im2col altogether: all three passes go through Winograd
-  F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications.
+  F(2x2, 3x3) (``cpu_winograd.py``), 2.25x fewer multiplications; 3x3 stride-2 ones through its stride-2
+  twin (25 products per 2x2 output tile instead of 36).
+* At inference, ``conv2d_affine_forward`` applies an eval-time batch norm, a residual add and a ReLU as
+  Winograd's output transform stores each value (``nn.conv_bn``).
 * 3x3 stride-1 convs with few channels (a 1-channel stem, a U-Net's outer levels: tiny GEMMs whose im2col
   copy costs more than the arithmetic) skip im2col too: direct row kernels (``cpu_conv_rows.py``) add the
   nine taps in one vectorised pass over a block of output rows.

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution on the CPU: 3x3, stride-1 convs with 2.25x fewer multiplications.
+"""Winograd F(2x2, 3x3) convolution on the CPU: 3x3, stride-1 convs with 2.25x fewer multiplications
+(and a stride-2 twin with 1.44x fewer: ``F2X2_3X3_S2`` below).
 
 The idea (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), for learners
 -----------------------------------------------------------------------------------------------
@@ -16,6 +17,11 @@ elementwise product becomes, for each of the 16 positions xi of the 4x4 matrices
 
 then each tile's output is A^T M A. The transforms are additions only (coefficients 0, +-1, +-1/2), so
 the cost moves from 9*C*O multiply-adds per output pixel to 4*C*O plus cheap transforms.
+
+Stride 2 uses the same machinery with 5x5 patches 4 apart and 25 products (``Scheme``: the kernels take
+the matrices' nonzero tables as arguments). Its input gradient is the forward run backwards: dM = A dY A^T,
+dV[xi] = dM[xi] @ U[xi], and the adjoint of the input transform puts B dV B^T back at each (overlapping)
+patch (``input_transform_adjoint``).
 
 Backward passes:
 * input gradient of a 3x3 stride-1 conv = the same conv of ``gy`` with flipped, transposed weights
