@@ -518,12 +518,20 @@ def _planes(name, rows, cols, dtype, planes=16):
     return flat, flat[:, : rows * cols].reshape(planes, rows, cols)
 
 
+def _wino_buffers(q, dtype):
+    """This thread's Winograd scratch for one chunk: (tile rows, tile columns, V flat, V (planes, tiles, C),
+    M flat, M (planes, tiles, O)); the same buffers serve forward, input and weight gradients."""
+    th, tw = wino.tiles(q.ho, q.wo)
+    planes = q.scheme.planes
+    vflat, v = _planes("wino_v", q.nb * th * tw, q.c, dtype, planes)
+    mflat, m = _planes("wino_m", q.nb * th * tw, q.o, dtype, planes)
+    return th, tw, vflat, v, mflat, m
+
+
 def _winograd_forward_part(x, u, y, lo, hi, q, epilogue=None):
     """Winograd: V = input transform, M[xi] = V[xi] @ U[xi].T (16 GEMMs per group), y = output transform."""
-    th, tw = wino.tiles(q.ho, q.wo)
     nb, og, cg, sc = q.nb, q.og, q.cg, q.scheme
-    vflat, v = _planes("wino_v", nb * th * tw, q.c, x.dtype, sc.planes)
-    mflat, m = _planes("wino_m", nb * th * tw, q.o, x.dtype, sc.planes)
+    th, tw, vflat, v, mflat, m = _wino_buffers(q, x.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
         tiles = b * th * tw
@@ -541,10 +549,8 @@ def _winograd_input_part(gy, u, gx, lo, hi, q):
     output transform), dV[xi] (tiles, cg) = dM[xi] (tiles, og) @ U[xi] (og, cg), gx = the adjoint of the
     input transform (overlapping patches add up). (Stride 1 does not need it: its input gradient is a
     forward conv with flipped weights.)"""
-    th, tw = wino.tiles(q.ho, q.wo)
     nb, og, cg, sc = q.nb, q.og, q.cg, q.scheme
-    vflat, dv = _planes("wino_v", nb * th * tw, q.c, gy.dtype, sc.planes)
-    mflat, dm = _planes("wino_m", nb * th * tw, q.o, gy.dtype, sc.planes)
+    th, tw, vflat, dv, mflat, dm = _wino_buffers(q, gy.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
         tiles = b * th * tw
@@ -557,11 +563,9 @@ def _winograd_input_part(gy, u, gx, lo, hi, q):
 
 def _winograd_weight_part(gy, x, lo, hi, q):
     """This thread's share of dU (16, O, cg): sum over tiles of dM[xi].T @ V[xi], dM = A dY A^T."""
-    th, tw = wino.tiles(q.ho, q.wo)
     nb, o, sc = q.nb, q.o, q.scheme
     du = np.zeros((sc.planes, o, q.cg), dtype=gy.dtype)
-    vflat, v = _planes("wino_v", nb * th * tw, q.c, gy.dtype, sc.planes)
-    mflat, dm = _planes("wino_m", nb * th * tw, o, gy.dtype, sc.planes)
+    th, tw, vflat, v, mflat, dm = _wino_buffers(q, gy.dtype)
     for n0 in range(lo, hi, nb):
         b = min(nb, hi - n0)
         tiles = b * th * tw
@@ -579,7 +583,7 @@ def _winograd_weight_part(gy, x, lo, hi, q):
 @serialized
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y = conv2d(x, w) (no bias), NCHW. Example: ``conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)``."""
-    return _conv2d_forward(x, w, stride, padding, dilation, groups)
+    return _conv2d_forward(x, w, stride, padding, dilation, groups)[0]
 
 
 @serialized
@@ -598,9 +602,7 @@ def conv2d_affine_forward(x, w, stride, padding, dilation, groups, scale, shift,
         raise ValueError(f"conv2d_affine_forward: scale and shift have shapes {scale.shape}, {shift.shape}, "
                          f"expected ({q.o},)")
     ep = (scale, shift, residual, bool(relu))
-    y, fused = _conv2d_forward(x, w, stride, padding, dilation, groups, ep), False
-    if isinstance(y, tuple):
-        y, fused = y
+    y, fused = _conv2d_forward(x, w, stride, padding, dilation, groups, ep)
     if not fused:
         y3 = y.reshape(y.shape[0], y.shape[1], -1)
         r3 = y3 if residual is None else residual.reshape(y3.shape)
@@ -624,28 +626,28 @@ def _epilogue(y, scale, shift, res, has_res, relu):
 
 
 def _conv2d_forward(x, w, stride, padding, dilation, groups, epilogue=None):
-    """conv2d_forward; with an ``epilogue`` a Winograd conv applies it and returns (y, True)."""
+    """conv2d_forward -> (y, fused): fused is True when a Winograd conv applied the ``epilogue``."""
     x = prep(x)
     w = prep(w, x.dtype)
     q = _plan(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
     if PATCH and q.n and use_patch((q.kh, q.kw), stride, padding, dilation, groups):
-        return conv2d_forward_patch(x, w)
+        return conv2d_forward_patch(x, w), False
     if _rows(q, q.cg, q.o, q.wo):
-        return conv2d_forward_rows(x, w, (q.ph, q.pw))
+        return conv2d_forward_rows(x, w, (q.ph, q.pw)), False
     y = np.empty((q.n, q.o, q.ho, q.wo), dtype=x.dtype)
     if _use_direct(groups, q.cg):
         direct_forward(x, w, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, groups, y)
-        return y
+        return y, False
     if q.winograd:
         # NOTE: a small GEMM: on one BLAS thread, or OpenBLAS's woken worker keeps spinning through the
         # batch-split conv that follows (3 busy threads on 2 cores: benchmarks/NOTES.md section 5f)
         with blas_threads(1):
             u = wino.weight_transform(w, q.scheme)
         run_parts(q.n, lambda lo, hi: _winograd_forward_part(x, u, y, lo, hi, q, epilogue), q.parts())
-        return y if epilogue is None else (y, True)
+        return y, epilogue is not None
     wm = w.reshape(q.o, q.kg)
     run_parts(q.n, lambda lo, hi: _forward_part(x, wm, y, lo, hi, q), q.parts())
-    return y
+    return y, False
 
 
 @serialized
@@ -679,7 +681,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         # whose M = cg is too small then (up to 2x slower for 32->64 @28), but it wins when og ~ cg (2-4x
         # faster than the shallow K = og GEMM for 64->64 @28; benchmarks/NOTES.md section 1d).
         # dx = conv2d(gy, flipped and transposed w, padding d (k - 1) - p): a plain forward conv
-        return _conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)
+        return _conv2d_forward(gy, _flip_transpose(w, groups), (1, 1), (qh, qw), (q.dh, q.dw), groups)[0]
     wm = w.reshape(q.o, q.kg)
     run_parts(q.n, lambda lo, hi: _backward_input_part(gy, wm, gx, lo, hi, q), q.parts())
     return gx

@@ -37,6 +37,7 @@ the NumPy reference). Each function takes a per-thread slice of images like ``cp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit, prange
@@ -92,16 +93,30 @@ class Scheme:
     def gg(self) -> np.ndarray:  # (G (x) G)[p a + b, 3 i + j] = G[a, i] G[b, j]
         return np.kron(self.g, self.g)
 
-    def tables(self) -> tuple:
-        """(B^T rows' nonzeros, B^T columns' nonzeros, A^T rows' nonzeros, G (x) G rows' and columns'
-        nonzeros) as (index, value) pairs."""
-        return (_nonzeros(self.bt, 2), _nonzeros(self.bt.T, 3), _nonzeros(self.at, 3),
-                _nonzeros(self.gg, 9), _nonzeros(self.gg.T, 9))
+    # the (index, value) tables of the nonzero entries the kernels sum (computed once per scheme)
+    @cached_property
+    def bt_rows(self):
+        return _nonzeros(self.bt, 2)
+
+    @cached_property
+    def bt_cols(self):
+        return _nonzeros(self.bt.T, 3)
+
+    @cached_property
+    def at_rows(self):
+        return _nonzeros(self.at, 3)
+
+    @cached_property
+    def gg_rows(self):
+        return _nonzeros(self.gg, 9)
+
+    @cached_property
+    def gg_cols(self):
+        return _nonzeros(self.gg.T, 9)
 
 
 F2X2_3X3 = Scheme(BT, G, AT, 2)
 F2X2_3X3_S2 = Scheme(BT_S2, G_S2, AT_S2, 4)
-_TABLES = {id(s): s.tables() for s in (F2X2_3X3, F2X2_3X3_S2)}
 
 
 def scheme_for(stride: int) -> Scheme:
@@ -117,7 +132,7 @@ def tiles(ho: int, wo: int) -> tuple[int, int]:
 def weight_transform(w: np.ndarray, scheme: Scheme = F2X2_3X3) -> np.ndarray:
     """U (P, O, Cg) with U[p a + b, o, c] = (G w[o, c] G^T)[a, b] (P = p*p: 16, or 25 for stride 2)."""
     o, cg = w.shape[:2]
-    (gi, gv), u = _TABLES[id(scheme)][3], np.empty((scheme.planes, o * cg), dtype=w.dtype)
+    (gi, gv), u = scheme.gg_rows, np.empty((scheme.planes, o * cg), dtype=w.dtype)
     _weight_transform(np.ascontiguousarray(w).reshape(o * cg, 9), gi, gv, u)
     return u.reshape(scheme.planes, o, cg)
 
@@ -125,7 +140,7 @@ def weight_transform(w: np.ndarray, scheme: Scheme = F2X2_3X3) -> np.ndarray:
 def weight_transform_adjoint(du: np.ndarray, dtype, scheme: Scheme = F2X2_3X3) -> np.ndarray:
     """dL/dw (O, Cg, 3, 3) = G^T dU[o, c] G from dU (P, O, Cg) (float64 sums)."""
     o, cg = du.shape[1:]
-    (gi, gv), gw = _TABLES[id(scheme)][4], np.empty((o * cg, 9), dtype=dtype)
+    (gi, gv), gw = scheme.gg_cols, np.empty((o * cg, 9), dtype=dtype)
     _weight_transform_adjoint(np.ascontiguousarray(du).reshape(scheme.planes, o * cg), gi, gv, gw)
     return gw.reshape(o, cg, 3, 3)
 
@@ -213,7 +228,7 @@ def _lincomb3(dst, p0, p1, p2, c0, c1, c2):
 def input_transform(x, n0, nb, ph, pw, th, tw, v, scheme: Scheme = F2X2_3X3):
     """v[P a + b, t*C + c] = (B^T d B)[a, b] for tile t = (k*th + ti)*tw + tj of image n0 + k, channel c, and
     the p x p patch d whose top-left corner is (step ti - ph, step tj - pw) (zeros outside the image)."""
-    (bi, bv) = _TABLES[id(scheme)][0]
+    bi, bv = scheme.bt_rows
     _input_transform(x, n0, nb, ph, pw, th, tw, v, bi, bv.astype(x.dtype), scheme.step)
 
 
@@ -221,7 +236,7 @@ def input_transform_adjoint(dv, n0, nb, ph, pw, th, tw, gx, scheme: Scheme = F2X
     """gx[n0 + k] = the sum over tiles of B dV B^T put back at each tile's patch (overlapping patches add
     up; what falls on the padding is dropped): the adjoint of ``input_transform``, used by the input
     gradient of a stride-2 conv."""
-    (ci, cv) = _TABLES[id(scheme)][1]
+    ci, cv = scheme.bt_cols
     _input_transform_adjoint(dv, n0, nb, ph, pw, th, tw, gx, ci, cv.astype(gx.dtype), scheme.step)
 
 
@@ -232,7 +247,7 @@ def output_transform(m, n0, nb, th, tw, y, scheme: Scheme = F2X2_3X3, epilogue=N
     ``epilogue = (scale, shift, residual, relu)`` stores [relu](Y * scale[o] + shift[o] [+ residual]) instead
     (an eval-time batch norm, a ResNet block's residual add and its ReLU, applied as each value is stored).
     """
-    (ai, av) = _TABLES[id(scheme)][2]
+    ai, av = scheme.at_rows
     if epilogue is None:
         scale = shift = np.empty(0, dtype=y.dtype)
         res, mode = y, 0
